@@ -1,0 +1,185 @@
+"""Fixtures: a real PostgreSQL per test session, fresh databases per test, moto for AWS.
+
+The server is `TOTESYS_TEST_DATABASE_URL` when set (it must allow CREATE DATABASE),
+otherwise an embedded PostgreSQL started once per session. Per-test databases are
+cheap copies of templates (CREATE DATABASE ... TEMPLATE).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, make_url, text
+
+from totesys_cli import embedded, generator
+from totesys_cli.db import engine
+from totesys_cli.settings import Database, parse_database_url
+
+# the installed console script, beside the interpreter running the tests
+TOTESYS = str(Path(sys.executable).parent / "totesys")
+TEST_SIZES = generator.Sizes(sales_orders=300, purchase_orders=126)
+TEST_SEED = 7
+PASSWORD_USER = "totesys_pw"
+PASSWORD = "s3cret-Pa55word"  # grepped for in every output: it must never appear
+
+
+@dataclass
+class PgServer:
+    """A PostgreSQL server we may create databases on."""
+
+    base_url: str
+    embedded_dir: Path | None
+
+    def url(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        url = make_url(self.base_url).set(database=database)
+        if user:
+            url = url.set(username=user, password=password)
+        return url.render_as_string(hide_password=False)
+
+    def db(self, database: str) -> Database:
+        return Database("test", parse_database_url("test", self.url(database), "TEST"), "TEST")
+
+    def engine(self, database: str = "postgres") -> Engine:
+        return engine(self.db(database))
+
+    def admin(self) -> Engine:
+        return self.engine().execution_options(isolation_level="AUTOCOMMIT")
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        with self.admin().connect() as conn:
+            quote = conn.dialect.identifier_preparer.quote
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quote(name)} WITH (FORCE)"))
+            tail = f" TEMPLATE {quote(template)}" if template else ""
+            conn.execute(text(f"CREATE DATABASE {quote(name)}{tail}"))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.admin().connect() as conn:
+            quote = conn.dialect.identifier_preparer.quote
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quote(name)} WITH (FORCE)"))
+
+
+def _start_embedded(folder: Path) -> PgServer:
+    server = embedded.start(folder, fast=True)
+    # a password-checked role for credential tests; everything else stays trust
+    hba = folder / "pg_hba.conf"
+    hba.write_text(f"local all {PASSWORD_USER} scram-sha-256\n" + hba.read_text())
+    pg = PgServer(server.url(), folder)
+    with pg.admin().connect() as conn:
+        conn.execute(text("SELECT pg_reload_conf()"))
+    pg._server = server  # keep the handle alive: its last handle stops the server
+    return pg
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> PgServer:
+    external = os.environ.get("TOTESYS_TEST_DATABASE_URL")
+    if external:
+        return PgServer(external, None)
+    return _start_embedded(tmp_path_factory.mktemp("pg") / "data")
+
+
+@pytest.fixture(scope="session")
+def password_role(pg: PgServer) -> tuple[str, str]:
+    """(user, password) of a role whose password the server really checks."""
+    if pg.embedded_dir is None:
+        pytest.skip("credential tests need the embedded server's pg_hba.conf")
+    with pg.admin().connect() as conn:
+        conn.execute(text(f"CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'"))
+    return PASSWORD_USER, PASSWORD
+
+
+@pytest.fixture(scope="session")
+def source_template(pg: PgServer) -> str:
+    """A generated totesys source that per-test databases copy."""
+    name = pg.create_database("tpl_source")
+    with pg.engine(name).begin() as conn:
+        generator.generate_source(conn, TEST_SIZES, seed=TEST_SEED)
+    return name
+
+
+_counter = itertools.count()
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def source_url(pg: PgServer, source_template: str) -> Iterator[str]:
+    name = pg.create_database(_unique("src"), template=source_template)
+    yield pg.url(name)
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def empty_db(pg: PgServer) -> Iterator[str]:
+    """The name of a fresh, empty database."""
+    name = pg.create_database(_unique("db"))
+    yield name
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def warehouse_url(pg: PgServer, empty_db: str) -> str:
+    return pg.url(empty_db)
+
+
+# ---------------------------------------------------------------- AWS (moto)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on loopback, for subprocesses (AWS_ENDPOINT_URL)."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_endpoint(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The moto server, reset, with this process and its children pointed at it."""
+    import urllib.request
+
+    reset = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")  # noqa: S310
+    urllib.request.urlopen(reset).read()  # noqa: S310 - our own loopback moto server
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    return moto_server

@@ -1,0 +1,3 @@
+from totesys_cli.cli import main
+
+main()

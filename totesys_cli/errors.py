@@ -1,0 +1,40 @@
+"""The one error hierarchy: each error says what failed and what to do, and maps to an exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 75
+
+
+class TotesysError(Exception):
+    """A failure the user can act on; the CLI prints it as one line."""
+
+    exit_code = EXIT_RUNTIME
+
+    def __init__(self, problem: str, hint: str | None = None, *, step: str | None = None):
+        self.problem = problem
+        self.hint = hint
+        self.step = step
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return f"{self.problem}. {self.hint}" if self.hint else self.problem
+
+
+class ConfigError(TotesysError):
+    """Usage or configuration: bad option, malformed URL, missing setting, wrong credentials."""
+
+    exit_code = EXIT_USAGE
+
+
+class RuntimeFailure(TotesysError):
+    """The run could not complete: unreachable host, failed step, corrupt data, deadline."""
+
+
+class LockedError(TotesysError):
+    """Another run holds the warehouse lock; not an error worth paging anyone for."""
+
+    exit_code = EXIT_LOCKED
