@@ -280,6 +280,38 @@ def extract(tables, overlap, batch_rows, since, max_runtime, **options) -> None:
     )
 
 
+@cli.command()
+@lake_options
+@warehouse_options
+@run_options
+def transform(since, max_runtime, **options) -> None:
+    """Remodel the raw runs not yet transformed into the star schemas (processed zone)."""
+    from totesys_cli.lake import open_lake
+    from totesys_cli.runtime import Deadline, run_lock
+    from totesys_cli.transform import TransformOptions
+    from totesys_cli.transform import transform as step
+
+    settings = _settings(options)
+    _watchdog(max_runtime)
+    with logs.step("transform"):
+        raw = open_lake(settings.require_raw(), "TOTESYS_LAKE_URL")
+        processed = open_lake(settings.require_processed(), "TOTESYS_LAKE_URL")
+        with run_lock(settings.warehouse, "transform"):
+            result = step(raw, processed, TransformOptions(since=since), Deadline(max_runtime))
+    if result.seq is None:
+        click.echo("nothing to transform: every committed raw run is already transformed")
+        return
+    _table([(t.table, t.rows, t.bytes) for t in result.tables.values()], ("table", "rows", "bytes"))
+    click.echo(
+        f"processed run {result.seq} committed from raw runs "
+        f"{_runs(result.raw_runs)}: {result.rows:,} rows in {result.seconds:.1f} s"
+    )
+
+
+def _runs(seqs: list[int]) -> str:
+    return f"{seqs[0]}-{seqs[-1]}" if len(seqs) > 1 else str(seqs[0])
+
+
 def _table(rows: list[tuple], headers: tuple[str, ...]) -> None:
     """A plain aligned table on stdout: results, not logs."""
     cells = [headers] + [tuple(_cell(v) for v in row) for row in rows]

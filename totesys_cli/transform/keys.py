@@ -1,0 +1,45 @@
+"""Compact key sets: sorted, merged [low, high] intervals.
+
+Source keys are dense sequences, so the set of every key ever emitted for a dimension
+is a handful of intervals however many rows it holds: cheap to keep in the lake and to
+read on every run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Intervals = list[list[int]]
+
+
+def _from_keys(keys: np.ndarray) -> Intervals:
+    keys = np.unique(keys)
+    if keys.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(keys) != 1)
+    starts = np.concatenate(([keys[0]], keys[breaks + 1]))
+    ends = np.concatenate((keys[breaks], [keys[-1]]))
+    return [[int(s), int(e)] for s, e in zip(starts, ends, strict=True)]
+
+
+def add(intervals: Intervals, keys) -> Intervals:
+    """The union of the intervals and the keys, merged."""
+    merged: Intervals = []
+    for low, high in sorted([*intervals, *_from_keys(np.asarray(keys, dtype=np.int64))]):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    return merged
+
+
+def missing(intervals: Intervals, keys) -> np.ndarray:
+    """The keys (unique, sorted) that no interval holds."""
+    keys = np.unique(np.asarray(keys, dtype=np.int64))
+    if not intervals:
+        return keys
+    starts = np.array([i[0] for i in intervals], dtype=np.int64)
+    ends = np.array([i[1] for i in intervals], dtype=np.int64)
+    slot = np.searchsorted(starts, keys, side="right") - 1
+    inside = (slot >= 0) & (keys <= ends[np.clip(slot, 0, None)])
+    return keys[~inside]

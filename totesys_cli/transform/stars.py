@@ -1,0 +1,287 @@
+"""One pure function per star table: Arrow tables of source rows in, the star rows out.
+
+No I/O here. Types stay Arrow types the whole way (decimals stay decimal128, nullable
+integers stay integers), so nothing passes through floats. Dimension rows carry
+`source_last_updated`, the source version they reflect (the newest of the rows they
+were built from), which the load uses so that an older run never overwrites a newer
+value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.schemas import arrow_schema, data_columns, star_table
+
+VERSION = "source_last_updated"
+
+
+def output_schema(name: str) -> pa.Schema:
+    """The processed-zone schema of a star table: its warehouse columns (no serial id),
+    plus the source version for dimensions."""
+    table = star_table(name)
+    schema = arrow_schema(table, data_columns(table))
+    if name.startswith("dim_") and name != "dim_date":
+        schema = schema.append(pa.field(VERSION, pa.timestamp("ms"), nullable=False))
+    return schema
+
+
+def _shape(name: str, columns: dict[str, pa.Array]) -> pa.Table:
+    schema = output_schema(name)
+    return pa.table({f.name: columns[f.name] for f in schema}).cast(schema)
+
+
+def _date(column: pa.Array) -> pa.Array:
+    return pc.cast(column, pa.date32())
+
+
+def _time(column: pa.Array) -> pa.Array:
+    return pc.cast(column, pa.time32("ms"))
+
+
+def _text_date(source: pa.Table, column: str, table: str, key: str) -> pa.Array:
+    """The source keeps some dates as YYYY-MM-DD text; a malformed one is named."""
+    values = source.column(column)
+    try:
+        return pc.cast(values, pa.date32())
+    except pa.ArrowInvalid:
+        for row in source.select([key, column]).to_pylist():
+            try:
+                dt.date.fromisoformat(row[column])
+            except (TypeError, ValueError):
+                raise RuntimeFailure(
+                    f"{table} {row[key]} has {column} {row[column]!r}, which is not a "
+                    "YYYY-MM-DD date",
+                    "Fix the row in the source; the next run picks it up",
+                ) from None
+        raise
+
+
+def _stamps(source: pa.Table) -> dict[str, pa.Array]:
+    created, updated = source.column("created_at"), source.column("last_updated")
+    return {
+        "created_date": _date(created),
+        "created_time": _time(created),
+        "last_updated_date": _date(updated),
+        "last_updated_time": _time(updated),
+    }
+
+
+def _latest(*columns: pa.Array) -> pa.Array:
+    return pc.max_element_wise(*columns, skip_nulls=True)
+
+
+# ---------------------------------------------------------------- dimensions
+
+
+def dim_location(address: pa.Table) -> pa.Table:
+    columns = {c: address.column(c) for c in address.column_names}
+    return _shape(
+        "dim_location",
+        {**columns, "location_id": address.column("address_id"), VERSION: columns["last_updated"]},
+    )
+
+
+def dim_counterparty(counterparty: pa.Table, address: pa.Table) -> pa.Table:
+    """Counterparty joined to its legal address; the contacts are dropped."""
+    legal = address.select(
+        [
+            "address_id",
+            "address_line_1",
+            "address_line_2",
+            "district",
+            "city",
+            "postal_code",
+            "country",
+            "phone",
+            "last_updated",
+        ]
+    ).rename_columns(
+        [
+            "legal_address_id",
+            "counterparty_legal_address_line_1",
+            "counterparty_legal_address_line_2",
+            "counterparty_legal_district",
+            "counterparty_legal_city",
+            "counterparty_legal_postal_code",
+            "counterparty_legal_country",
+            "counterparty_legal_phone_number",
+            "address_updated",
+        ]
+    )
+    joined = counterparty.join(legal, "legal_address_id", join_type="left outer")
+    _require(joined, "address_updated", "counterparty_id", "legal_address_id", "address")
+    columns = {c: joined.column(c) for c in joined.column_names}
+    columns[VERSION] = _latest(columns["last_updated"], columns["address_updated"])
+    return _shape("dim_counterparty", columns)
+
+
+def dim_staff(staff: pa.Table, department: pa.Table) -> pa.Table:
+    """Staff joined to their department's name and location."""
+    joined = staff.join(
+        department.select(
+            ["department_id", "department_name", "location", "last_updated"]
+        ).rename_columns(["department_id", "department_name", "location", "department_updated"]),
+        "department_id",
+        join_type="left outer",
+    )
+    _require(joined, "department_updated", "staff_id", "department_id", "department")
+    columns = {c: joined.column(c) for c in joined.column_names}
+    columns[VERSION] = _latest(columns["last_updated"], columns["department_updated"])
+    return _shape("dim_staff", columns)
+
+
+def _require(joined: pa.Table, marker: str, key: str, ref: str, parent: str) -> None:
+    missing = joined.filter(pc.is_null(joined.column(marker)))
+    if missing.num_rows:
+        pairs = ", ".join(
+            f"{key} {r[key]} -> {ref} {r[ref]}" for r in missing.select([key, ref]).to_pylist()[:5]
+        )
+        raise RuntimeFailure(
+            f"no {parent} row is known for {pairs}",
+            f"Extract the {parent} table (totesys extract --table {parent}) and transform again",
+        )
+
+
+def currency_name(code: str) -> str:
+    import pycountry
+
+    currency = pycountry.currencies.get(alpha_3=code)
+    if currency is None:
+        raise RuntimeFailure(
+            f"the currency code {code!r} is not an ISO 4217 code",
+            "Fix the currency row in the source; the next run picks it up",
+        )
+    return currency.name
+
+
+def dim_currency(currency: pa.Table) -> pa.Table:
+    codes = currency.column("currency_code").to_pylist()
+    names = pa.array([currency_name(code) for code in codes], pa.string())
+    return _shape(
+        "dim_currency",
+        {
+            "currency_id": currency.column("currency_id"),
+            "currency_code": currency.column("currency_code"),
+            "currency_name": names,
+            VERSION: currency.column("last_updated"),
+        },
+    )
+
+
+def dim_design(design: pa.Table) -> pa.Table:
+    columns = {c: design.column(c) for c in design.column_names}
+    return _shape("dim_design", {**columns, VERSION: columns["last_updated"]})
+
+
+def dim_payment_type(payment_type: pa.Table) -> pa.Table:
+    columns = {c: payment_type.column(c) for c in payment_type.column_names}
+    return _shape("dim_payment_type", {**columns, VERSION: columns["last_updated"]})
+
+
+def dim_transaction(transaction: pa.Table) -> pa.Table:
+    columns = {c: transaction.column(c) for c in transaction.column_names}
+    return _shape("dim_transaction", {**columns, VERSION: columns["last_updated"]})
+
+
+def dim_date(first: dt.date, last: dt.date) -> pa.Table:
+    """A continuous calendar; ISO day of week (Monday = 1), English names."""
+    days = (last - first).days + 1
+    dates = pa.array([first + dt.timedelta(days=n) for n in range(max(days, 0))], pa.date32())
+    return _shape(
+        "dim_date",
+        {
+            "date_id": dates,
+            "year": pc.year(dates),
+            "month": pc.month(dates),
+            "day": pc.day(dates),
+            "day_of_week": pc.day_of_week(dates, count_from_zero=False, week_start=1),
+            "day_name": pc.strftime(dates, format="%A"),
+            "month_name": pc.strftime(dates, format="%B"),
+            "quarter": pc.quarter(dates),
+        },
+    )
+
+
+# ---------------------------------------------------------------- facts
+
+
+def fact_sales_order(sales_order: pa.Table) -> pa.Table:
+    columns = {c: sales_order.column(c) for c in sales_order.column_names}
+    return _shape(
+        "fact_sales_order",
+        {
+            **columns,
+            **_stamps(sales_order),
+            "sales_staff_id": columns["staff_id"],
+            "agreed_payment_date": _text_date(
+                sales_order, "agreed_payment_date", "sales_order", "sales_order_id"
+            ),
+            "agreed_delivery_date": _text_date(
+                sales_order, "agreed_delivery_date", "sales_order", "sales_order_id"
+            ),
+        },
+    )
+
+
+def fact_purchase_orders(purchase_order: pa.Table) -> pa.Table:
+    columns = {c: purchase_order.column(c) for c in purchase_order.column_names}
+    return _shape(
+        "fact_purchase_orders",
+        {
+            **columns,
+            **_stamps(purchase_order),
+            "agreed_payment_date": _text_date(
+                purchase_order, "agreed_payment_date", "purchase_order", "purchase_order_id"
+            ),
+            "agreed_delivery_date": _text_date(
+                purchase_order, "agreed_delivery_date", "purchase_order", "purchase_order_id"
+            ),
+        },
+    )
+
+
+def fact_payment(payment: pa.Table) -> pa.Table:
+    """Account numbers are dropped."""
+    columns = {c: payment.column(c) for c in payment.column_names}
+    return _shape(
+        "fact_payment",
+        {
+            **columns,
+            **_stamps(payment),
+            "payment_date": _text_date(payment, "payment_date", "payment", "payment_id"),
+        },
+    )
+
+
+# what each star table is built from, and which of its columns reference which dimension
+FACT_SOURCES = {
+    "fact_sales_order": ("sales_order", fact_sales_order),
+    "fact_purchase_orders": ("purchase_order", fact_purchase_orders),
+    "fact_payment": ("payment", fact_payment),
+}
+SIMPLE_DIMENSIONS = {
+    "dim_currency": ("currency", dim_currency),
+    "dim_design": ("design", dim_design),
+    "dim_payment_type": ("payment_type", dim_payment_type),
+    "dim_location": ("address", dim_location),
+}
+DATE_COLUMNS = {
+    "fact_sales_order": (
+        "created_date",
+        "last_updated_date",
+        "agreed_payment_date",
+        "agreed_delivery_date",
+    ),
+    "fact_purchase_orders": (
+        "created_date",
+        "last_updated_date",
+        "agreed_delivery_date",
+        "agreed_payment_date",
+    ),
+    "fact_payment": ("created_date", "last_updated_date", "payment_date"),
+}
