@@ -308,6 +308,46 @@ def transform(since, max_runtime, **options) -> None:
     )
 
 
+@cli.command()
+@warehouse_options
+@lake_options
+@run_options
+def load(since, max_runtime, **options) -> None:
+    """Load every processed run not yet loaded into the warehouse, exactly once."""
+    from totesys_cli import load as step
+    from totesys_cli.lake import open_lake
+    from totesys_cli.runtime import Deadline, run_lock
+
+    settings = _settings(options)
+    _watchdog(max_runtime)
+    with logs.step("load"):
+        warehouse = settings.require_warehouse()
+        processed = open_lake(settings.require_processed(), "TOTESYS_LAKE_URL")
+        with run_lock(warehouse, "load"):
+            result = step.load(
+                warehouse, processed, step.LoadOptions(since=since), Deadline(max_runtime)
+            )
+    if not result.runs:
+        click.echo("nothing to load: every committed processed run is already loaded")
+        return
+    _table(
+        [
+            (
+                f"{'re' if r.reload else ''}loaded run {r.seq}",
+                sum(r.rows.values()),
+                sum(r.changed.values()),
+                r.seconds,
+            )
+            for r in result.runs
+        ],
+        ("run", "rows", "changed", "seconds"),
+    )
+    click.echo(
+        f"loaded {len(result.runs)} run{'s' if len(result.runs) != 1 else ''}: "
+        f"{result.rows:,} rows changed in {result.seconds:.1f} s"
+    )
+
+
 def _runs(seqs: list[int]) -> str:
     return f"{seqs[0]}-{seqs[-1]}" if len(seqs) > 1 else str(seqs[0])
 

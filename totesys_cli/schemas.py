@@ -360,6 +360,29 @@ _fact(
 )
 
 STAR_TABLES: tuple[str, ...] = tuple(WAREHOUSE.tables)
+
+# ---------------------------------------------------------------- bookkeeping (totesys_meta)
+
+META = MetaData(schema=META_SCHEMA)
+LOADED_RUNS = Table(
+    "loaded_runs",
+    META,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("run_id", Text, nullable=False),
+    Column("snapshot_time", TIMESTAMP(precision=6)),
+    Column("min_last_updated", TIMESTAMP(precision=3)),
+    Column("max_last_updated", TIMESTAMP(precision=3)),
+    Column("rows", Integer, nullable=False),
+    Column("loaded_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+    Column("reloaded_at", TIMESTAMP(timezone=True)),
+)
+DIMENSION_VERSIONS = Table(
+    "dimension_versions",
+    META,
+    Column("dimension", Text, primary_key=True),
+    Column("key", Integer, primary_key=True, autoincrement=False),
+    Column("source_last_updated", TIMESTAMP(precision=3), nullable=False),
+)
 DIMENSIONS: tuple[str, ...] = tuple(t for t in STAR_TABLES if t.startswith("dim_"))
 FACTS: tuple[str, ...] = tuple(t for t in STAR_TABLES if t.startswith("fact_"))
 

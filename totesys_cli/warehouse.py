@@ -10,7 +10,14 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 
 from totesys_cli.db import engine, translate_errors
-from totesys_cli.schemas import FACTS, META_SCHEMA, WAREHOUSE, latest_view_name, star_table
+from totesys_cli.schemas import (
+    FACTS,
+    META,
+    META_SCHEMA,
+    WAREHOUSE,
+    latest_view_name,
+    star_table,
+)
 from totesys_cli.settings import Database
 
 log = logging.getLogger(__name__)
@@ -41,11 +48,20 @@ def latest_view_query(fact: str):
     )
 
 
-def ensure_meta_schema(conn: Connection) -> bool:
-    if inspect(conn).has_schema(META_SCHEMA):
-        return False
-    conn.execute(CreateSchema(META_SCHEMA, if_not_exists=True))
-    return True
+def ensure_meta(conn: Connection) -> list[str]:
+    """The bookkeeping schema and its tables; load calls this too, so it works on a
+    warehouse whose star tables someone else created."""
+    created = []
+    inspector = inspect(conn)
+    if not inspector.has_schema(META_SCHEMA):
+        conn.execute(CreateSchema(META_SCHEMA, if_not_exists=True))
+        created.append(f"schema {META_SCHEMA}")
+    existing = set(inspect(conn).get_table_names(schema=META_SCHEMA))
+    for table in META.sorted_tables:
+        if table.name not in existing:
+            conn.execute(CreateTable(table, if_not_exists=True))
+            created.append(f"table {table.fullname}")
+    return created
 
 
 def create_missing(conn: Connection) -> InitResult:
@@ -74,8 +90,7 @@ def create_missing(conn: Connection) -> InitResult:
             view = conn.dialect.identifier_preparer.quote(name)
             conn.execute(text(f"CREATE VIEW {view} AS {query}"))
             result.created.append(f"view {name}")
-    if ensure_meta_schema(conn):
-        result.created.append(f"schema {META_SCHEMA}")
+    result.created += ensure_meta(conn)
     return result
 
 

@@ -1,0 +1,368 @@
+"""Load: processed runs -> the warehouse, each exactly once, each in one transaction.
+
+A run's rows are copied into temporary staging tables (`COPY ... FROM STDIN`, file by
+file), then applied with set-based SQL: the calendar, the dimensions (guarded by the
+source version kept in totesys_meta, so an older run never overwrites a newer value),
+the facts (upserted by version key: a retry adds nothing, a reprocess corrects
+values), and the record that the run was loaded, all in one transaction. The loaded
+runs recorded in the warehouse alone decide what is pending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import TIMESTAMP, distinct_on
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.schema import CreateTable, DropTable
+
+from totesys_cli import lake as lakes
+from totesys_cli.db import engine, translate_errors
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.runtime import Deadline
+from totesys_cli.schemas import (
+    DIMENSION_VERSIONS,
+    DIMENSIONS,
+    FACTS,
+    LOADED_RUNS,
+    STAR_TABLES,
+    data_columns,
+    star_table,
+)
+from totesys_cli.settings import Database
+from totesys_cli.transform.stars import VERSION, output_schema
+from totesys_cli.warehouse import ensure_meta
+
+log = logging.getLogger(__name__)
+
+# above this many fact rows in one run, foreign keys are checked once, set-based, at the
+# end of the transaction instead of row by row (several times the cost of the COPY)
+BULK_ROWS = 50_000
+ORDER = ("dim_date", *(d for d in DIMENSIONS if d != "dim_date"), *FACTS)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    since: dt.datetime | None = None
+
+
+@dataclass
+class RunLoad:
+    seq: int
+    rows: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    reload: bool = False
+
+
+@dataclass
+class LoadResult:
+    runs: list[RunLoad]
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        return sum(sum(r.changed.values()) for r in self.runs)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_warehouse(conn: Connection) -> None:
+    """Every star table with every column, before anything is written."""
+    rows = conn.execute(
+        text(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ANY(:t)"
+        ),
+        {"t": list(STAR_TABLES)},
+    ).all()
+    present: dict[str, set[str]] = {}
+    for table, column in rows:
+        present.setdefault(table, set()).add(column)
+    missing_tables = [t for t in STAR_TABLES if t not in present]
+    if missing_tables:
+        raise RuntimeFailure(
+            f"the warehouse has no table {', '.join(missing_tables)}; nothing was loaded",
+            "Run totesys init first",
+        )
+    for table in STAR_TABLES:
+        missing = [c.name for c in star_table(table).columns if c.name not in present[table]]
+        if missing:
+            raise RuntimeFailure(
+                f"the warehouse table {table} has no column {', '.join(missing)}; nothing was "
+                "loaded",
+                "Fix the table to match SPEC section 3 (totesys init creates it so)",
+            )
+
+
+# ---------------------------------------------------------------- staging
+
+
+def _stage(name: str, table: str) -> Table:
+    """A temporary table shaped like the processed files of `table`; dropped at commit."""
+    star = star_table(table)
+    columns = [
+        Column(f.name, TIMESTAMP(precision=3) if f.name == VERSION else star.c[f.name].type)
+        for f in output_schema(table)
+    ]
+    return Table(name, MetaData(), *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+
+
+def _copy_in(conn: Connection, stage: Table, arrow_table) -> None:
+    import pyarrow.csv as pcsv
+
+    sink = io.BytesIO()
+    pcsv.write_csv(
+        arrow_table, sink, pcsv.WriteOptions(include_header=False, quoting_style="needed")
+    )
+    sink.seek(0)
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(n) for n in arrow_table.column_names)
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute(
+        f"COPY {quote(stage.name)} ({columns}) FROM STDIN WITH (FORMAT csv)", stream=sink
+    )
+
+
+# ---------------------------------------------------------------- applying a run
+
+
+def _differs(target: Table, source: Table, columns: list[str]):
+    return tuple_(*(target.c[c] for c in columns)).is_distinct_from(
+        tuple_(*(source.c[c] for c in columns))
+    )
+
+
+def _apply_calendar(conn: Connection, stage: Table) -> int:
+    dim = star_table("dim_date")
+    cols = data_columns(dim)
+    fresh = select(*(stage.c[c] for c in cols)).where(
+        ~exists().where(dim.c.date_id == stage.c.date_id)
+    )
+    return conn.execute(insert(dim).from_select(cols, fresh)).rowcount
+
+
+def _apply_dimension(conn: Connection, stage: Table, table: str) -> int:
+    """Newest staged version per key, applied only if not older than the version the
+    warehouse already reflects; values are written only where they differ."""
+    dim = star_table(table)
+    key = dim.primary_key.columns[0].name
+    cols = data_columns(dim)
+    values = [c for c in cols if c != key]
+    versions = DIMENSION_VERSIONS
+    fresh = _stage("fresh", table)
+    conn.execute(CreateTable(fresh))
+    newest = (
+        select(stage)
+        .ext(distinct_on(stage.c[key]))
+        .outerjoin(versions, (versions.c.dimension == table) & (versions.c.key == stage.c[key]))
+        .where(versions.c.key.is_(None) | (stage.c[VERSION] >= versions.c.source_last_updated))
+        .order_by(stage.c[key], stage.c[VERSION].desc())
+    )
+    conn.execute(insert(fresh).from_select([c.name for c in stage.columns], newest))
+    updated = conn.execute(
+        update(dim)
+        .where(dim.c[key] == fresh.c[key], _differs(dim, fresh, values))
+        .values({c: fresh.c[c] for c in values})
+    ).rowcount
+    inserted = conn.execute(
+        insert(dim).from_select(
+            cols,
+            select(*(fresh.c[c] for c in cols)).where(~exists().where(dim.c[key] == fresh.c[key])),
+        )
+    ).rowcount
+    record = pg_insert(versions).from_select(
+        ["dimension", "key", "source_last_updated"],
+        select(literal(table), fresh.c[key], fresh.c[VERSION]),
+    )
+    conn.execute(
+        record.on_conflict_do_update(
+            index_elements=["dimension", "key"],
+            set_={"source_last_updated": record.excluded.source_last_updated},
+            where=versions.c.source_last_updated < record.excluded.source_last_updated,
+        )
+    )
+    conn.execute(DropTable(fresh))
+    return updated + inserted
+
+
+def _apply_fact(conn: Connection, stage: Table, table: str) -> int:
+    """Each version is one row: new versions inserted, existing ones corrected only where
+    a value differs. Safe without a unique version index: the run holds the lock."""
+    fact = star_table(table)
+    cols = data_columns(fact)
+    version = [fact.info["source_key"], "last_updated_date", "last_updated_time"]
+    values = [c for c in cols if c not in version]
+    match = and_(*(fact.c[c] == stage.c[c] for c in version))
+    updated = conn.execute(
+        update(fact)
+        .where(match, _differs(fact, stage, values))
+        .values({c: stage.c[c] for c in values})
+    ).rowcount
+    new = (
+        select(*(stage.c[c] for c in cols))
+        .ext(distinct_on(*(stage.c[c] for c in version)))
+        .where(~exists().where(match))
+    )
+    inserted = conn.execute(insert(fact).from_select(cols, new)).rowcount
+    return updated + inserted
+
+
+@contextlib.contextmanager
+def _foreign_keys_checked_at_the_end(conn: Connection, tables: list[str]) -> Iterator[None]:
+    """Drop the tables' foreign keys and add them back before commit: PostgreSQL then
+    validates each with one set-based query instead of a trigger per row. Inside the
+    transaction, so no other session ever sees them missing."""
+    found = conn.execute(
+        text(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE contype = 'f' AND conrelid = ANY("
+            "SELECT oid FROM pg_class WHERE relname = ANY(:t) "
+            "AND relnamespace = current_schema()::regnamespace)"
+        ),
+        {"t": tables},
+    ).all()
+    quote = conn.dialect.identifier_preparer.quote
+    for table, name, _ in found:  # names and definitions come from the catalog itself
+        conn.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {quote(name)}"))
+    yield
+    for table, name, definition in found:
+        conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} {definition}"))
+
+
+def _load_run(
+    conn: Connection,
+    processed: lakes.Lake,
+    seq: int,
+    manifest: dict[str, Any],
+    reload: bool,
+    deadline: Deadline,
+) -> RunLoad:
+    result = RunLoad(seq, reload=reload)
+    started = time.perf_counter()
+    tables = manifest["tables"]
+    stages = {}
+    for table in ORDER:
+        files = [f["key"] for f in tables.get(table, {}).get("files", [])]
+        if not files:
+            continue
+        stages[table] = _stage(f"stage_{table}", table)
+        conn.execute(CreateTable(stages[table]))
+        schema = output_schema(table)
+        for key in files:
+            deadline.check(f"loading {table}")
+            rows = lakes.read_parquet(processed, [key], schema)
+            _copy_in(conn, stages[table], rows)
+            result.rows[table] = result.rows.get(table, 0) + rows.num_rows
+    facts = sum(result.rows.get(f, 0) for f in FACTS)
+    bulk = [f for f in FACTS if result.rows.get(f)] if facts > BULK_ROWS else []
+    with _foreign_keys_checked_at_the_end(conn, bulk):
+        for table, stage in stages.items():
+            if table == "dim_date":
+                result.changed[table] = _apply_calendar(conn, stage)
+            elif table in FACTS:
+                result.changed[table] = _apply_fact(conn, stage, table)
+            else:
+                result.changed[table] = _apply_dimension(conn, stage, table)
+            conn.execute(DropTable(stage))
+    _record(conn, seq, manifest, sum(result.rows.values()), reload)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _record(conn: Connection, seq: int, manifest: dict[str, Any], rows: int, reload: bool) -> None:
+    def stamp(name: str) -> dt.datetime | None:
+        value = manifest.get(name)
+        return dt.datetime.fromisoformat(value) if value else None
+
+    if reload:
+        conn.execute(
+            update(LOADED_RUNS).where(LOADED_RUNS.c.seq == seq).values(reloaded_at=func.now())
+        )
+        return
+    conn.execute(
+        insert(LOADED_RUNS).values(
+            seq=seq,
+            run_id=manifest.get("run_id", ""),
+            snapshot_time=stamp("snapshot_time"),
+            min_last_updated=stamp("min_last_updated"),
+            max_last_updated=stamp("max_last_updated"),
+            rows=rows,
+        )
+    )
+
+
+# ---------------------------------------------------------------- the step
+
+
+def _pending(
+    conn: Connection, processed: lakes.Lake, since: dt.datetime | None
+) -> list[tuple[int, str, bool]]:
+    """(seq, manifest key, reload) in load order."""
+    loaded = conn.execute(select(func.coalesce(func.max(LOADED_RUNS.c.seq), 0))).scalar_one()
+    runs = []
+    if since is not None:
+        # reload the loaded runs whose data reaches back to T
+        reaching = set(
+            conn.execute(
+                select(LOADED_RUNS.c.seq).where(LOADED_RUNS.c.max_last_updated >= since)
+            ).scalars()
+        )
+        runs += [
+            (seq, key, True) for seq, key in lakes.manifests_after(processed, 0) if seq in reaching
+        ]
+    runs += [(seq, key, False) for seq, key in lakes.manifests_after(processed, loaded)]
+    return runs
+
+
+def load(
+    warehouse: Database,
+    processed: lakes.Lake,
+    options: LoadOptions,
+    deadline: Deadline | None = None,
+) -> LoadResult:
+    deadline = deadline or Deadline(None)
+    started = time.perf_counter()
+    processed.check()
+    warehouse = deadline.bound(warehouse)
+    done: list[RunLoad] = []
+    with translate_errors(warehouse), engine(warehouse).connect() as conn:
+        check_warehouse(conn)
+        ensure_meta(conn)
+        pending = _pending(conn, processed, options.since)
+        conn.commit()
+        for seq, key, reload in pending:
+            manifest = lakes.decode_manifest(processed, key)
+            with conn.begin():
+                result = _load_run(conn, processed, seq, manifest, reload, deadline)
+            done.append(result)
+            log.info(
+                "%s processed run %d",
+                "reloaded" if reload else "loaded",
+                seq,
+                extra={"rows": sum(result.changed.values()), "seconds": round(result.seconds, 3)},
+            )
+    return LoadResult(done, time.perf_counter() - started)
