@@ -96,14 +96,15 @@ def test_a_failure_inside_the_transaction_changes_nothing(pipeline, monkeypatch)
     pipeline.extract()
     pipeline.transform()
     before = pipeline.snapshot()
-    real = load_step._apply_fact
+    real = load_step._load_table
 
-    def failing(conn, stage, table):
-        if table == "fact_payment":
-            raise RuntimeFailure("injected failure while applying fact_payment")
-        return real(conn, stage, table)
+    def failing(conn, processed, table, files, deadline):
+        result = real(conn, processed, table, files, deadline)
+        if table == "fact_payment":  # everything else of the run is already written
+            raise RuntimeFailure("injected failure after loading fact_payment")
+        return result
 
-    monkeypatch.setattr(load_step, "_apply_fact", failing)
+    monkeypatch.setattr(load_step, "_load_table", failing)
     with pytest.raises(RuntimeFailure, match="injected"):
         pipeline.load()
     assert pipeline.snapshot() == before
@@ -111,6 +112,24 @@ def test_a_failure_inside_the_transaction_changes_nothing(pipeline, monkeypatch)
         assert conn.execute(text("SELECT count(*) FROM totesys_meta.loaded_runs")).scalar() == 0
     monkeypatch.undo()
     assert [r.seq for r in pipeline.load().runs] == [1]
+    pipeline.assert_matches_source()
+
+
+def test_a_run_repeating_a_key_is_merged_not_copied_straight(pipeline):
+    """Two versions of one transaction in one run cannot go straight into an empty
+    table; the load falls back to merging and keeps the newer."""
+    pipeline.extract()
+    with pipeline.source().begin() as conn:
+        conn.execute(
+            text(
+                'UPDATE "transaction" SET last_updated = '
+                "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE transaction_id = 1"
+            )
+        )
+    pipeline.extract()
+    result = pipeline.transform()
+    assert result.raw_runs == [1, 2]
+    pipeline.load()
     pipeline.assert_matches_source()
 
 
@@ -144,15 +163,15 @@ def test_a_bulk_run_with_a_dangling_key_fails_and_loads_nothing(pipeline, monkey
     monkeypatch.setattr(load_step, "BULK_ROWS", 10)
     pipeline.extract()
     pipeline.transform()
-    real = load_step._apply_dimension
+    real = load_step._load_table
 
-    def losing_a_design(conn, stage, table):  # a dimension row the facts need is gone
-        changed = real(conn, stage, table)
-        if table == "dim_design":
+    def losing_a_design(conn, processed, table, files, deadline):
+        result = real(conn, processed, table, files, deadline)
+        if table == "dim_design":  # a dimension row the facts need is gone
             conn.execute(text("DELETE FROM dim_design WHERE design_id = 1"))
-        return changed
+        return result
 
-    monkeypatch.setattr(load_step, "_apply_dimension", losing_a_design)
+    monkeypatch.setattr(load_step, "_load_table", losing_a_design)
     with pytest.raises(RuntimeFailure, match="fact_sales_order_design_id_fkey"):
         pipeline.load()
     with pipeline.warehouse().connect() as conn:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pg8000.dbapi
 from sqlalchemy import (
     Column,
     Connection,
@@ -131,7 +132,7 @@ def _stage(name: str, table: str) -> Table:
     return Table(name, MetaData(), *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
 
 
-def _copy_in(conn: Connection, stage: Table, arrow_table) -> None:
+def _copy_in(conn: Connection, target: str, arrow_table) -> None:
     import pyarrow.csv as pcsv
 
     sink = io.BytesIO()
@@ -142,9 +143,8 @@ def _copy_in(conn: Connection, stage: Table, arrow_table) -> None:
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(n) for n in arrow_table.column_names)
     cursor = conn.connection.driver_connection.cursor()
-    cursor.execute(
-        f"COPY {quote(stage.name)} ({columns}) FROM STDIN WITH (FORMAT csv)", stream=sink
-    )
+    name = ".".join(quote(part) for part in target.split("."))
+    cursor.execute(f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT csv)", stream=sink)
 
 
 # ---------------------------------------------------------------- applying a run
@@ -253,6 +253,94 @@ def _foreign_keys_checked_at_the_end(conn: Connection, tables: list[str]) -> Ite
         conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} {definition}"))
 
 
+class _NotStraight(Exception):
+    """The run repeats a key, so it cannot go straight into an empty table."""
+
+
+def _version_columns(table: str) -> list[str]:
+    star = star_table(table)
+    if table in FACTS:
+        return [star.info["source_key"], "last_updated_date", "last_updated_time"]
+    return [star.primary_key.columns[0].name]
+
+
+def _is_empty(conn: Connection, table: str) -> bool:
+    star = star_table(table)
+    if conn.execute(select(exists().select_from(star))).scalar_one():
+        return False
+    versions = DIMENSION_VERSIONS
+    return not conn.execute(select(exists().where(versions.c.dimension == table))).scalar_one()
+
+
+def _straight_in(
+    conn: Connection, processed: lakes.Lake, table: str, files: list[str], deadline: Deadline
+) -> int:
+    """COPY the run's files straight into an empty table: nothing to merge with, so no
+    staging (the bulk of a first load)."""
+    import pyarrow as pa
+
+    schema = output_schema(table)
+    seen, total = [], 0
+    for key in files:
+        deadline.check(f"loading {table}")
+        rows = lakes.read_parquet(processed, [key], schema)
+        if VERSION in schema.names:
+            _copy_in(conn, table, rows.drop_columns([VERSION]))
+            versions = pa.table(
+                {
+                    "dimension": pa.array([table] * rows.num_rows, pa.string()),
+                    "key": rows.column(_version_columns(table)[0]),
+                    "source_last_updated": rows.column(VERSION),
+                }
+            )
+            _copy_in(conn, DIMENSION_VERSIONS.fullname, versions)
+        else:
+            _copy_in(conn, table, rows)
+        seen.append(rows.select(_version_columns(table)))
+        total += rows.num_rows
+    distinct = pa.concat_tables(seen).group_by(_version_columns(table)).aggregate([])
+    if distinct.num_rows != total:
+        raise _NotStraight(table)
+    return total
+
+
+def _staged(
+    conn: Connection, processed: lakes.Lake, table: str, files: list[str], deadline: Deadline
+) -> tuple[int, int]:
+    """Stage the run's rows, then merge them with what the table holds."""
+    stage = _stage(f"stage_{table}", table)
+    conn.execute(CreateTable(stage))
+    schema = output_schema(table)
+    total = 0
+    for key in files:
+        deadline.check(f"loading {table}")
+        rows = lakes.read_parquet(processed, [key], schema)
+        _copy_in(conn, stage.name, rows)
+        total += rows.num_rows
+    if table == "dim_date":
+        changed = _apply_calendar(conn, stage)
+    elif table in FACTS:
+        changed = _apply_fact(conn, stage, table)
+    else:
+        changed = _apply_dimension(conn, stage, table)
+    conn.execute(DropTable(stage))
+    return total, changed
+
+
+def _load_table(
+    conn: Connection, processed: lakes.Lake, table: str, files: list[str], deadline: Deadline
+) -> tuple[int, int]:
+    """(rows read, rows changed) for one star table of a run."""
+    if _is_empty(conn, table):
+        try:
+            with conn.begin_nested():
+                rows = _straight_in(conn, processed, table, files, deadline)
+            return rows, rows
+        except (_NotStraight, pg8000.dbapi.DatabaseError):
+            log.debug("%s repeats a key in this run; merging it instead", table)
+    return _staged(conn, processed, table, files, deadline)
+
+
 def _load_run(
     conn: Connection,
     processed: lakes.Lake,
@@ -264,30 +352,14 @@ def _load_run(
     result = RunLoad(seq, reload=reload)
     started = time.perf_counter()
     tables = manifest["tables"]
-    stages = {}
-    for table in ORDER:
-        files = [f["key"] for f in tables.get(table, {}).get("files", [])]
-        if not files:
-            continue
-        stages[table] = _stage(f"stage_{table}", table)
-        conn.execute(CreateTable(stages[table]))
-        schema = output_schema(table)
-        for key in files:
-            deadline.check(f"loading {table}")
-            rows = lakes.read_parquet(processed, [key], schema)
-            _copy_in(conn, stages[table], rows)
-            result.rows[table] = result.rows.get(table, 0) + rows.num_rows
-    facts = sum(result.rows.get(f, 0) for f in FACTS)
-    bulk = [f for f in FACTS if result.rows.get(f)] if facts > BULK_ROWS else []
+    facts = sum(tables.get(f, {}).get("rows", 0) for f in FACTS)
+    bulk = [f for f in FACTS if tables.get(f, {}).get("rows")] if facts > BULK_ROWS else []
     with _foreign_keys_checked_at_the_end(conn, bulk):
-        for table, stage in stages.items():
-            if table == "dim_date":
-                result.changed[table] = _apply_calendar(conn, stage)
-            elif table in FACTS:
-                result.changed[table] = _apply_fact(conn, stage, table)
-            else:
-                result.changed[table] = _apply_dimension(conn, stage, table)
-            conn.execute(DropTable(stage))
+        for table in ORDER:
+            files = [f["key"] for f in tables.get(table, {}).get("files", [])]
+            if files:
+                rows, changed = _load_table(conn, processed, table, files, deadline)
+                result.rows[table], result.changed[table] = rows, changed
     _record(conn, seq, manifest, sum(result.rows.values()), reload)
     result.seconds = time.perf_counter() - started
     return result
