@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
 
 import click
 
@@ -198,6 +200,7 @@ def cli(
     """Keep the totesys star-schema warehouse up to date, incrementally, exactly once."""
     logs.set_run_id(logs.new_run_id())
     logs.configure(log_level, log_format, cloudwatch_log_group)
+    ctx.obj = {"log_format": log_format}
 
 
 @cli.command()
@@ -348,6 +351,173 @@ def load(since, max_runtime, **options) -> None:
     )
 
 
+@cli.command("run-all")
+@source_options
+@warehouse_options
+@lake_options
+@run_options
+@click.pass_context
+def run_all(ctx, since, max_runtime, **options) -> None:
+    """Extract, transform and load in one run, under one lock."""
+    from totesys_cli.pipeline import run_all as job
+
+    settings = _settings(options)
+    _watchdog(max_runtime)
+    result = job(settings, since=since, max_runtime=max_runtime)
+    if sys.stdout.isatty() and ctx.obj["log_format"] == "text":
+        _render_run(result)
+
+
+def _render_run(result) -> None:
+    """Rows per table through each step, then seconds per step."""
+    loaded: dict[str, int] = {}
+    for run in result.load.runs:
+        for table, count in run.changed.items():
+            loaded[table] = loaded.get(table, 0) + count
+    rows = [(name, t.rows, "", "") for name, t in result.extract.tables.items()]
+    rows += [(name, "", t.rows, loaded.get(name, 0)) for name, t in result.transform.tables.items()]
+    _table(rows, ("table", "extracted", "transformed", "loaded"))
+    click.echo("seconds: " + ", ".join(f"{step} {s:.2f}" for step, s in result.seconds.items()))
+
+
+@cli.command()
+@source_options
+@warehouse_options
+@lake_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool, **options) -> None:
+    """Watermarks, pending runs, the last load, freshness and row counts (read-only)."""
+    import json
+
+    from totesys_cli.status import status as read
+
+    settings = _settings(options)
+    with logs.step("status"):
+        result = read(settings)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=1))
+        return
+    unset = "not configured"
+    click.echo(f"raw zone:        {result.raw_url or unset}")
+    click.echo(f"processed zone:  {result.processed_url or unset}")
+    click.echo(f"warehouse:       {result.warehouse or unset}")
+    if result.tables:
+        _table(
+            [
+                (t, v["watermark"] or "-", v["last_extract"] or "-")
+                for t, v in result.tables.items()
+            ],
+            ("table", "watermark", "last extract"),
+        )
+    click.echo(f"last extract run:    {result.last_extract or '-'}")
+    click.echo(f"not transformed:     {_listing(result.not_transformed)}")
+    click.echo(f"last transform run:  {result.last_transform or '-'}")
+    click.echo(f"not loaded:          {_listing(result.not_loaded)}")
+    if result.last_load:
+        load = result.last_load
+        click.echo(f"last load:           run {load['run']} at {load['loaded_at']} UTC")
+    else:
+        click.echo("last load:           -")
+    if result.freshness_seconds is not None:
+        verdict = "healthy" if result.fresh else "STALE (over 30 minutes)"
+        click.echo(f"freshness:           {result.freshness_seconds / 60:.1f} minutes, {verdict}")
+    if result.row_counts:
+        _table(list(result.row_counts.items()), ("star table", "rows"))
+
+
+def _listing(runs: list[int]) -> str:
+    if not runs:
+        return "none"
+    return f"{len(runs)} run{'s' if len(runs) != 1 else ''} ({_runs(runs)})"
+
+
+@cli.command()
+@source_options
+@warehouse_options
+def verify(**options) -> None:
+    """Reconcile source and warehouse (row counts, sums per currency); exit 1 on drift."""
+    from totesys_cli.errors import RuntimeFailure
+    from totesys_cli.verify import verify as reconcile
+
+    settings = _settings(options)
+    with logs.step("verify"):
+        result = reconcile(settings.require_source(), settings.require_warehouse())
+    _render_verify(result)
+    if result.drift:
+        named = "; ".join(
+            f"{c.table} {c.measure}: source {c.source}, warehouse {c.warehouse}"
+            for c in result.drift
+        )
+        raise RuntimeFailure(
+            f"the warehouse differs from the source: {named}",
+            "Reprocess the window with totesys run-all --since",
+            step="verify",
+        )
+
+
+def _render_verify(result) -> None:
+    _table(
+        [
+            (c.table, c.measure, c.source, c.warehouse, "ok" if c.ok else "DRIFT")
+            for c in result.checks
+        ],
+        ("table", "check", "source", "warehouse", ""),
+    )
+    pending = sum(result.pending.values())
+    click.echo(
+        f"as of the loaded snapshot {result.snapshot:%Y-%m-%d %H:%M:%S} UTC; "
+        f"{pending} source row{'s' if pending != 1 else ''} changed since "
+        "(left for the next run)"
+    )
+
+
+@cli.command()
+@click.option(
+    "--folder",
+    type=click.Path(path_type=Path),
+    envvar="TOTESYS_DEMO_DIR",
+    show_envvar=True,
+    help="Where the demo keeps its server and lake [default: ~/.totesys-demo].",
+)
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0.01, max=20),
+    default=1.0,
+    show_default=True,
+    help="Source size; 1 is about today's real database.",
+)
+@click.option("--stop", is_flag=True, help="Stop the demo's PostgreSQL server and exit.")
+@click.pass_context
+def demo(ctx: click.Context, folder: Path | None, scale: float, stop: bool) -> None:
+    """The whole job on an embedded PostgreSQL and a local lake, no set-up."""
+    from totesys_cli import demo as show
+
+    folder = folder or show.default_folder()
+    if stop:
+        stopped = show.stop_demo(folder)
+        click.echo("demo server stopped" if stopped else f"no demo server runs in {folder}")
+        return
+    if ctx.get_parameter_source("log_level") != click.core.ParameterSource.COMMANDLINE:
+        logging.getLogger(logs.LOGGER_NAME).setLevel(logging.WARNING)  # the tables tell it
+    with logs.step("demo"):
+        result = show.run_demo(folder, scale=scale, say=click.echo)
+    click.echo("\nFirst run:")
+    _render_run(result.first)
+    click.echo("\nSecond run, after the activity:")
+    _render_run(result.second)
+    click.echo("\nverify: source and warehouse reconciled")
+    _render_verify(result.verified)
+    click.echo("\nRevenue by delivery country, per currency (from fact_sales_order_latest):")
+    _table(
+        [
+            (country, code, f"{revenue:,.2f}", orders)
+            for country, code, revenue, orders in result.revenue
+        ],
+        ("country", "currency", "revenue", "orders"),
+    )
+    click.echo(show.how_to_explore(result))
+
+
 def _runs(seqs: list[int]) -> str:
     return f"{seqs[0]}-{seqs[-1]}" if len(seqs) > 1 else str(seqs[0])
 
@@ -366,7 +536,7 @@ def _table(rows: list[tuple], headers: tuple[str, ...]) -> None:
 
 
 def _cell(value) -> str:
-    if isinstance(value, float):
+    if isinstance(value, float | Decimal):
         return f"{value:.2f}"
     if isinstance(value, int):
         return f"{value:,}"
