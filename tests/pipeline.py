@@ -85,11 +85,31 @@ class Pipeline:
     def assert_matches_source(self) -> None:
         """The warehouse equals the independent SQL expectation, table by table."""
         for table in STAR_TABLES:
-            assert self.actual(table) == self.expected(table), table
+            actual, wanted = self.actual(table), self.expected(table)
+            if actual != wanted:
+                missing = sorted(set(wanted) - set(actual))[:5]
+                extra = sorted(set(actual) - set(wanted))[:5]
+                dupes = len(actual) - len(set(actual))
+                raise AssertionError(
+                    f"{table}: missing {missing}, unexpected {extra}, duplicates {dupes}"
+                )
         with self.source().connect() as conn:
             for fact in FACTS:
                 current = expected.rows(conn, fact)
                 assert self.actual(fact, latest_view_name(fact)) == current, fact
+
+    def assert_current(self) -> None:
+        """Dimensions and the *_latest views equal the source now; no version is twice."""
+        with self.source().connect() as conn:
+            for table in STAR_TABLES:
+                current = expected.rows(conn, table)
+                if table in FACTS:
+                    assert self.actual(table, latest_view_name(table)) == current, table
+                    versions = self.actual(table)
+                    assert len(versions) == len(set(versions)), table
+                    assert set(current) <= set(versions), table
+                else:
+                    assert self.actual(table) == current, table
 
     def snapshot(self) -> dict[str, list[tuple]]:
         """Every row of every star table, serial ids included."""

@@ -471,6 +471,46 @@ def _render_verify(result) -> None:
     )
 
 
+@cli.group()
+def lake() -> None:
+    """Maintain the lake."""
+
+
+@lake.command()
+@lake_options
+@warehouse_options
+@click.option(
+    "--grace-hours",
+    type=click.FloatRange(min=0),
+    default=24,
+    show_default=True,
+    help="Keep uncommitted files younger than this (a run may still be writing).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+def gc(grace_hours: float, dry_run: bool, **options) -> None:
+    """Delete files that no committed manifest names, once older than the grace period."""
+    import datetime as dt
+
+    from totesys_cli import gc as garbage
+    from totesys_cli.lake import open_lake
+    from totesys_cli.runtime import run_lock
+
+    settings = _settings(options)
+    with logs.step("gc"):
+        zones = [
+            open_lake(settings.require_raw(), "TOTESYS_LAKE_URL"),
+            open_lake(settings.require_processed(), "TOTESYS_LAKE_URL"),
+        ]
+        with run_lock(settings.warehouse, "lake gc"):
+            result = garbage.collect(zones, dt.timedelta(hours=grace_hours), dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {result.count} uncommitted file{'s' if result.count != 1 else ''} "
+        f"({result.bytes:,} bytes); kept {result.kept_young} younger than "
+        f"{grace_hours:g} h"
+    )
+
+
 @cli.command()
 @click.option(
     "--folder",

@@ -73,6 +73,12 @@ def connection_error(db: Database, err: BaseException) -> TotesysError:
         return ConfigError(
             f"cannot connect to the {db.role} database at {db.where}: {_CONFIG_STATES[state]}", hint
         )
+    if state == "57014":
+        return RuntimeFailure(
+            f"a statement on the {db.role} database at {db.where} ran past its time limit "
+            "(--max-runtime, or the 5-minute statement timeout)",
+            "Look for locks or load on that database; the next run continues",
+        )
     if state:
         return RuntimeFailure(
             f"the {db.role} database at {db.where} failed: {_server_message(orig)}", hint
@@ -121,7 +127,7 @@ def translate_errors(db: Database) -> Iterator[None]:
     """Inside this block any driver error becomes a TotesysError about `db`."""
     try:
         yield
-    except DBAPIError as err:
+    except (DBAPIError, pg8000.dbapi.Error) as err:  # raw errors come from COPY
         raise connection_error(db, err) from None
 
 
@@ -174,7 +180,7 @@ def copy_out(conn: Connection, sql: str) -> bytes:
             elif code == _READY:
                 raw._transaction_status = bytes(view[pos + 5 : end])
                 if error is not None:
-                    raise RuntimeFailure(f"the source failed the COPY: {error.get('M', error)}")
+                    raise pg8000.dbapi.DatabaseError(error)
                 return bytes(out)
             pos = end
         pending = bytes(view[pos:])

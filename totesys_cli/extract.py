@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Integer, Table, cast, func, or_, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 
+from totesys_cli import faults
 from totesys_cli import lake as lakes
 from totesys_cli.db import copy_out, engine, translate_errors
 from totesys_cli.errors import ConfigError, RuntimeFailure
@@ -202,6 +203,7 @@ def _write_chunk(
     arrow_table = csv_to_arrow(data, table)
     body = parquet_bytes(arrow_table)
     raw.put(key, body)
+    faults.point("extract.file_written")
     bounds = pc.min_max(arrow_table.column("last_updated")).as_py()
     return (
         {"key": key, "rows": arrow_table.num_rows, "bytes": len(body)},
@@ -364,12 +366,14 @@ def extract(
         },
         "state": _next_state(state, tables, snapshot),
     }
+    faults.point("extract.before_manifest")
     if not lakes.commit_manifest(raw, seq + 1, manifest):
         raise RuntimeFailure(
             f"another extract committed run {seq + 1} first, so this run's files were not "
             "committed (totesys lake gc removes them later)",
             "Run extract again: it continues from the committed run",
         )
+    faults.point("extract.after_manifest")
     result = ExtractResult(seq + 1, snapshot, tables, time.perf_counter() - started)
     log.info(
         "extract run %d committed",

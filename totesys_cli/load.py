@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import TIMESTAMP, distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateTable, DropTable
 
+from totesys_cli import faults
 from totesys_cli import lake as lakes
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.errors import RuntimeFailure
@@ -361,6 +362,7 @@ def _load_run(
                 rows, changed = _load_table(conn, processed, table, files, deadline)
                 result.rows[table], result.changed[table] = rows, changed
     _record(conn, seq, manifest, sum(result.rows.values()), reload)
+    faults.point("load.before_commit")
     result.seconds = time.perf_counter() - started
     return result
 
@@ -430,6 +432,7 @@ def load(
             manifest = lakes.decode_manifest(processed, key)
             with conn.begin():
                 result = _load_run(conn, processed, seq, manifest, reload, deadline)
+            faults.point("load.after_commit")
             done.append(result)
             log.info(
                 "%s processed run %d",

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from totesys_cli import faults
 from totesys_cli import lake as lakes
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.logs import current_run_id
@@ -297,6 +298,7 @@ class Writer:
         pq.write_table(table, sink, compression="snappy", use_dictionary=False)
         body = sink.getvalue()
         self.processed.put(key, body)
+        faults.point("transform.file_written")
         output.files.append({"key": key, "rows": table.num_rows, "bytes": len(body)})
         output.rows += table.num_rows
         output.bytes += len(body)
@@ -477,12 +479,14 @@ def transform(
         },
         "state": next_state.dump(),
     }
+    faults.point("transform.before_manifest")
     if not lakes.commit_manifest(processed, seq + 1, body):
         raise RuntimeFailure(
             f"another transform committed processed run {seq + 1} first, so this run's files "
             "were not committed (totesys lake gc removes them later)",
             "Run transform again: it continues from the committed run",
         )
+    faults.point("transform.after_manifest")
     result = TransformResult(seq + 1, [r.seq for r in runs], outputs, time.perf_counter() - started)
     for output in outputs.values():
         log.info(
