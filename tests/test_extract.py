@@ -203,6 +203,7 @@ def test_a_run_that_fails_half_way_commits_nothing(pg, source_url, tmp_path, mon
     with pytest.raises(RuntimeFailure, match="the source"):
         extract(_source(source_url), raw, ExtractOptions())
     assert lakes.latest_manifest(raw) == (0, None)
+    assert not list(tmp_path.rglob("*.parquet"))  # a failed run removes what it wrote
     monkeypatch.setattr(extract_step, "copy_out", real_copy)
     result, _ = _extract(source_url, tmp_path)
     assert result.seq == 1
@@ -233,6 +234,8 @@ def test_two_extracts_racing_for_one_slot_commit_once(
     seq, manifest = lakes.latest_manifest(raw)
     assert seq == 1
     assert manifest["tables"]["payment"]["rows"] == first.tables["payment"].rows
+    files = [o.key for o in raw.list("") if o.key.endswith(".parquet")]
+    assert len(files) == sum(len(t.files) for t in first.tables.values())  # loser cleaned
 
 
 def test_since_rereads_a_window_without_moving_watermarks_back(pg, source_url, tmp_path):

@@ -218,8 +218,9 @@ class _ChunkWriter:
     At most one chunk waits, so memory stays bounded by the batch size.
     """
 
-    def __init__(self, raw: lakes.Lake):
+    def __init__(self, raw: lakes.Lake, written: list[str]):
         self.raw = raw
+        self.written = written
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self.pending: list[tuple[concurrent.futures.Future, TableExtract, float]] = []
 
@@ -227,6 +228,7 @@ class _ChunkWriter:
         while self.pending:
             self._collect()
         table = source_table(result.table)
+        self.written.append(key)
         future = self.pool.submit(_write_chunk, self.raw, table, data, key)
         self.pending.append((future, result, started))
 
@@ -326,14 +328,18 @@ def extract(
             )
         prefix = f"extracted_date={snapshot.date().isoformat()}/{seq + 1:010d}-{run_id}"
         tables: dict[str, TableExtract] = {}
-        writer = _ChunkWriter(raw)
-        try:
-            for name in options.tables:
-                lower = _lower_bound(state.get(name), options.overlap)
-                tables[name] = _extract_table(conn, writer, name, lower, options, prefix, deadline)
-        finally:
-            writer.drain()
-        conn.rollback()  # read-only: nothing to commit in the source
+        with lakes.removed_on_failure(raw) as written:
+            writer = _ChunkWriter(raw, written)
+            try:
+                for name in options.tables:
+                    lower = _lower_bound(state.get(name), options.overlap)
+                    tables[name] = _extract_table(
+                        conn, writer, name, lower, options, prefix, deadline
+                    )
+            finally:
+                writer.drain()
+            conn.rollback()  # read-only: nothing to commit in the source
+            deadline.check("committing the extract")
     for t in tables.values():
         log.info(
             "extracted %s",
@@ -345,7 +351,6 @@ def extract(
                 "seconds": round(t.seconds, 3),
             },
         )
-    deadline.check("committing the extract")
     manifest = {
         "kind": "raw",
         "run_id": run_id,
@@ -368,9 +373,10 @@ def extract(
     }
     faults.point("extract.before_manifest")
     if not lakes.commit_manifest(raw, seq + 1, manifest):
+        raw.delete(written)  # nothing will ever read them
         raise RuntimeFailure(
             f"another extract committed run {seq + 1} first, so this run's files were not "
-            "committed (totesys lake gc removes them later)",
+            "committed and are removed",
             "Run extract again: it continues from the committed run",
         )
     faults.point("extract.after_manifest")

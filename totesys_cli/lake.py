@@ -301,11 +301,28 @@ def latest_manifest(lake: Lake) -> tuple[int, dict[str, Any] | None]:
 
 
 def commit_manifest(lake: Lake, seq: int, manifest: dict[str, Any]) -> bool:
-    """Create manifest `seq` if absent; the pointer to it is only a hint for readers."""
+    """Create manifest `seq` if absent; the pointer to it is only a hint for readers, so
+    failing to move it does not undo the commit."""
     if not lake.put_new(manifest_key(seq), encode_manifest({"seq": seq, **manifest})):
         return False
-    lake.put(LATEST_HINT, str(seq).encode())
+    try:
+        lake.put(LATEST_HINT, str(seq).encode())
+    except Exception as err:  # readers list past a stale hint
+        log.warning("committed run %d but could not move the hint to it: %s", seq, err)
     return True
+
+
+@contextlib.contextmanager
+def removed_on_failure(lake: Lake) -> Iterator[list[str]]:
+    """Collects the keys a run writes; if the run fails before its commit, they are
+    deleted (a killed run leaves them for lake gc)."""
+    written: list[str] = []
+    try:
+        yield written
+    except BaseException:
+        with contextlib.suppress(Exception):
+            lake.delete(written)
+        raise
 
 
 def read_parquet(lake: Lake, keys: list[str], schema=None):

@@ -284,8 +284,9 @@ class Batch:
 class Writer:
     """Writes each star table's Parquet files to the processed zone."""
 
-    def __init__(self, processed: lakes.Lake, seq: int, day: dt.date):
+    def __init__(self, processed: lakes.Lake, seq: int, day: dt.date, written: list[str]):
         self.processed = processed
+        self.written = written
         self.prefix = f"processed_date={day.isoformat()}/{seq:010d}-{current_run_id() or 'local'}"
         self.outputs: dict[str, StarOutput] = {}
 
@@ -294,6 +295,7 @@ class Writer:
         if table.num_rows == 0:
             return
         key = f"{name}/{self.prefix}-{len(output.files):04d}.parquet"
+        self.written.append(key)
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="snappy", use_dictionary=False)
         body = sink.getvalue()
@@ -431,13 +433,13 @@ def transform(
         else lakes.decode_manifest(raw, lakes.manifest_key(state.raw_seq))
     )
     batch = Batch(raw, runs, state, options.since, _horizons(runs, newest))
-    writer = Writer(processed, seq + 1, dt.datetime.now(dt.UTC).date())
-    closure = Closure(state.keys)
-
-    parents = _dimensions(batch, state, writer, closure, deadline)
-    dates = _facts(batch, writer, closure, deadline)
-    calendar = _calendar(state.dates, dates, writer)
-
+    with lakes.removed_on_failure(processed) as written:
+        writer = Writer(processed, seq + 1, dt.datetime.now(dt.UTC).date(), written)
+        closure = Closure(state.keys)
+        parents = _dimensions(batch, state, writer, closure, deadline)
+        dates = _facts(batch, writer, closure, deadline)
+        calendar = _calendar(state.dates, dates, writer)
+        deadline.check("committing the transform")
     next_state = State(
         raw_seq=max([state.raw_seq, *(r.seq for r in runs)]),
         snapshot_time=newest.get("snapshot_time", state.snapshot_time),
@@ -446,7 +448,6 @@ def transform(
         dates=calendar,
         seen=batch.next_seen(),
     )
-    deadline.check("committing the transform")
     outputs = writer.outputs
     versions = [
         v
@@ -481,9 +482,10 @@ def transform(
     }
     faults.point("transform.before_manifest")
     if not lakes.commit_manifest(processed, seq + 1, body):
+        processed.delete(written)  # nothing will ever read them
         raise RuntimeFailure(
             f"another transform committed processed run {seq + 1} first, so this run's files "
-            "were not committed (totesys lake gc removes them later)",
+            "were not committed and are removed",
             "Run transform again: it continues from the committed run",
         )
     faults.point("transform.after_manifest")
