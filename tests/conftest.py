@@ -183,3 +183,11 @@ def moto_endpoint(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPat
     urllib.request.urlopen(reset).read()  # noqa: S310 - our own loopback moto server
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     return moto_server
+
+
+@pytest.fixture(autouse=True)
+def _own_run_id() -> None:
+    """Each test is its own run, as each CLI process is."""
+    from totesys_cli import logs
+
+    logs.set_run_id(logs.new_run_id())

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from tests.conftest import PASSWORD
 from totesys_cli import extract as extract_step
-from totesys_cli import generator
+from totesys_cli import generator, logs
 from totesys_cli import lake as lakes
 from totesys_cli.cli import cli
 from totesys_cli.errors import RuntimeFailure
@@ -226,8 +226,9 @@ def test_two_extracts_racing_for_one_slot_commit_once(
         url = str(tmp_path)
     raw = lakes.open_lake(url, "TEST")
     first = extract(_source(source_url), raw, ExtractOptions())
-    # the loser read the same state before the winner committed
+    # the loser, another process, read the same state before the winner committed
     monkeypatch.setattr(lakes, "latest_manifest", lambda lake: (0, None))
+    logs.set_run_id("loser")
     with pytest.raises(RuntimeFailure, match="another extract committed run 1 first"):
         extract(_source(source_url), raw, ExtractOptions())
     monkeypatch.undo()

@@ -22,11 +22,10 @@ from sqlalchemy import Connection, Integer, Table, cast, func, or_, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 
-from totesys_cli import faults
+from totesys_cli import faults, logs
 from totesys_cli import lake as lakes
 from totesys_cli.db import copy_out, engine, translate_errors
 from totesys_cli.errors import ConfigError, RuntimeFailure
-from totesys_cli.logs import current_run_id
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import SOURCE_TABLES, arrow_schema, source_table
 from totesys_cli.settings import Database
@@ -202,7 +201,7 @@ def _write_chunk(
 
     arrow_table = csv_to_arrow(data, table)
     body = parquet_bytes(arrow_table)
-    raw.put(key, body)
+    lakes.put_data(raw, key, body)
     faults.point("extract.file_written")
     bounds = pc.min_max(arrow_table.column("last_updated")).as_py()
     return (
@@ -312,7 +311,7 @@ def extract(
     raw.check()
     seq, last = lakes.latest_manifest(raw)
     state = (last or {}).get("state", {})
-    run_id = current_run_id() or "local"
+    run_id = logs.run_id()
     source = deadline.bound(source)
     with translate_errors(source), engine(source).connect() as conn:
         conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))

@@ -250,6 +250,16 @@ class S3Lake:
 # ---------------------------------------------------------------- manifests
 
 
+def put_data(lake: Lake, key: str, data: bytes) -> None:
+    """Data files are never overwritten: their names are unique to a run, and the create
+    is exclusive all the same."""
+    if not lake.put_new(key, data):
+        raise RuntimeFailure(
+            f"the lake file {lake.url}/{key} already exists",
+            "Another run used this run's id; run again",
+        )
+
+
 def manifest_key(seq: int) -> str:
     return f"{MANIFESTS}/{seq:010d}.json"
 

@@ -39,6 +39,16 @@ def current_run_id() -> str | None:
     return _run_id.get()
 
 
+def run_id() -> str:
+    """This run's id; library callers without one get a fresh id, so two runs never
+    share file names."""
+    current = _run_id.get()
+    if current is None:
+        current = new_run_id()
+        _run_id.set(current)
+    return current
+
+
 def current_step() -> str | None:
     return _step.get()
 

@@ -22,10 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from totesys_cli import faults
+from totesys_cli import faults, logs
 from totesys_cli import lake as lakes
 from totesys_cli.errors import RuntimeFailure
-from totesys_cli.logs import current_run_id
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import FACTS, arrow_schema, source_table, star_table
 from totesys_cli.transform import keys as keysets
@@ -287,7 +286,7 @@ class Writer:
     def __init__(self, processed: lakes.Lake, seq: int, day: dt.date, written: list[str]):
         self.processed = processed
         self.written = written
-        self.prefix = f"processed_date={day.isoformat()}/{seq:010d}-{current_run_id() or 'local'}"
+        self.prefix = f"processed_date={day.isoformat()}/{seq:010d}-{logs.run_id()}"
         self.outputs: dict[str, StarOutput] = {}
 
     def write(self, name: str, table: pa.Table) -> None:
@@ -299,7 +298,7 @@ class Writer:
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="snappy", use_dictionary=False)
         body = sink.getvalue()
-        self.processed.put(key, body)
+        lakes.put_data(self.processed, key, body)
         faults.point("transform.file_written")
         output.files.append({"key": key, "rows": table.num_rows, "bytes": len(body)})
         output.rows += table.num_rows
@@ -457,7 +456,7 @@ def transform(
     ]
     body = {
         "kind": "processed",
-        "run_id": current_run_id() or "local",
+        "run_id": logs.run_id(),
         "raw_runs": [r.seq for r in runs],
         "since": options.since.isoformat(sep=" ") if options.since else None,
         "snapshot_time": next_state.snapshot_time,
