@@ -307,7 +307,7 @@ def test_each_step_error_reaches_cloudwatch_and_alarms_its_own_step(
         "transform": ["transform", "--lake-url", str(broken_lake)],
         "load": ["load", "--warehouse-url", unreachable, "--lake-url", str(tmp_path / "a")],
     }
-    for step, args in commands.items():
+    for args in commands.values():
         result = subprocess.run(
             [TOTESYS, *args], capture_output=True, text=True, env=env, check=False
         )
