@@ -78,25 +78,22 @@ class Server:
         return url
 
 
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one process, which must succeed."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
-    )
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - start
-    usage = os.wait4(proc.pid, 0)[2] if proc.returncode is None else None
-    rss = (usage.ru_maxrss if usage else _last_rss()) / 1024
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str, str]:
+    """(wall seconds, peak RSS in MB, stdout, stderr) of one process, which must succeed.
+
+    The process is reaped with wait4, so the RSS is its own, not the largest child's."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:2])} failed:\n{err.decode()[-2000:]}")
-    return seconds, rss, out.decode()
-
-
-def _last_rss() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        raise SystemExit(f"{' '.join(cmd[:2])} failed:\n{stderr[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024, stdout, stderr
 
 
 def psql() -> str:

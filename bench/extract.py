@@ -55,7 +55,7 @@ def main() -> None:
         f"\\copy \"{t}\" TO '{floor_dir / t}.csv' WITH (FORMAT csv)\n" for t in SOURCE_TABLES
     )
     floor = run_psql(source, script)
-    seconds, rss, _ = timed(
+    seconds, rss, _, _ = timed(
         [TOTESYS, "extract", "--source-url", source, "--lake-url", str(work / "lake")]
     )
     naive = None if args.skip_naive else naive_baseline(source)

@@ -85,7 +85,9 @@ def main() -> None:
     with_fks = run_psql(floor_database(server, "bench_floor_fk", True), copy_script(csv_dir))
     warehouse = server.create("bench_warehouse")
     timed([TOTESYS, "init", "--warehouse-url", warehouse])
-    seconds, rss, _ = timed([TOTESYS, "load", "--warehouse-url", warehouse, "--lake-url", lake_url])
+    seconds, rss, _, _ = timed(
+        [TOTESYS, "load", "--warehouse-url", warehouse, "--lake-url", lake_url]
+    )
 
     figures = {
         "rows": rows,

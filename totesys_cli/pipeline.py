@@ -74,5 +74,9 @@ def run_all(
             loaded = load(warehouse, processed, LoadOptions(since=since), deadline)
         seconds["load"] = time.perf_counter() - started
     result = RunAllResult(extracted, transformed, loaded, seconds)
-    log.info("run succeeded", extra={**result.counts(), "seconds": round(sum(seconds.values()), 3)})
+    timings = {f"{step}_seconds": round(value, 3) for step, value in seconds.items()}
+    log.info(
+        "run succeeded",
+        extra={**result.counts(), "seconds": round(sum(seconds.values()), 3), **timings},
+    )
     return result

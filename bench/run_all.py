@@ -1,0 +1,136 @@
+"""The whole job on the SPEC section 8 dataset, against the physical floor.
+
+    python bench/run_all.py [--sales-orders N] [--keep DIR] [--skip-naive]
+
+Measured in one run: the floor (psql \\copy of every source table out, and back into
+copies with the same primary keys and unique constraints); a full `totesys run-all`
+from an empty lake and warehouse, with seconds per step; a no-op run-all as a whole
+process; a 1% activity burst, then run-all; the naive extract baseline (pg8000
+SELECT * into pandas). Targets: full <= 3.0 x floor, no-op <= 2.0 s, burst <= 0.15 x
+full, peak RSS <= 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from common import HERE, TOTESYS, Server, database, run_psql, timed
+from extract import naive_baseline
+from sqlalchemy import text
+
+from totesys_cli import generator
+from totesys_cli.db import engine
+from totesys_cli.schemas import SOURCE_TABLES
+
+
+def floor(server: Server, source: str, folder: Path) -> tuple[float, float]:
+    """(seconds out, seconds in): every table to CSV and back into keyed copies."""
+    out = run_psql(
+        source,
+        "".join(f"\\copy \"{t}\" TO '{folder / t}.csv' WITH (FORMAT csv)\n" for t in SOURCE_TABLES),
+    )
+    copy = server.create("bench_floor_copy")
+    with engine(database(copy)).begin() as conn:
+        generator.create_source_schema(conn)  # keys and unique constraints, no foreign keys
+    back = run_psql(
+        copy,
+        "".join(
+            f"\\copy \"{t}\" FROM '{folder / t}.csv' WITH (FORMAT csv)\n" for t in SOURCE_TABLES
+        ),
+    )
+    return out, back
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sales-orders", type=int, default=generator.BENCHMARK.sales_orders)
+    parser.add_argument("--keep", type=Path, help="keep the embedded server in this folder")
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    sizes = generator.Sizes(args.sales_orders, round(args.sales_orders * 0.42))
+    server = Server(args.keep)
+    source_name = f"bench_source_{args.sales_orders}"
+    source = server.source(source_name, sizes)
+    # the burst changes the source: work on a copy so the dataset can be reused
+    with (
+        engine(database(server.base))
+        .execution_options(isolation_level="AUTOCOMMIT")
+        .connect() as conn
+    ):
+        conn.execute(text("DROP DATABASE IF EXISTS bench_run WITH (FORCE)"))
+        conn.execute(text(f'CREATE DATABASE bench_run TEMPLATE "{source_name}"'))
+    source = server.url("bench_run")
+    work = Path(tempfile.mkdtemp(prefix="totesys-bench-"))
+    csv = work / "csv"
+    csv.mkdir()
+    floor_out, floor_in = floor(server, source, csv)
+    floor_total = floor_out + floor_in
+
+    warehouse = server.create("bench_run_warehouse")
+    timed([TOTESYS, "init", "--warehouse-url", warehouse])
+    env = {
+        "TOTESYS_SOURCE_URL": source,
+        "TOTESYS_WAREHOUSE_URL": warehouse,
+        "TOTESYS_LAKE_URL": str(work / "lake"),
+    }
+    full, full_rss, _, log = timed([TOTESYS, "--log-format", "json", "run-all"], env)
+    steps = _steps(log)
+    noop, noop_rss, _, _ = timed([TOTESYS, "--log-format", "json", "run-all"], env)
+    with engine(database(source)).begin() as conn:
+        generator.simulate_activity(
+            conn,
+            seed=9,
+            step=1,
+            sales_orders=sizes.sales_orders // 100,
+            purchase_orders=sizes.purchase_orders // 100,
+            payments_paid=(sizes.sales_orders + sizes.purchase_orders) // 100,
+        )
+    burst, burst_rss, _, log = timed([TOTESYS, "--log-format", "json", "run-all"], env)
+    burst_steps = _steps(log)
+    naive = None if args.skip_naive else naive_baseline(source)
+
+    figures = {
+        "sales_orders": sizes.sales_orders,
+        "floor_out_seconds": round(floor_out, 2),
+        "floor_in_seconds": round(floor_in, 2),
+        "floor_seconds": round(floor_total, 2),
+        "full_seconds": round(full, 2),
+        "full_steps": steps,
+        "full_peak_rss_mb": round(full_rss),
+        "noop_seconds": round(noop, 2),
+        "noop_peak_rss_mb": round(noop_rss),
+        "burst_seconds": round(burst, 2),
+        "burst_steps": burst_steps,
+        "burst_peak_rss_mb": round(burst_rss),
+        "naive_extract_seconds": None if naive is None else round(naive, 2),
+        "full_over_floor": round(full / floor_total, 2),
+        "burst_over_full": round(burst / full, 3),
+    }
+    print(
+        f"dataset: {sizes.sales_orders:,} sales orders, {sizes.purchase_orders:,} purchase "
+        "orders, a transaction and a payment each"
+    )
+    print(f"floor: psql \\copy out {floor_out:.2f} s + in {floor_in:.2f} s = {floor_total:.2f} s")
+    print(f"full run-all     {full:8.2f} s  peak RSS {full_rss:6,.0f} MB  steps {steps}")
+    print(f"no-op run-all    {noop:8.2f} s  peak RSS {noop_rss:6,.0f} MB  (target <= 2.0 s)")
+    print(f"1% burst run-all {burst:8.2f} s  peak RSS {burst_rss:6,.0f} MB  steps {burst_steps}")
+    if naive is not None:
+        print(f"naive extract    {naive:8.2f} s  (pg8000 SELECT * into pandas)")
+    print(f"full / floor     {full / floor_total:8.2f}    (target <= 3.0)")
+    print(f"burst / full     {burst / full:8.3f}    (target <= 0.15)")
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"run_all_{sizes.sales_orders}.json").write_text(json.dumps(figures, indent=1))
+
+
+def _steps(log: str) -> dict[str, float]:
+    """Seconds per step, from the run's `run succeeded` line."""
+    last = json.loads(log.strip().splitlines()[-1])
+    return {step: last[f"{step}_seconds"] for step in ("extract", "transform", "load")}
+
+
+if __name__ == "__main__":
+    main()
