@@ -318,6 +318,9 @@ def _staged(
         rows = lakes.read_parquet(processed, [key], schema)
         _copy_in(conn, stage.name, rows)
         total += rows.num_rows
+    # a fresh temporary table has no statistics: without them the merge below plans for
+    # a big stage and scans the whole warehouse table instead of probing its index
+    conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(stage.name)}"))
     if table == "dim_date":
         changed = _apply_calendar(conn, stage)
     elif table in FACTS:
