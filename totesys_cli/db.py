@@ -142,7 +142,7 @@ _LENGTH = struct.Struct("!i").unpack_from
 _COPY_DATA, _ERROR, _READY = ord("d"), ord("E"), ord("Z")
 
 
-def copy_out(conn: Connection, sql: str) -> bytes:
+def copy_out(conn: Connection, sql: str) -> bytearray:
     """Run `COPY (...) TO STDOUT` and return its bytes.
 
     pg8000 handles COPY one protocol message (one row) at a time through several
@@ -181,7 +181,7 @@ def copy_out(conn: Connection, sql: str) -> bytes:
                 raw._transaction_status = bytes(view[pos + 5 : end])
                 if error is not None:
                     raise pg8000.dbapi.DatabaseError(error)
-                return bytes(out)
+                return out
             pos = end
         pending = bytes(view[pos:])
 

@@ -210,25 +210,57 @@ def _apply_dimension(conn: Connection, stage: Table, table: str) -> int:
     return updated + inserted
 
 
+def _has_version_index(conn: Connection, table: str) -> bool:
+    """Whether the fact has the unique index on its version key that init creates."""
+    fact = star_table(table)
+    version = [fact.info["source_key"], "last_updated_date", "last_updated_time"]
+    found = (
+        conn.execute(
+            text(
+                "SELECT array_agg(a.attname::text ORDER BY k.n) FROM pg_index i "
+                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indrelid = CAST(:t AS regclass) AND i.indisunique AND i.indpred IS NULL "
+                "GROUP BY i.indexrelid"
+            ),
+            {"t": table},
+        )
+        .scalars()
+        .all()
+    )
+    return any(sorted(columns) == sorted(version) for columns in found)
+
+
 def _apply_fact(conn: Connection, stage: Table, table: str) -> int:
     """Each version is one row: new versions inserted, existing ones corrected only where
-    a value differs. Safe without a unique version index: the run holds the lock."""
+    a value differs. With the unique version index that is one INSERT ... ON CONFLICT;
+    without it, an UPDATE then an INSERT of the versions not present, which is safe
+    because the run holds the lock."""
     fact = star_table(table)
     cols = data_columns(fact)
     version = [fact.info["source_key"], "last_updated_date", "last_updated_time"]
     values = [c for c in cols if c not in version]
+    staged = select(*(stage.c[c] for c in cols)).ext(distinct_on(*(stage.c[c] for c in version)))
+    if _has_version_index(conn, table):
+        upsert = pg_insert(fact).from_select(cols, staged)
+        return conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=version,
+                set_={c: upsert.excluded[c] for c in values},
+                where=tuple_(*(fact.c[c] for c in values)).is_distinct_from(
+                    tuple_(*(upsert.excluded[c] for c in values))
+                ),
+            )
+        ).rowcount
     match = and_(*(fact.c[c] == stage.c[c] for c in version))
     updated = conn.execute(
         update(fact)
         .where(match, _differs(fact, stage, values))
         .values({c: stage.c[c] for c in values})
     ).rowcount
-    new = (
-        select(*(stage.c[c] for c in cols))
-        .ext(distinct_on(*(stage.c[c] for c in version)))
-        .where(~exists().where(match))
-    )
-    inserted = conn.execute(insert(fact).from_select(cols, new)).rowcount
+    inserted = conn.execute(
+        insert(fact).from_select(cols, staged.where(~exists().where(match)))
+    ).rowcount
     return updated + inserted
 
 

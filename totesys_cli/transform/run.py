@@ -179,18 +179,31 @@ def _next_lower(manifest: dict[str, Any], table: str) -> dt.datetime | None:
     return min(dt.datetime.fromisoformat(mark), snapshot) if mark else snapshot
 
 
+def _horizon(bounds: list[dt.datetime | None]) -> dt.datetime:
+    """Versions at or before this cannot be read again by extracts with these lower bounds
+    (None: a table read in full, so anything can)."""
+    if not bounds or any(b is None for b in bounds):
+        return dt.datetime.min
+    return min(bounds) - MARGIN
+
+
 def _horizons(runs: list[RawRun], last: dict[str, Any]) -> dict[str, dt.datetime]:
-    """Per table, the oldest last_updated that a later extract (in this batch or after it)
-    can read again: only newer versions must be remembered to drop repeats."""
-    horizons = {}
-    for table in (*SMALL, *CHUNKED):
-        bounds = [r.lower_bound(table) for r in runs[1:] if table in r.manifest["tables"]]
-        bounds.append(_next_lower(last, table))
-        if any(b is None for b in bounds):
-            horizons[table] = dt.datetime.min
-        else:
-            horizons[table] = min(bounds) - MARGIN
-    return horizons
+    """Per table, what a later extract in this batch, or the next one, can read again:
+    only newer versions must be remembered while the batch runs."""
+    return {
+        table: _horizon(
+            [
+                *(r.lower_bound(table) for r in runs[1:] if table in r.manifest["tables"]),
+                _next_lower(last, table),
+            ]
+        )
+        for table in (*SMALL, *CHUNKED)
+    }
+
+
+def _next_horizons(last: dict[str, Any]) -> dict[str, dt.datetime]:
+    """What only the next extract can read again: all the next run must remember."""
+    return {table: _horizon([_next_lower(last, table)]) for table in (*SMALL, *CHUNKED)}
 
 
 class Batch:
@@ -263,14 +276,14 @@ class Batch:
         keep = marked.join(known, keys=known.column_names, join_type="left anti")
         return rows.take(keep.sort_by("_row").column("_row"))
 
-    def next_seen(self) -> dict[str, pa.Table]:
+    def next_seen(self, horizons: dict[str, dt.datetime]) -> dict[str, pa.Table]:
         """Recently emitted versions the next run must not emit again."""
         result = {}
         for table, known in self.seen.items():
             merged = self._concat(
                 known, pa.concat_tables(self.emitted[table]) if self.emitted[table] else None
             )
-            horizon = pa.scalar(self.horizons[table], pa.timestamp("ms"))
+            horizon = pa.scalar(horizons[table], pa.timestamp("ms"))
             kept = merged.filter(pc.greater(merged.column("last_updated"), horizon))
             if kept.num_rows:
                 result[table] = kept
@@ -445,7 +458,7 @@ def transform(
         parents=parents,
         keys=closure.keys,
         dates=calendar,
-        seen=batch.next_seen(),
+        seen=batch.next_seen(_next_horizons(newest)),
     )
     outputs = writer.outputs
     versions = [
