@@ -376,13 +376,7 @@ def extract(
         "state": _next_state(state, tables, snapshot),
     }
     faults.point("extract.before_manifest")
-    if not lakes.commit_manifest(raw, seq + 1, manifest):
-        raw.delete(written)  # nothing will ever read them
-        raise RuntimeFailure(
-            f"another extract committed run {seq + 1} first, so this run's files were not "
-            "committed and are removed",
-            "Run extract again: it continues from the committed run",
-        )
+    lakes.commit_run(raw, seq + 1, manifest, written, "extract")
     faults.point("extract.after_manifest")
     result = ExtractResult(seq + 1, snapshot, tables, time.perf_counter() - started)
     log.info(

@@ -310,16 +310,23 @@ def latest_manifest(lake: Lake) -> tuple[int, dict[str, Any] | None]:
     return seq, (decode_manifest(lake, manifest_key(seq)) if seq else None)
 
 
-def commit_manifest(lake: Lake, seq: int, manifest: dict[str, Any]) -> bool:
-    """Create manifest `seq` if absent; the pointer to it is only a hint for readers, so
-    failing to move it does not undo the commit."""
-    if not lake.put_new(manifest_key(seq), encode_manifest({"seq": seq, **manifest})):
-        return False
-    try:
-        lake.put(LATEST_HINT, str(seq).encode())
-    except Exception as err:  # readers list past a stale hint
-        log.warning("committed run %d but could not move the hint to it: %s", seq, err)
-    return True
+def commit_run(
+    lake: Lake, seq: int, manifest: dict[str, Any], written: list[str], step: str
+) -> None:
+    """Commit a run's manifest; a run that lost the race for its number removes its files
+    (nothing would ever read them) and fails cleanly."""
+    if lake.put_new(manifest_key(seq), encode_manifest({"seq": seq, **manifest})):
+        try:
+            lake.put(LATEST_HINT, str(seq).encode())
+        except Exception as err:  # readers list past a stale hint
+            log.warning("committed run %d but could not move the hint to it: %s", seq, err)
+        return
+    lake.delete(written)
+    raise RuntimeFailure(
+        f"another {step} committed run {seq} first, so this run's files were not committed "
+        "and are removed",
+        f"Run {step} again: it continues from the committed run",
+    )
 
 
 @contextlib.contextmanager

@@ -361,6 +361,17 @@ _fact(
 
 STAR_TABLES: tuple[str, ...] = tuple(WAREHOUSE.tables)
 
+# the source table each dimension is keyed by (dim_staff by staff, dim_location by address)
+DIMENSION_SOURCES = {
+    "dim_staff": "staff",
+    "dim_location": "address",
+    "dim_counterparty": "counterparty",
+    "dim_currency": "currency",
+    "dim_design": "design",
+    "dim_payment_type": "payment_type",
+    "dim_transaction": "transaction",
+}
+
 # ---------------------------------------------------------------- bookkeeping (totesys_meta)
 
 META = MetaData(schema=META_SCHEMA)

@@ -16,7 +16,13 @@ from sqlalchemy import Connection, func, select, table
 
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.errors import RuntimeFailure
-from totesys_cli.schemas import LOADED_RUNS, latest_view_name, source_table, star_table
+from totesys_cli.schemas import (
+    DIMENSION_SOURCES,
+    LOADED_RUNS,
+    latest_view_name,
+    source_table,
+    star_table,
+)
 from totesys_cli.settings import Database
 
 # star table -> (source table, [(label, source expression, warehouse expression)])
@@ -30,15 +36,6 @@ FACT_SUMS = {
         [("item_quantity", "item_quantity", None), ("value", "item_quantity", "item_unit_price")],
     ),
     "fact_payment": ("payment", [("payment_amount", "payment_amount", None)]),
-}
-DIMENSION_SOURCES = {
-    "dim_staff": "staff",
-    "dim_location": "address",
-    "dim_counterparty": "counterparty",
-    "dim_currency": "currency",
-    "dim_design": "design",
-    "dim_payment_type": "payment_type",
-    "dim_transaction": "transaction",
 }
 
 

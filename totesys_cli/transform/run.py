@@ -26,7 +26,13 @@ from totesys_cli import faults, logs
 from totesys_cli import lake as lakes
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import FACTS, arrow_schema, source_table, star_table
+from totesys_cli.schemas import (
+    DIMENSION_SOURCES,
+    FACTS,
+    arrow_schema,
+    source_table,
+    star_table,
+)
 from totesys_cli.transform import keys as keysets
 from totesys_cli.transform import stars
 
@@ -354,17 +360,6 @@ def _member(table: pa.Table, column: str, values: pa.Table) -> pa.Table:
     return table.filter(pc.is_in(table.column(column), value_set=values.column(column)))
 
 
-DIMENSION_SOURCES = {
-    "dim_staff": "staff",
-    "dim_location": "address",
-    "dim_counterparty": "counterparty",
-    "dim_currency": "currency",
-    "dim_design": "design",
-    "dim_payment_type": "payment_type",
-    "dim_transaction": "transaction",
-}
-
-
 class Closure:
     """Every dimension key a fact references was emitted by this or an earlier run."""
 
@@ -493,13 +488,7 @@ def transform(
         "state": next_state.dump(),
     }
     faults.point("transform.before_manifest")
-    if not lakes.commit_manifest(processed, seq + 1, body):
-        processed.delete(written)  # nothing will ever read them
-        raise RuntimeFailure(
-            f"another transform committed processed run {seq + 1} first, so this run's files "
-            "were not committed and are removed",
-            "Run transform again: it continues from the committed run",
-        )
+    lakes.commit_run(processed, seq + 1, body, written, "transform")
     faults.point("transform.after_manifest")
     result = TransformResult(seq + 1, [r.seq for r in runs], outputs, time.perf_counter() - started)
     for output in outputs.values():
