@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from tests.conftest import PASSWORD, TOTESYS
 from tests.pipeline import Pipeline
+from totesys_cli.schemas import SOURCE_TABLES
 
 
 def totesys(*args: str, env: dict | None = None, timeout: float = 120):
@@ -148,19 +149,7 @@ def test_status_json_after_a_run(pipeline, tmp_path):
     assert status["not_transformed"] == [] and status["not_loaded"] == []
     assert status["last_load"]["run"] == 1
     assert status["fresh"] is True and 0 <= status["freshness_seconds"] < 120
-    assert set(status["tables"]) == {
-        "address",
-        "counterparty",
-        "currency",
-        "department",
-        "design",
-        "staff",
-        "sales_order",
-        "purchase_order",
-        "payment_type",
-        "transaction",
-        "payment",
-    }
+    assert set(status["tables"]) == set(SOURCE_TABLES)
     with pipeline.source().connect() as conn:
         newest = conn.execute(text("SELECT max(last_updated) FROM payment")).scalar_one()
     assert status["tables"]["payment"]["watermark"] == newest.isoformat(sep=" ")

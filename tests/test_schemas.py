@@ -44,3 +44,9 @@ def test_every_table_is_declared_once():
     assert len(SOURCE_TABLES) == 11
     assert len(DIMENSIONS) == 8 and len(FACTS) == 3
     assert data_columns(star_table("dim_date"))[0] == "date_id"
+
+
+def test_the_cli_spells_the_source_tables_as_declared():
+    from totesys_cli.cli import SOURCE_TABLE_NAMES
+
+    assert SOURCE_TABLE_NAMES == SOURCE_TABLES
