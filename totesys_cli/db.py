@@ -131,6 +131,23 @@ def translate_errors(db: Database) -> Iterator[None]:
         raise connection_error(db, err) from None
 
 
+def present_columns(conn: Connection, tables: list[str]) -> dict[str, set[str]]:
+    """The columns each of these tables has in the current schema (from pg_catalog, which
+    answers in a millisecond where information_schema takes tens)."""
+    rows = conn.execute(
+        text(
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(:t) "
+            "AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped"
+        ),
+        {"t": tables},
+    ).all()
+    present: dict[str, set[str]] = {}
+    for table, column in rows:
+        present.setdefault(table, set()).add(column)
+    return present
+
+
 def check_connection(eng: Engine, db: Database) -> None:
     with translate_errors(db), eng.connect() as conn:
         conn.execute(text("SELECT 1"))

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import TIMESTAMP
 
 from totesys_cli import faults, logs
 from totesys_cli import lake as lakes
-from totesys_cli.db import copy_out, engine, translate_errors
+from totesys_cli.db import copy_out, engine, present_columns, translate_errors
 from totesys_cli.errors import ConfigError, RuntimeFailure
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import SOURCE_TABLES, arrow_schema, source_table
@@ -155,16 +155,7 @@ def _stamp(value: dt.datetime | None, default: str) -> str:
 
 
 def _check_columns(conn: Connection, tables: tuple[str, ...]) -> None:
-    rows = conn.execute(
-        text(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ANY(:tables)"
-        ),
-        {"tables": list(tables)},
-    ).all()
-    present: dict[str, set[str]] = {}
-    for table_name, column in rows:
-        present.setdefault(table_name, set()).add(column)
+    present = present_columns(conn, list(tables))
     for name in tables:
         declared = [c.name for c in source_table(name).columns]
         if name not in present:

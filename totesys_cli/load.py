@@ -41,7 +41,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from totesys_cli import faults
 from totesys_cli import lake as lakes
-from totesys_cli.db import engine, translate_errors
+from totesys_cli.db import engine, present_columns, translate_errors
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import (
@@ -94,16 +94,7 @@ class LoadResult:
 
 def check_warehouse(conn: Connection) -> None:
     """Every star table with every column, before anything is written."""
-    rows = conn.execute(
-        text(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ANY(:t)"
-        ),
-        {"t": list(STAR_TABLES)},
-    ).all()
-    present: dict[str, set[str]] = {}
-    for table, column in rows:
-        present.setdefault(table, set()).add(column)
+    present = present_columns(conn, list(STAR_TABLES))
     missing_tables = [t for t in STAR_TABLES if t not in present]
     if missing_tables:
         raise RuntimeFailure(
@@ -151,9 +142,10 @@ def _copy_in(conn: Connection, target: str, arrow_table) -> None:
 # ---------------------------------------------------------------- applying a run
 
 
-def _differs(target: Table, source: Table, columns: list[str]):
-    return tuple_(*(target.c[c] for c in columns)).is_distinct_from(
-        tuple_(*(source.c[c] for c in columns))
+def _differs(target, source, columns: list[str]):
+    """Rows whose values differ, given two column collections."""
+    return tuple_(*(target[c] for c in columns)).is_distinct_from(
+        tuple_(*(source[c] for c in columns))
     )
 
 
@@ -184,15 +176,12 @@ def _apply_dimension(conn: Connection, stage: Table, table: str) -> int:
         .order_by(stage.c[key], stage.c[VERSION].desc())
     )
     conn.execute(insert(fresh).from_select([c.name for c in stage.columns], newest))
-    updated = conn.execute(
-        update(dim)
-        .where(dim.c[key] == fresh.c[key], _differs(dim, fresh, values))
-        .values({c: fresh.c[c] for c in values})
-    ).rowcount
-    inserted = conn.execute(
-        insert(dim).from_select(
-            cols,
-            select(*(fresh.c[c] for c in cols)).where(~exists().where(dim.c[key] == fresh.c[key])),
+    upsert = pg_insert(dim).from_select(cols, select(*(fresh.c[c] for c in cols)))
+    changed = conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[key],  # every dimension has its key as primary key (SPEC 3)
+            set_={c: upsert.excluded[c] for c in values},
+            where=_differs(dim.c, upsert.excluded, values),
         )
     ).rowcount
     record = pg_insert(versions).from_select(
@@ -207,7 +196,7 @@ def _apply_dimension(conn: Connection, stage: Table, table: str) -> int:
         )
     )
     conn.execute(DropTable(fresh))
-    return updated + inserted
+    return changed
 
 
 def _has_version_index(conn: Connection, table: str) -> bool:
@@ -247,15 +236,13 @@ def _apply_fact(conn: Connection, stage: Table, table: str) -> int:
             upsert.on_conflict_do_update(
                 index_elements=version,
                 set_={c: upsert.excluded[c] for c in values},
-                where=tuple_(*(fact.c[c] for c in values)).is_distinct_from(
-                    tuple_(*(upsert.excluded[c] for c in values))
-                ),
+                where=_differs(fact.c, upsert.excluded, values),
             )
         ).rowcount
     match = and_(*(fact.c[c] == stage.c[c] for c in version))
     updated = conn.execute(
         update(fact)
-        .where(match, _differs(fact, stage, values))
+        .where(match, _differs(fact.c, stage.c, values))
         .values({c: stage.c[c] for c in values})
     ).rowcount
     inserted = conn.execute(

@@ -45,8 +45,15 @@ def run_lock(warehouse: Database | None, what: str) -> Iterator[None]:
             _held[key] -= 1
         return
     eng = engine(warehouse).execution_options(isolation_level="AUTOCOMMIT")
-    with translate_errors(warehouse), eng.connect() as conn:
-        if not conn.execute(select(func.pg_try_advisory_lock(LOCK_KEY))).scalar_one():
+    with translate_errors(warehouse):  # only the lock's own connection speaks for the warehouse
+        conn = eng.connect()
+        try:
+            got = conn.execute(select(func.pg_try_advisory_lock(LOCK_KEY))).scalar_one()
+        except BaseException:
+            conn.close()
+            raise
+    try:
+        if not got:
             raise LockedError(
                 f"another totesys run holds the warehouse lock, so this {what} did not start",
                 "Nothing to do: the running one carries on and the next scheduled run follows",
@@ -58,6 +65,8 @@ def run_lock(warehouse: Database | None, what: str) -> Iterator[None]:
             _held.pop(key, None)
             with contextlib.suppress(Exception):
                 conn.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
+    finally:
+        conn.close()
 
 
 @dataclass
