@@ -7,6 +7,7 @@ import socket
 import ssl
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pg8000.dbapi
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -159,7 +160,16 @@ _LENGTH = struct.Struct("!i").unpack_from
 _COPY_DATA, _ERROR, _READY = ord("d"), ord("E"), ord("Z")
 
 
-def copy_out(conn: Connection, sql: str) -> bytearray:
+@dataclass
+class Copied:
+    """What a COPY returned: its bytes, its row count and its last row."""
+
+    data: bytearray
+    rows: int
+    last_row: bytes
+
+
+def copy_out(conn: Connection, sql: str) -> Copied:
     """Run `COPY (...) TO STDOUT` and return its bytes.
 
     pg8000 handles COPY one protocol message (one row) at a time through several
@@ -173,6 +183,7 @@ def copy_out(conn: Connection, sql: str) -> bytearray:
     sock.write(b"Q" + struct.pack("!i", len(payload) + 4) + payload)
     sock.flush()
     out = bytearray()
+    rows = last = 0
     pending = b""
     error: dict[str, str] | None = None
     while True:
@@ -190,7 +201,9 @@ def copy_out(conn: Connection, sql: str) -> bytearray:
             if end > size:
                 break
             code = buf[pos]
-            if code == _COPY_DATA:
+            if code == _COPY_DATA:  # one message is one row
+                last = len(out)
+                rows += 1
                 out += view[pos + 5 : end]
             elif code == _ERROR:
                 error = _error_fields(bytes(view[pos + 5 : end]))
@@ -198,7 +211,7 @@ def copy_out(conn: Connection, sql: str) -> bytearray:
                 raw._transaction_status = bytes(view[pos + 5 : end])
                 if error is not None:
                     raise pg8000.dbapi.DatabaseError(error)
-                return out
+                return Copied(out, rows, bytes(out[last:]))
             pos = end
         pending = bytes(view[pos:])
 
