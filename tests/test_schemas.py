@@ -50,11 +50,3 @@ def test_the_cli_spells_the_source_tables_as_declared():
     from totesys_cli.cli import SOURCE_TABLE_NAMES
 
     assert SOURCE_TABLE_NAMES == SOURCE_TABLES
-
-
-def test_every_source_table_starts_with_its_primary_key():
-    """An incremental extract pages by key and reads the last key from each page's first
-    column."""
-    for name in SOURCE_TABLES:
-        table = source_table(name)
-        assert list(table.primary_key.columns)[0] is table.columns[0]

@@ -7,7 +7,6 @@ import socket
 import ssl
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pg8000.dbapi
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -160,16 +159,7 @@ _LENGTH = struct.Struct("!i").unpack_from
 _COPY_DATA, _ERROR, _READY = ord("d"), ord("E"), ord("Z")
 
 
-@dataclass
-class Copied:
-    """What a COPY returned: its bytes, its row count and its last row."""
-
-    data: bytearray
-    rows: int
-    last_row: bytes
-
-
-def copy_out(conn: Connection, sql: str) -> Copied:
+def copy_out(conn: Connection, sql: str) -> bytearray:
     """Run `COPY (...) TO STDOUT` and return its bytes.
 
     pg8000 handles COPY one protocol message (one row) at a time through several
@@ -183,7 +173,6 @@ def copy_out(conn: Connection, sql: str) -> Copied:
     sock.write(b"Q" + struct.pack("!i", len(payload) + 4) + payload)
     sock.flush()
     out = bytearray()
-    rows = last = 0
     pending = b""
     error: dict[str, str] | None = None
     while True:
@@ -201,9 +190,7 @@ def copy_out(conn: Connection, sql: str) -> Copied:
             if end > size:
                 break
             code = buf[pos]
-            if code == _COPY_DATA:  # one message is one row
-                last = len(out)
-                rows += 1
+            if code == _COPY_DATA:
                 out += view[pos + 5 : end]
             elif code == _ERROR:
                 error = _error_fields(bytes(view[pos + 5 : end]))
@@ -211,7 +198,7 @@ def copy_out(conn: Connection, sql: str) -> Copied:
                 raw._transaction_status = bytes(view[pos + 5 : end])
                 if error is not None:
                     raise pg8000.dbapi.DatabaseError(error)
-                return Copied(out, rows, bytes(out[last:]))
+                return out
             pos = end
         pending = bytes(view[pos:])
 

@@ -84,28 +84,29 @@ def _changed(table: Table):
     return or_(table.c.last_updated > lower, table.c.last_updated >= since)
 
 
-def copy_query(table: Table, *, page: int | None = None) -> str:
-    """COPY of the table's declared columns; every value comes from set_config.
-
-    With `page`, the changed rows after key `totesys.after`, at most `page` of them in key
-    order (an incremental read scans the table once per page); without it, every row of
-    the key range `totesys.key_from` .. `totesys.key_to` (a full read, chunked by the key
-    index)."""
+def copy_query(table: Table, *, filtered: bool, chunked: bool) -> str:
+    """COPY of the table's declared columns; every value comes from set_config."""
     key = table.primary_key.columns[0]
     query = select(*table.columns)
-    if page is not None:
-        query = (
-            query.where(_changed(table), key > _setting("totesys.after", Integer))
-            .order_by(key)
-            .limit(page)
-        )
-    else:
+    if filtered:
+        query = query.where(_changed(table))
+    if chunked:
         query = query.where(
             key >= _setting("totesys.key_from", Integer),
             key < _setting("totesys.key_to", Integer),
         )
     sql = query.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
     return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)"
+
+
+def key_range(conn: Connection, table: Table, *, filtered: bool) -> tuple[int | None, ...]:
+    """(rows to read, lowest key, highest key); unfiltered, the key index answers at once
+    and the rows are not counted."""
+    key = table.primary_key.columns[0]
+    if not filtered:
+        return (None, *conn.execute(select(func.min(key), func.max(key))).one())
+    query = select(func.count(), func.min(key), func.max(key)).where(_changed(table))
+    return tuple(conn.execute(query).one())
 
 
 def csv_to_arrow(data: bytes | bytearray, table: Table):
@@ -257,35 +258,23 @@ def _extract_table(
     table = source_table(name)
     result = TableExtract(name, lower_bound=lower)
     started = time.perf_counter()
-    if lower is not None or options.since is not None:
+    filtered = lower is not None or options.since is not None
+    if filtered:
         _set(conn, "totesys.lower", _stamp(lower, "-infinity"))
         _set(conn, "totesys.since", _stamp(options.since, "infinity"))
-        after, number = -(2**31), 0
-        while True:  # pages of changed rows in key order; the last one comes up short
+    count, low, high = key_range(conn, table, filtered=filtered)
+    if low is not None:
+        # chunks are key ranges, so each holds at most batch_rows rows
+        chunked = count is None or count > options.batch_rows
+        step = options.batch_rows if chunked else high + 1 - low
+        for number, key_from in enumerate(range(low, high + 1, step)):
             deadline.check(f"extracting {name}")
-            _set(conn, "totesys.after", after)
-            copied = copy_out(conn, copy_query(table, page=options.batch_rows))
-            if copied.rows:
-                writer.submit(
-                    result, started, copied.data, f"{name}/{file_prefix}-{number:04d}.parquet"
-                )
-            if copied.rows < options.batch_rows:
-                break
-            after = int(copied.last_row.split(b",", 1)[0])  # the key is the first column
-            number += 1
-    else:
-        key = table.primary_key.columns[0]
-        low, high = conn.execute(select(func.min(key), func.max(key))).one()
-        step = options.batch_rows
-        for number, key_from in enumerate(range(low or 0, (high or -1) + 1, step)):
-            deadline.check(f"extracting {name}")
-            _set(conn, "totesys.key_from", key_from)
-            _set(conn, "totesys.key_to", key_from + step)
-            copied = copy_out(conn, copy_query(table))
-            if copied.rows:
-                writer.submit(
-                    result, started, copied.data, f"{name}/{file_prefix}-{number:04d}.parquet"
-                )
+            if chunked:
+                _set(conn, "totesys.key_from", key_from)
+                _set(conn, "totesys.key_to", key_from + step)
+            data = copy_out(conn, copy_query(table, filtered=filtered, chunked=chunked))
+            if data:
+                writer.submit(result, started, data, f"{name}/{file_prefix}-{number:04d}.parquet")
     result.seconds = time.perf_counter() - started
     return result
 
