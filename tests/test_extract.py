@@ -183,7 +183,16 @@ def test_large_tables_are_written_in_bounded_chunks(pg, source_url, tmp_path):
     with pg.engine(_db(source_url)).begin() as conn:
         generator.simulate_activity(conn, seed=3, step=1, payments_paid=0)
     second, _ = _extract(source_url, tmp_path, batch_rows=100)
-    assert second.tables["payment"].rows == 27  # the counted path, unchunked
+    assert second.tables["payment"].rows == 27  # counted first: few rows, one file
+    assert len(second.tables["payment"].files) == 1
+    since = dt.datetime(2000, 1, 1)  # counted first: many rows, chunked by key range
+    third, raw = _extract(source_url, tmp_path, batch_rows=100, since=since)
+    chunks = third.tables["payment"].files
+    assert len(chunks) >= 4 and all(f["rows"] <= 100 for f in chunks)
+    rows = _run_rows(raw, 3, "payment")
+    assert sorted(rows, key=_key("payment")) == sorted(
+        _source_rows(pg, source_url, "payment"), key=_key("payment")
+    )
 
 
 def test_a_run_that_fails_half_way_commits_nothing(pg, source_url, tmp_path, monkeypatch):
