@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from sqlalchemy import make_url, text
 
 from totesys_cli import embedded, generator
 from totesys_cli.db import engine
+from totesys_cli.schemas import SOURCE_TABLES
 from totesys_cli.settings import Database, parse_database_url
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +42,10 @@ class Server:
             base = self.handle.url()
         self.base = base
 
+    @staticmethod
+    def source_name(sizes: generator.Sizes) -> str:
+        return f"bench_source_{sizes.sales_orders}"
+
     def url(self, name: str) -> str:
         return with_database(self.base, name)
 
@@ -59,8 +65,9 @@ class Server:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         return self.url(name)
 
-    def source(self, name: str, sizes: generator.Sizes, rebuild: bool = False) -> str:
-        """The benchmark source, built once and reused while its sizes match."""
+    def source(self, sizes: generator.Sizes, rebuild: bool = False) -> str:
+        """The benchmark source, built once per size and reused."""
+        name = self.source_name(sizes)
         if not rebuild and self.exists(name):
             with engine(database(self.url(name))).connect() as conn:
                 count = conn.execute(text("SELECT count(*) FROM sales_order")).scalar_one()
@@ -76,6 +83,25 @@ class Server:
             flush=True,
         )
         return url
+
+
+def setup(doc: str, naive: bool = False) -> tuple[argparse.Namespace, generator.Sizes, Server]:
+    """The options every benchmark takes, the dataset's sizes and the server."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--sales-orders", type=int, default=generator.BENCHMARK.sales_orders)
+    parser.add_argument("--keep", type=Path, help="keep the embedded server in this folder")
+    if naive:
+        parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    sizes = generator.Sizes(args.sales_orders, round(args.sales_orders * 0.42))
+    return args, sizes, Server(args.keep)
+
+
+def copy_out_script(folder: Path) -> str:
+    """psql: every source table out to CSV, the floor's first half."""
+    return "".join(
+        f"\\copy \"{t}\" TO '{folder / t}.csv' WITH (FORMAT csv)\n" for t in SOURCE_TABLES
+    )
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str, str]:

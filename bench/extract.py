@@ -9,16 +9,14 @@ Targets: extract/floor <= 2.0, peak RSS <= 600 MB.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from common import HERE, TOTESYS, Server, database, run_psql, timed
+from common import HERE, TOTESYS, copy_out_script, database, run_psql, setup, timed
 from sqlalchemy import text
 
-from totesys_cli import generator
 from totesys_cli.db import engine
 from totesys_cli.schemas import SOURCE_TABLES
 
@@ -35,14 +33,8 @@ def naive_baseline(url: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sales-orders", type=int, default=generator.BENCHMARK.sales_orders)
-    parser.add_argument("--keep", type=Path, help="keep the embedded server in this folder")
-    parser.add_argument("--skip-naive", action="store_true")
-    args = parser.parse_args()
-    sizes = generator.Sizes(args.sales_orders, round(args.sales_orders * 0.42))
-    server = Server(args.keep)
-    source = server.source("bench_source", sizes)
+    args, sizes, server = setup(__doc__, naive=True)
+    source = server.source(sizes)
     work = Path(tempfile.mkdtemp(prefix="totesys-bench-"))
     with engine(database(source)).connect() as conn:
         rows = sum(
@@ -51,10 +43,7 @@ def main() -> None:
 
     floor_dir = work / "floor"
     floor_dir.mkdir()
-    script = "".join(
-        f"\\copy \"{t}\" TO '{floor_dir / t}.csv' WITH (FORMAT csv)\n" for t in SOURCE_TABLES
-    )
-    floor = run_psql(source, script)
+    floor = run_psql(source, copy_out_script(floor_dir))
     seconds, rss, _, _ = timed(
         [TOTESYS, "extract", "--source-url", source, "--lake-url", str(work / "lake")]
     )

@@ -9,16 +9,14 @@ foreign keys in place is printed beside it. Target: load/floor <= 2.5.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
 import pyarrow.csv as pcsv
-from common import HERE, TOTESYS, Server, database, run_psql, timed
+from common import HERE, TOTESYS, Server, database, run_psql, setup, timed
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from totesys_cli import generator
 from totesys_cli import lake as lakes
 from totesys_cli.db import engine
 from totesys_cli.schemas import STAR_TABLES, WAREHOUSE, data_columns, star_table
@@ -66,13 +64,8 @@ def floor_database(server: Server, name: str, foreign_keys: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sales-orders", type=int, default=generator.BENCHMARK.sales_orders)
-    parser.add_argument("--keep", type=Path, help="keep the embedded server in this folder")
-    args = parser.parse_args()
-    sizes = generator.Sizes(args.sales_orders, round(args.sales_orders * 0.42))
-    server = Server(args.keep)
-    source = server.source("bench_source", sizes)
+    _, sizes, server = setup(__doc__)
+    source = server.source(sizes)
     work = Path(tempfile.mkdtemp(prefix="totesys-bench-"))
     lake_url = str(work / "lake")
     timed([TOTESYS, "extract", "--source-url", source, "--lake-url", lake_url])

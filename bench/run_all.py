@@ -12,12 +12,11 @@ full, peak RSS <= 1 GB.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
-from common import HERE, TOTESYS, Server, database, run_psql, timed
+from common import HERE, TOTESYS, Server, copy_out_script, database, run_psql, setup, timed
 from extract import naive_baseline
 from sqlalchemy import text
 
@@ -28,10 +27,7 @@ from totesys_cli.schemas import SOURCE_TABLES
 
 def floor(server: Server, source: str, folder: Path) -> tuple[float, float]:
     """(seconds out, seconds in): every table to CSV and back into keyed copies."""
-    out = run_psql(
-        source,
-        "".join(f"\\copy \"{t}\" TO '{folder / t}.csv' WITH (FORMAT csv)\n" for t in SOURCE_TABLES),
-    )
+    out = run_psql(source, copy_out_script(folder))
     copy = server.create("bench_floor_copy")
     with engine(database(copy)).begin() as conn:
         generator.create_source_schema(conn)  # keys and unique constraints, no foreign keys
@@ -45,15 +41,9 @@ def floor(server: Server, source: str, folder: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sales-orders", type=int, default=generator.BENCHMARK.sales_orders)
-    parser.add_argument("--keep", type=Path, help="keep the embedded server in this folder")
-    parser.add_argument("--skip-naive", action="store_true")
-    args = parser.parse_args()
-    sizes = generator.Sizes(args.sales_orders, round(args.sales_orders * 0.42))
-    server = Server(args.keep)
-    source_name = f"bench_source_{args.sales_orders}"
-    source = server.source(source_name, sizes)
+    args, sizes, server = setup(__doc__, naive=True)
+    source = server.source(sizes)
+    source_name = server.source_name(sizes)
     # the burst changes the source: work on a copy so the dataset can be reused
     with (
         engine(database(server.base))

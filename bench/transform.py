@@ -22,8 +22,8 @@ from totesys_cli.db import engine
 
 
 def incremental(server: Server, sizes: generator.Sizes) -> dict:
-    name = f"bench_source_{sizes.sales_orders}"
-    server.source(name, sizes)
+    server.source(sizes)
+    name = server.source_name(sizes)
     admin = engine(database(server.base)).execution_options(isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text("DROP DATABASE IF EXISTS bench_transform WITH (FORCE)"))
