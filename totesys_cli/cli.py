@@ -253,14 +253,13 @@ def extract(tables, overlap, batch_rows, since, max_runtime, **options) -> None:
     import datetime as dt
 
     from totesys_cli import extract as step
-    from totesys_cli.lake import open_lake
     from totesys_cli.runtime import Deadline, run_lock
 
     settings = _settings(options)
     _watchdog(max_runtime)
     with logs.step("extract"):
         source = settings.require_source()
-        raw = open_lake(settings.require_raw(), "TOTESYS_LAKE_URL")
+        raw = settings.raw_lake()
         with run_lock(settings.warehouse, "extract"):
             result = step.extract(
                 source,
@@ -289,7 +288,6 @@ def extract(tables, overlap, batch_rows, since, max_runtime, **options) -> None:
 @run_options
 def transform(since, max_runtime, **options) -> None:
     """Remodel the raw runs not yet transformed into the star schemas (processed zone)."""
-    from totesys_cli.lake import open_lake
     from totesys_cli.runtime import Deadline, run_lock
     from totesys_cli.transform import TransformOptions
     from totesys_cli.transform import transform as step
@@ -297,8 +295,8 @@ def transform(since, max_runtime, **options) -> None:
     settings = _settings(options)
     _watchdog(max_runtime)
     with logs.step("transform"):
-        raw = open_lake(settings.require_raw(), "TOTESYS_LAKE_URL")
-        processed = open_lake(settings.require_processed(), "TOTESYS_LAKE_URL")
+        raw = settings.raw_lake()
+        processed = settings.processed_lake()
         with run_lock(settings.warehouse, "transform"):
             result = step(raw, processed, TransformOptions(since=since), Deadline(max_runtime))
     if result.seq is None:
@@ -318,14 +316,13 @@ def transform(since, max_runtime, **options) -> None:
 def load(since, max_runtime, **options) -> None:
     """Load every processed run not yet loaded into the warehouse, exactly once."""
     from totesys_cli import load as step
-    from totesys_cli.lake import open_lake
     from totesys_cli.runtime import Deadline, run_lock
 
     settings = _settings(options)
     _watchdog(max_runtime)
     with logs.step("load"):
         warehouse = settings.require_warehouse()
-        processed = open_lake(settings.require_processed(), "TOTESYS_LAKE_URL")
+        processed = settings.processed_lake()
         with run_lock(warehouse, "load"):
             result = step.load(
                 warehouse, processed, step.LoadOptions(since=since), Deadline(max_runtime)
@@ -492,14 +489,13 @@ def gc(grace_hours: float, dry_run: bool, **options) -> None:
     import datetime as dt
 
     from totesys_cli import gc as garbage
-    from totesys_cli.lake import open_lake
     from totesys_cli.runtime import run_lock
 
     settings = _settings(options)
     with logs.step("gc"):
         zones = [
-            open_lake(settings.require_raw(), "TOTESYS_LAKE_URL"),
-            open_lake(settings.require_processed(), "TOTESYS_LAKE_URL"),
+            settings.raw_lake(),
+            settings.processed_lake(),
         ]
         with run_lock(settings.warehouse, "lake gc"):
             result = garbage.collect(zones, dt.timedelta(hours=grace_hours), dry_run)

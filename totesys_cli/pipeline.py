@@ -15,7 +15,6 @@ from totesys_cli.extract import (
     ExtractResult,
     extract,
 )
-from totesys_cli.lake import open_lake
 from totesys_cli.load import LoadOptions, LoadResult, load
 from totesys_cli.runtime import Deadline, run_lock
 from totesys_cli.settings import Settings
@@ -52,8 +51,8 @@ def run_all(
     deadline = Deadline(max_runtime)
     source = settings.require_source()
     warehouse = settings.require_warehouse()
-    raw = open_lake(settings.require_raw(), "TOTESYS_LAKE_URL")
-    processed = open_lake(settings.require_processed(), "TOTESYS_LAKE_URL")
+    raw = settings.raw_lake()
+    processed = settings.processed_lake()
     options = ExtractOptions(
         since=since,
         overlap=DEFAULT_OVERLAP if overlap is None else overlap,

@@ -171,17 +171,23 @@ class Settings:
             )
         return self.source
 
-    def require_raw(self) -> str:
+    def raw_lake(self):
+        """The raw zone; a missing setting is a configuration error."""
+        from totesys_cli.lake import open_lake
+
         if not self.raw_url:
             raise ConfigError("no lake is configured", "Set TOTESYS_LAKE_URL (or TOTESYS_RAW_URL)")
-        return self.raw_url
+        return open_lake(self.raw_url, "TOTESYS_LAKE_URL")
 
-    def require_processed(self) -> str:
+    def processed_lake(self):
+        """The processed zone; a missing setting is a configuration error."""
+        from totesys_cli.lake import open_lake
+
         if not self.processed_url:
             raise ConfigError(
                 "no lake is configured", "Set TOTESYS_LAKE_URL (or TOTESYS_PROCESSED_URL)"
             )
-        return self.processed_url
+        return open_lake(self.processed_url, "TOTESYS_LAKE_URL")
 
     def require_warehouse(self) -> Database:
         if self.warehouse is None:

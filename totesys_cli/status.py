@@ -44,7 +44,7 @@ def status(settings: Settings) -> Status:
     result = Status(raw_url=settings.raw_url, processed_url=settings.processed_url)
     raw_seq, transformed_raw = 0, 0
     if settings.raw_url:
-        raw = lakes.open_lake(settings.raw_url, "TOTESYS_LAKE_URL")
+        raw = settings.raw_lake()
         raw_seq, manifest = lakes.latest_manifest(raw)
         result.last_extract = raw_seq or None
         for table, state in (manifest or {}).get("state", {}).items():
@@ -54,7 +54,7 @@ def status(settings: Settings) -> Status:
             }
     processed_seq = 0
     if settings.processed_url:
-        processed = lakes.open_lake(settings.processed_url, "TOTESYS_LAKE_URL")
+        processed = settings.processed_lake()
         processed_seq, manifest = lakes.latest_manifest(processed)
         result.last_transform = processed_seq or None
         transformed_raw = (manifest or {}).get("state", {}).get("raw_seq", 0)
