@@ -16,6 +16,7 @@ from totesys_cli import lake as lakes
 from totesys_cli.cli import cli
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.extract import ExtractOptions, extract
+from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import SOURCE_TABLES, arrow_schema, source_table
 from totesys_cli.settings import build_settings
 
@@ -177,15 +178,15 @@ def test_large_tables_are_written_in_bounded_chunks(pg, source_url, tmp_path):
     result, raw = _extract(source_url, tmp_path, batch_rows=100)
     payment = result.tables["payment"]
     assert len(payment.files) >= 4
-    assert all(f["rows"] <= 100 for f in payment.files)
+    assert all(f["rows"] == 100 for f in payment.files[:-1]) and payment.files[-1]["rows"] <= 100
     rows = _run_rows(raw, 1, "payment")
     assert len(rows) == len({r["payment_id"] for r in rows}) == payment.rows
     with pg.engine(_db(source_url)).begin() as conn:
         generator.simulate_activity(conn, seed=3, step=1, payments_paid=0)
     second, _ = _extract(source_url, tmp_path, batch_rows=100)
-    assert second.tables["payment"].rows == 27  # counted first: few rows, one file
+    assert second.tables["payment"].rows == 27  # few rows, one file
     assert len(second.tables["payment"].files) == 1
-    since = dt.datetime(2000, 1, 1)  # counted first: many rows, chunked by key range
+    since = dt.datetime(2000, 1, 1)  # a filtered read of many rows is cut as it streams
     third, raw = _extract(source_url, tmp_path, batch_rows=100, since=since)
     chunks = third.tables["payment"].files
     assert len(chunks) >= 4 and all(f["rows"] <= 100 for f in chunks)
@@ -199,13 +200,13 @@ def test_a_run_that_fails_half_way_commits_nothing(pg, source_url, tmp_path, mon
     real_copy = extract_step.copy_out
     seen = []
 
-    def dropping_copy(conn, sql):
+    def dropping_copy(conn, sql, rows):
         seen.append(sql)
         if len(seen) == 5:  # the source connection drops in the middle of the run
             pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
             with pg.admin().connect() as admin:
                 admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
-        return real_copy(conn, sql)
+        return real_copy(conn, sql, rows)
 
     monkeypatch.setattr(extract_step, "copy_out", dropping_copy)
     raw = lakes.open_lake(str(tmp_path), "TEST")
@@ -216,6 +217,22 @@ def test_a_run_that_fails_half_way_commits_nothing(pg, source_url, tmp_path, mon
     monkeypatch.setattr(extract_step, "copy_out", real_copy)
     result, _ = _extract(source_url, tmp_path)
     assert result.seq == 1
+    assert result.tables["payment"].rows == len(_source_rows(pg, source_url, "payment"))
+
+
+def test_a_deadline_between_chunks_stops_the_copy_and_commits_nothing(pg, source_url, tmp_path):
+    class Expiring(Deadline):
+        def check(self, doing: str) -> None:
+            if doing == "extracting payment":  # after the first chunk, mid-COPY
+                self.seconds = 0.0
+            super().check(doing)
+
+    raw = lakes.open_lake(str(tmp_path), "TEST")
+    with pytest.raises(RuntimeFailure, match="passed its --max-runtime of 0 s while extracting"):
+        extract(_source(source_url), raw, ExtractOptions(batch_rows=100), Expiring(3600.0))
+    assert lakes.latest_manifest(raw) == (0, None)
+    assert not list(tmp_path.rglob("*.parquet"))
+    result, _ = _extract(source_url, tmp_path)
     assert result.tables["payment"].rows == len(_source_rows(pg, source_url, "payment"))
 
 

@@ -159,13 +159,17 @@ _LENGTH = struct.Struct("!i").unpack_from
 _COPY_DATA, _ERROR, _READY = ord("d"), ord("E"), ord("Z")
 
 
-def copy_out(conn: Connection, sql: str) -> bytearray:
-    """Run `COPY (...) TO STDOUT` and return its bytes.
+def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytearray]:
+    """Run `COPY (...) TO STDOUT` and yield its bytes, at most `rows_per_chunk` rows at a
+    time, so one scan reads a table of any size in bounded memory.
 
     pg8000 handles COPY one protocol message (one row) at a time through several
     Python calls, which costs twice a psql COPY here; this reads the same
     simple-query protocol in large blocks and strips the message headers in one
-    tight loop, on the connection's own socket and inside its transaction.
+    tight loop, on the connection's own socket and inside its transaction. The server
+    sends one CopyData message per row, so a chunk ends on a row boundary. While a
+    chunk is being consumed the server waits on the socket; if the consumer stops
+    before the end, the connection is mid-COPY and is discarded.
     """
     raw = conn.connection.driver_connection
     sock = raw._sock
@@ -173,34 +177,47 @@ def copy_out(conn: Connection, sql: str) -> bytearray:
     sock.write(b"Q" + struct.pack("!i", len(payload) + 4) + payload)
     sock.flush()
     out = bytearray()
+    rows = 0
     pending = b""
     error: dict[str, str] | None = None
-    while True:
-        try:
-            block = sock.read1(1 << 20)
-        except OSError as err:
-            raise RuntimeFailure(f"the source stopped answering during COPY: {err}") from None
-        if not block:
-            raise RuntimeFailure("the source closed the connection during COPY")
-        buf = pending + block if pending else block
-        view = memoryview(buf)
-        size, pos = len(buf), 0
-        while pos + 5 <= size:
-            end = pos + 1 + _LENGTH(buf, pos + 1)[0]
-            if end > size:
-                break
-            code = buf[pos]
-            if code == _COPY_DATA:
-                out += view[pos + 5 : end]
-            elif code == _ERROR:
-                error = _error_fields(bytes(view[pos + 5 : end]))
-            elif code == _READY:
-                raw._transaction_status = bytes(view[pos + 5 : end])
-                if error is not None:
-                    raise pg8000.dbapi.DatabaseError(error)
-                return out
-            pos = end
-        pending = bytes(view[pos:])
+    finished = False
+    try:
+        while True:
+            try:
+                block = sock.read1(1 << 20)
+            except OSError as err:
+                raise RuntimeFailure(f"the source stopped answering during COPY: {err}") from None
+            if not block:
+                raise RuntimeFailure("the source closed the connection during COPY")
+            buf = pending + block if pending else block
+            view = memoryview(buf)
+            size, pos = len(buf), 0
+            while pos + 5 <= size:
+                end = pos + 1 + _LENGTH(buf, pos + 1)[0]
+                if end > size:
+                    break
+                code = buf[pos]
+                if code == _COPY_DATA:
+                    out += view[pos + 5 : end]
+                    rows += 1
+                    if rows == rows_per_chunk:
+                        yield out
+                        out, rows = bytearray(), 0
+                elif code == _ERROR:
+                    error = _error_fields(bytes(view[pos + 5 : end]))
+                elif code == _READY:
+                    raw._transaction_status = bytes(view[pos + 5 : end])
+                    finished = True
+                    if error is not None:
+                        raise pg8000.dbapi.DatabaseError(error)
+                    if out:
+                        yield out
+                    return
+                pos = end
+            pending = bytes(view[pos:])
+    finally:
+        if not finished:
+            conn.invalidate()
 
 
 def _error_fields(data: bytes) -> dict[str, str]:

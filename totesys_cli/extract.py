@@ -11,6 +11,7 @@ when its manifest is created, after all its files.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as dt
 import io
 import logging
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Table, cast, func, or_, select, text
+from sqlalchemy import Connection, Table, cast, func, or_, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 
@@ -84,29 +85,13 @@ def _changed(table: Table):
     return or_(table.c.last_updated > lower, table.c.last_updated >= since)
 
 
-def copy_query(table: Table, *, filtered: bool, chunked: bool) -> str:
+def copy_query(table: Table, *, filtered: bool) -> str:
     """COPY of the table's declared columns; every value comes from set_config."""
-    key = table.primary_key.columns[0]
     query = select(*table.columns)
     if filtered:
         query = query.where(_changed(table))
-    if chunked:
-        query = query.where(
-            key >= _setting("totesys.key_from", Integer),
-            key < _setting("totesys.key_to", Integer),
-        )
     sql = query.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
     return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)"
-
-
-def key_range(conn: Connection, table: Table, *, filtered: bool) -> tuple[int | None, ...]:
-    """(rows to read, lowest key, highest key); unfiltered, the key index answers at once
-    and the rows are not counted."""
-    key = table.primary_key.columns[0]
-    if not filtered:
-        return (None, *conn.execute(select(func.min(key), func.max(key))).one())
-    query = select(func.count(), func.min(key), func.max(key)).where(_changed(table))
-    return tuple(conn.execute(query).one())
 
 
 def csv_to_arrow(data: bytes | bytearray, table: Table):
@@ -262,19 +247,13 @@ def _extract_table(
     if filtered:
         _set(conn, "totesys.lower", _stamp(lower, "-infinity"))
         _set(conn, "totesys.since", _stamp(options.since, "infinity"))
-    count, low, high = key_range(conn, table, filtered=filtered)
-    if low is not None:
-        # chunks are key ranges, so each holds at most batch_rows rows
-        chunked = count is None or count > options.batch_rows
-        step = options.batch_rows if chunked else high + 1 - low
-        for number, key_from in enumerate(range(low, high + 1, step)):
+    # one scan per table, cut into files of at most batch_rows rows as it streams
+    # (closed at once on failure, so a connection left mid-COPY is discarded at once)
+    query = copy_query(table, filtered=filtered)
+    with contextlib.closing(copy_out(conn, query, options.batch_rows)) as chunks:
+        for number, data in enumerate(chunks):
+            writer.submit(result, started, data, f"{name}/{file_prefix}-{number:04d}.parquet")
             deadline.check(f"extracting {name}")
-            if chunked:
-                _set(conn, "totesys.key_from", key_from)
-                _set(conn, "totesys.key_to", key_from + step)
-            data = copy_out(conn, copy_query(table, filtered=filtered, chunked=chunked))
-            if data:
-                writer.submit(result, started, data, f"{name}/{file_prefix}-{number:04d}.parquet")
     result.seconds = time.perf_counter() - started
     return result
 
