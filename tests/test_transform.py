@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
@@ -19,6 +20,7 @@ from totesys_cli.extract import ExtractOptions, extract
 from totesys_cli.schemas import DIMENSIONS, STAR_TABLES, arrow_schema, source_table, star_table
 from totesys_cli.settings import build_settings
 from totesys_cli.transform import TransformOptions, stars, transform
+from totesys_cli.transform.run import MARGIN, State
 
 # ---------------------------------------------------------------- the pure functions
 
@@ -466,8 +468,8 @@ def test_a_fact_without_its_dimensions_fails_and_commits_nothing(pg, source_url,
     result = lake.transform()
     assert result.seq == 1 and result.raw_runs == [1, 2]
     # the tables first read in full by run 2 do not make the state keep every version
-    state = lakes.decode_manifest(lake.processed, lakes.manifest_key(1))["state"]
-    assert all(len(next(iter(v.values()))) < 50 for v in state["seen"].values())
+    state = State.load(lakes.decode_manifest(lake.processed, lakes.manifest_key(1)))
+    assert all(v.num_rows < 50 for v in state.seen.values())
     assert _as_warehouse(lake, "fact_sales_order") == _expected(pg, source_url, "fact_sales_order")
 
 
@@ -544,3 +546,45 @@ def test_cli_transform(source_url, tmp_path):
     assert again.stdout == (
         "nothing to transform: every committed raw run is already transformed\n"
     )
+
+
+def test_the_state_remembers_only_what_the_next_extract_can_read_again(pg, source_url, tmp_path):
+    """A busy source changes all day: remembering a day of versions would make every
+    run read and write them all. Only the overlap window the next extract rereads."""
+    with pg.engine(_db(source_url)).begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE sales_order SET last_updated = CASE sales_order_id "
+                "WHEN 1 THEN now() - interval '2 hours' ELSE now() END "
+                "WHERE sales_order_id IN (1, 2)"
+            )
+        )
+    lake = Lake(tmp_path)
+    lake.extract(source_url)
+    lake.transform()
+    seen = State.load(lakes.decode_manifest(lake.processed, lakes.manifest_key(1))).seen
+    assert seen["sales_order"].column("sales_order_id").to_pylist() == [2]
+    raw = lakes.decode_manifest(lake.raw, lakes.manifest_key(1))
+    overlap = dt.timedelta(seconds=raw["overlap_seconds"])
+    for table, versions in seen.items():  # newer than min(W, S - overlap), the next bound
+        state = raw["state"][table]
+        bound = min(
+            dt.datetime.fromisoformat(state["watermark"]),
+            dt.datetime.fromisoformat(state["snapshot"]) - overlap,
+        )
+        oldest = pc.min(versions.column("last_updated")).as_py()
+        assert oldest > bound - MARGIN, table
+
+
+def test_state_reads_versions_packed_and_as_written_before_packing():
+    from totesys_cli.transform.run import _to_json
+
+    versions = pa.table(
+        {"payment_id": pa.array([3, 4], pa.int32()), "last_updated": pa.array([T, BULK])}
+    ).cast(pa.schema([("payment_id", pa.int32()), ("last_updated", pa.timestamp("ms"))]))
+    state = State(raw_seq=2, seen={"payment": versions})
+    packed = state.dump()
+    assert "parquet" in packed["seen"]["payment"]
+    older = {**packed, "seen": {"payment": _to_json(versions)}}
+    for data in (packed, older):
+        assert State.load({"state": data}).seen["payment"].equals(versions)
