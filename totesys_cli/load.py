@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     and_,
+    cast,
     exists,
     func,
     insert,
@@ -168,11 +169,17 @@ def _apply_dimension(conn: Connection, stage: Table, table: str) -> int:
     versions = DIMENSION_VERSIONS
     fresh = _stage("fresh", table)
     conn.execute(CreateTable(fresh))
+    # one index probe per staged key (a join would scan the versions of every key, so a
+    # small run would cost what the whole dimension costs)
+    applied = (
+        select(versions.c.source_last_updated)
+        .where(versions.c.dimension == table, versions.c.key == stage.c[key])
+        .scalar_subquery()
+    )
     newest = (
         select(stage)
         .ext(distinct_on(stage.c[key]))
-        .outerjoin(versions, (versions.c.dimension == table) & (versions.c.key == stage.c[key]))
-        .where(versions.c.key.is_(None) | (stage.c[VERSION] >= versions.c.source_last_updated))
+        .where(stage.c[VERSION] >= func.coalesce(applied, cast(literal("-infinity"), TIMESTAMP)))
         .order_by(stage.c[key], stage.c[VERSION].desc())
     )
     conn.execute(insert(fresh).from_select([c.name for c in stage.columns], newest))
