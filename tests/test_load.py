@@ -12,6 +12,7 @@ from tests.pipeline import Pipeline
 from totesys_cli import load as load_step
 from totesys_cli.cli import cli
 from totesys_cli.errors import RuntimeFailure
+from totesys_cli.schemas import FACTS
 
 
 @pytest.fixture
@@ -157,6 +158,29 @@ def test_big_runs_check_foreign_keys_once_and_keep_them(pipeline, monkeypatch):
         assert conn.execute(
             text("SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'")
         ).scalar()
+
+
+def test_only_runs_big_beside_their_table_check_foreign_keys_at_the_end(pipeline, monkeypatch):
+    """A trigger per row costs less than re-checking a big table for a small run."""
+    monkeypatch.setattr(load_step, "BULK_ROWS", 10)
+    real = load_step._foreign_keys_checked_at_the_end
+    checked: list[list[str]] = []
+
+    def spying(conn, tables):
+        checked.append(list(tables))
+        return real(conn, tables)
+
+    monkeypatch.setattr(load_step, "_foreign_keys_checked_at_the_end", spying)
+    pipeline.run()  # into empty tables: every fact at the end
+    # 20 of 300 sales orders, under a tenth: row by row; 30 of 126 purchase orders and
+    # their 30 payments beside 20 others: over a tenth of their tables
+    pipeline.activity(purchase_orders=30)
+    pipeline.run()
+    assert checked == [list(FACTS), ["fact_purchase_orders", "fact_payment"]]
+    with pipeline.warehouse().connect() as conn:
+        held = conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'fact_payment'"))
+        assert held.scalar_one() > 400  # analyzed by the bulk path
+    pipeline.assert_matches_source()
 
 
 def test_a_bulk_run_with_a_dangling_key_fails_and_loads_nothing(pipeline, monkeypatch):
