@@ -191,3 +191,34 @@ def _own_run_id() -> None:
     from totesys_cli import logs
 
     logs.set_run_id(logs.new_run_id())
+
+
+@pytest.fixture(scope="session")
+def loaded(pg: PgServer, source_template: str, tmp_path_factory: pytest.TempPathFactory):
+    """A source and the warehouse the pipeline loaded from it, twice: the activity
+    between the runs (paid payments, amended orders, a moved department) gives every
+    fact a history."""
+    from tests.pipeline import Pipeline
+
+    source = pg.create_database("loaded_source", template=source_template)
+    warehouse = pg.create_database("loaded_warehouse")
+    pipeline = Pipeline(pg, pg.url(source), pg.url(warehouse), tmp_path_factory.mktemp("lake"))
+    pipeline.run()
+    pipeline.activity(step=1)
+    with pipeline.source().begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE sales_order SET units_sold = units_sold + 7, last_updated = now() "
+                "WHERE sales_order_id % 11 = 0"
+            )
+        )
+        conn.execute(
+            text(
+                "UPDATE purchase_order SET item_quantity = item_quantity + 5, "
+                "last_updated = now() WHERE purchase_order_id % 11 = 0"
+            )
+        )
+    pipeline.run()
+    yield pipeline
+    pg.drop_database(source)
+    pg.drop_database(warehouse)

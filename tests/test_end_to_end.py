@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 
@@ -191,6 +192,14 @@ def test_demo_from_a_clean_folder_twice_then_stop(tmp_path):
         assert "Revenue by delivery country, per currency" in result.stdout
         assert "DRIFT" not in result.stdout
     assert (folder / "pg" / "postmaster.pid").exists()
+    # it ends by telling how to open the dashboard on the demo warehouse, and that works
+    told = result.stdout.strip().splitlines()[-3:]
+    assert told[0] == "Open the dashboard on the demo warehouse:"
+    assert told[2].strip() == "then browse http://127.0.0.1:8050/ (Ctrl-C stops it)"
+    command = shlex.split(told[1])
+    assert command[:2] == ["totesys", "dashboard"]
+    report = totesys("report", *command[2:], "--out", str(tmp_path / "demo.html"))
+    assert report.returncode == 0, report.stderr
     stopped = totesys("demo", "--folder", str(folder), "--stop")
     assert stopped.stdout == "demo server stopped\n"
     assert not (folder / "pg" / "postmaster.pid").exists()

@@ -468,6 +468,93 @@ def _render_verify(result) -> None:
     )
 
 
+def _dashboard():
+    """The dashboard package, or one line on how to install it."""
+    from totesys_cli.errors import ConfigError
+
+    try:
+        from totesys_cli.dashboard import server
+    except ModuleNotFoundError as err:
+        raise ConfigError(
+            f"the dashboard and the report need {err.name}, which is not installed",
+            "Install them with pip install 'totesys[dashboard]'",
+        ) from None
+    return server
+
+
+def _filters(start, end, currency: str | None, currencies: list[str]):
+    from totesys_cli.dashboard.queries import Filters
+    from totesys_cli.errors import ConfigError
+
+    bounds = {"start": start.date() if start else None, "end": end.date() if end else None}
+    if bounds["start"] and bounds["end"] and bounds["start"] > bounds["end"]:
+        raise ConfigError(f"--from {bounds['start']} is after --to {bounds['end']}")
+    code = currency.strip().upper() if currency else None
+    if code is not None and code not in currencies:
+        raise ConfigError(
+            f"--currency {currency} is not one the warehouse holds",
+            f"Give one of {', '.join(currencies)}",
+        )
+    return Filters(**{k: v for k, v in bounds.items() if v is not None}, currency=code)
+
+
+def filter_options(command: Callable) -> Callable:
+    command = click.option(
+        "--currency", help="Keep one currency code (GBP); all currencies by default."
+    )(command)
+    command = click.option(
+        "--to", "end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (orders created)."
+    )(command)
+    return click.option(
+        "--from",
+        "start",
+        type=click.DateTime(["%Y-%m-%d"]),
+        help="First day: orders created, payments falling due [default: the first].",
+    )(command)
+
+
+@cli.command()
+@warehouse_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8050, show_default=True, help="Port."
+)
+def dashboard(host: str, port: int, **options) -> None:
+    """Serve a live dashboard of the warehouse: sales, purchasing, payments, freshness."""
+    server = _dashboard()
+    warehouse = server.Warehouse(_settings(options).require_warehouse())
+    with logs.step("dashboard"):
+        warehouse.check()
+        httpd = server.make_server(warehouse, host, port)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"dashboard on http://{shown}:{httpd.server_address[1]}/ (Ctrl-C stops it)")
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("dashboard stopped")
+    finally:
+        httpd.server_close()
+
+
+@cli.command()
+@warehouse_options
+@click.option(
+    "--out",
+    required=True,
+    help="The HTML file to write, or s3://bucket/key to upload it.",
+)
+@filter_options
+def report(out: str, start, end, currency, **options) -> None:
+    """Write the dashboard as one self-contained HTML file that opens with no network."""
+    server = _dashboard()
+    warehouse = server.Warehouse(_settings(options).require_warehouse())
+    with logs.step("report"):
+        warehouse.check()
+        filters = _filters(start, end, currency, warehouse.currencies())
+        size = server.write_report(warehouse, filters, out)
+    click.echo(f"report written to {out} ({size / 1e6:.1f} MB, opens with no network)")
+
+
 @cli.group()
 def lake() -> None:
     """Maintain the lake."""

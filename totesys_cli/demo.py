@@ -116,7 +116,12 @@ def how_to_explore(result: DemoResult) -> str:
             "  totesys verify          reconcile source and warehouse",
             f"  psql -h {socket_folder} -U postgres -d {WAREHOUSE_DB} -c '{SAMPLE_QUERY}'",
             f"  ls {lake}/processed     the star tables as Parquet datasets",
+            "  totesys report --out report.html   the dashboard as one file, opens offline",
             "  totesys demo --stop     stop the demo's PostgreSQL",
+            "",
+            "Open the dashboard on the demo warehouse:",
+            f"  totesys dashboard --warehouse-url '{server.url(WAREHOUSE_DB)}'",
+            "  then browse http://127.0.0.1:8050/ (Ctrl-C stops it)",
         ]
     )
 

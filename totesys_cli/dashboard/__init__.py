@@ -1,0 +1,1 @@
+"""What the warehouse says about the business: the queries, the page, the server."""
