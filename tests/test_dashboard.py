@@ -344,3 +344,26 @@ def test_the_page_shows_money_per_currency_and_every_chart(loaded, source, today
     assert all(figure["data"] for figure in figures.values())
     html = pages.render(page, live_seconds=15)
     assert html.count('class="chart"') == 11 and 'src="plotly.min.js"' in html
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (30, "under a minute"),
+        (600, "10 min"),
+        (7199, "119 min"),
+        (7200, "2 h"),
+        (3 * 86400, "3 days"),
+    ],
+)
+def test_freshness_says_its_age_in_the_unit_that_reads_best(seconds, said):
+    loaded_at = dt.datetime(2026, 11, 25, 9, 30)
+    row = {
+        "data_as_of": loaded_at,
+        "checked_at": loaded_at + dt.timedelta(seconds=seconds),
+        "runs": 1234,
+    }
+    assert (
+        pages.freshness([row]) == f"Data as of 2026-11-25 09:30 UTC ({said} ago), 1,234 runs loaded"
+    )
+    assert pages.freshness([{"data_as_of": None}]) == "No run has been loaded yet"

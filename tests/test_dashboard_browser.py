@@ -217,7 +217,7 @@ def test_a_warehouse_never_loaded_gives_empty_charts_and_says_so(warehouse_url, 
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     assert "No run has been loaded yet" in text
-    assert text.count("Nothing in this date range") == len(CHARTS)
+    assert text.count("Nothing for these filters") == len(CHARTS)
 
 
 @pytest.mark.parametrize(
@@ -236,6 +236,17 @@ def test_report_bad_input_is_one_line_and_writes_nothing(loaded, tmp_path, args,
     (error,) = result.stderr.strip().splitlines()
     assert line in error
     assert not list(tmp_path.iterdir())
+
+
+def test_a_report_onto_a_folder_is_one_line_and_leaves_nothing(loaded, tmp_path):
+    (tmp_path / "taken").mkdir()
+    result = totesys(
+        "report", "--warehouse-url", loaded.warehouse_url, "--out", str(tmp_path / "taken")
+    )
+    assert result.returncode == 2
+    (error,) = result.stderr.strip().splitlines()
+    assert f"cannot write {tmp_path / 'taken'}: Is a directory" in error
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
 
 
 def test_an_empty_warehouse_says_to_run_the_pipeline_first(pg, warehouse_url, tmp_path):

@@ -113,7 +113,7 @@ def _layout(figure: go.Figure, **layout: Any) -> go.Figure:
     )
     if not figure.data:
         figure.add_annotation(
-            text="Nothing in this date range", showarrow=False, font={"size": 16}, x=0.5, y=0.5
+            text="Nothing for these filters", showarrow=False, font={"size": 16}, x=0.5, y=0.5
         )
         figure.update_xaxes(visible=False)
         figure.update_yaxes(visible=False)

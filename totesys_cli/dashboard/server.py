@@ -13,7 +13,6 @@ import http.server
 import json
 import logging
 import os
-import re
 import tempfile
 import urllib.parse
 from functools import cache
@@ -31,7 +30,6 @@ from totesys_cli.settings import Database
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 15.0
-CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 @cache
@@ -57,7 +55,7 @@ def parse_filters(query: dict[str, list[str]], currencies: list[str]) -> queries
     if start > end:
         raise ConfigError(f"from {start} is after to {end}")
     currency = (query.get("currency") or [""])[0].strip().upper() or None
-    if currency is not None and (not CURRENCY.fullmatch(currency) or currency not in currencies):
+    if currency is not None and currency not in currencies:
         raise ConfigError(f"currency {currency!r} is not one the warehouse holds")
     return queries.Filters(start=start, end=end, currency=currency)
 
@@ -104,12 +102,21 @@ def write_report(warehouse: Warehouse, filters: queries.Filters, out: str) -> in
 
 
 def _write_atomically(path: Path, body: bytes) -> None:
+    """Whole or not at all: a reader never sees half a report."""
     folder = path.parent
     if not folder.is_dir():
         raise ConfigError(f"cannot write {path}: {folder} is not a folder")
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(body)
-    os.replace(tmp.name, path)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", delete=False) as tmp:
+            try:
+                tmp.write(body)
+                tmp.close()
+                os.replace(tmp.name, path)
+            except OSError:
+                os.unlink(tmp.name)
+                raise
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror}") from None
 
 
 def _put_s3(url: str, body: bytes) -> None:
