@@ -3,6 +3,7 @@ subprocess, the page in headless Chromium (Debian's `chromium`), the report offl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -18,6 +19,7 @@ import boto3
 import pytest
 
 from tests.conftest import TOTESYS, _free_port
+from tests.pipeline import Pipeline
 from tests.test_end_to_end import totesys
 
 CHARTS = (
@@ -44,25 +46,37 @@ def _get(url: str) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-@pytest.fixture(scope="module")
-def dashboard(loaded) -> Iterator[str]:
-    """The real command, serving the loaded warehouse on a free loopback port."""
+@contextlib.contextmanager
+def _serving(warehouse_url: str, folder: Path) -> Iterator[str]:
+    """The real command serving a warehouse on a free loopback port; its log in a file,
+    so a chatty server never blocks on a pipe nobody reads."""
     port = _free_port()
-    proc = subprocess.Popen(
-        [TOTESYS, "dashboard", "--warehouse-url", loaded.warehouse_url, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline()
-    assert line == f"dashboard on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n", (
-        line + proc.stderr.read() if proc.poll() is not None else line
-    )
-    yield f"http://127.0.0.1:{port}/"
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert out == "dashboard stopped\n"
+    with (folder / "dashboard.log").open("w+") as log:
+        proc = subprocess.Popen(
+            [TOTESYS, "dashboard", "--warehouse-url", warehouse_url, "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        line = proc.stdout.readline()
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"the dashboard did not start: {log.read()}")
+        assert line == f"dashboard on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n"
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=30)
+        log.seek(0)
+        assert proc.returncode == 0, log.read()
+        assert out == "dashboard stopped\n"
+
+
+@pytest.fixture(scope="module")
+def dashboard(loaded, tmp_path_factory) -> Iterator[str]:
+    with _serving(loaded.warehouse_url, tmp_path_factory.mktemp("dashboard")) as url:
+        yield url
 
 
 def test_the_dashboard_serves_its_page_figures_library_and_report(dashboard):
@@ -160,6 +174,29 @@ def test_every_chart_renders_and_the_date_filter_changes_the_figures(dashboard, 
     page.screenshot(path=str(tmp_path / "dashboard-narrowed.png"), full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
     page.close()
+
+
+def test_an_open_page_follows_the_warehouse_as_runs_load(
+    pg, source_url, warehouse_url, browser, tmp_path
+):
+    pipeline = Pipeline(pg, source_url, warehouse_url, tmp_path / "lake")
+    pipeline.run()
+    with _serving(warehouse_url, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        _rendered_charts(page)
+        before = _cards(page)
+        assert page.inner_text("#freshness").endswith(", 1 run loaded")
+        pipeline.activity(step=1, sales_orders=40)
+        pipeline.run()
+        page.evaluate("refresh()")  # what the page does every 15 seconds
+        page.wait_for_function(
+            "document.getElementById('freshness').textContent.endsWith(', 2 runs loaded')"
+        )
+        assert _cards(page) != before
+        orders = page.locator(".card", has_text="Sales orders").inner_text()
+        assert orders.split()[-1] == f"{300 + 40:,}"
+        page.close()
 
 
 def test_the_report_opens_offline_with_the_same_charts(loaded, browser, tmp_path):

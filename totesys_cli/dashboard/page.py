@@ -87,9 +87,8 @@ def freshness(rows: list[dict[str, Any]]) -> str:
     if as_of is None:
         return "No run has been loaded yet"
     age = (row["checked_at"] - as_of).total_seconds()
-    return (
-        f"Data as of {as_of:%Y-%m-%d %H:%M} UTC ({_age(age)} ago), {count(row['runs'])} runs loaded"
-    )
+    runs = f"{count(row['runs'])} run{'s' if row['runs'] != 1 else ''}"
+    return f"Data as of {as_of:%Y-%m-%d %H:%M} UTC ({_age(age)} ago), {runs} loaded"
 
 
 # ---------------------------------------------------------------- charts
