@@ -367,3 +367,26 @@ def test_freshness_says_its_age_in_the_unit_that_reads_best(seconds, said):
         pages.freshness([row]) == f"Data as of 2026-11-25 09:30 UTC ({said} ago), 1,234 runs loaded"
     )
     assert pages.freshness([{"data_as_of": None}]) == "No run has been loaded yet"
+
+
+def test_figures_are_computed_once_per_load_and_filters(loaded):
+    """An open page refreshes every 15 seconds: between loads that costs one small query.
+    (That a new load shows at once is checked in the browser test.)"""
+    from sqlalchemy import event
+
+    from totesys_cli.dashboard.server import Warehouse
+
+    warehouse = Warehouse(loaded.settings.warehouse)
+    statements: list[str] = []
+    event.listen(
+        warehouse.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    first = warehouse.results(Filters())
+    assert len(statements) == 1 + len(queries.QUERIES)  # SET TRANSACTION, every query
+    again = warehouse.results(Filters())
+    assert len(statements) == 1 + len(queries.QUERIES) + 2  # SET TRANSACTION, freshness
+    assert {k: v for k, v in again.items() if k != "freshness"} == {
+        k: v for k, v in first.items() if k != "freshness"
+    }
+    warehouse.results(Filters(currency="GBP"))  # other filters: computed
+    assert len(statements) == 2 * (1 + len(queries.QUERIES)) + 2

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import urllib.parse
 from functools import cache
 from pathlib import Path
@@ -61,15 +62,37 @@ def parse_filters(query: dict[str, list[str]], currencies: list[str]) -> queries
 
 
 class Warehouse:
-    """Runs the figures' queries against the warehouse."""
+    """Runs the figures' queries against the warehouse.
+
+    The warehouse changes when a load commits, which `totesys_meta.loaded_runs`
+    records: each request reads that first (one small query) and reuses the figures
+    computed for the same filters since the last load, so an open page refreshing every
+    few seconds costs the warehouse almost nothing, while every new load shows at once.
+    """
+
+    CACHED = 32  # filter combinations kept
 
     def __init__(self, db: Database):
         self.db = db
         self.engine: Engine = engine(db)
+        self._cache: dict[tuple, pages.Results] = {}
+        self._lock = threading.Lock()
 
     def results(self, filters: queries.Filters) -> pages.Results:
+        figures = tuple(n for n in queries.QUERIES if n != "freshness")
         with translate_errors(self.db), self.engine.connect() as conn:
-            return queries.run_all(conn, filters)
+            fresh = queries.run_all(conn, filters, ("freshness",))
+            row = fresh["freshness"][0]
+            key = (filters, row["runs"], row["last_load"], row["checked_at"].date())
+            with self._lock:
+                results = self._cache.get(key)
+            if results is None:  # in the same snapshot as the freshness read above
+                results = {name: queries.run(conn, name, filters) for name in figures}
+                with self._lock:
+                    self._cache[key] = results
+                    while len(self._cache) > self.CACHED:
+                        del self._cache[next(iter(self._cache))]
+        return {**results, **fresh}
 
     def currencies(self) -> list[str]:
         with translate_errors(self.db), self.engine.connect() as conn:
