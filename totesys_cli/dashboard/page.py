@@ -25,6 +25,7 @@ Results = dict[str, list[dict[str, Any]]]
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 STATUS_COLOURS = {"Paid": "#2ca02c", "Due": "#1f77b4", "Overdue": "#d62728"}
+HEIGHT = 360  # pixels, the least a chart gets
 FLOWS = {"SALE": "Money in (sales)", "PURCHASE": "Money out (purchases)"}
 
 
@@ -104,11 +105,13 @@ def _number(value: Any) -> Any:
 
 def _layout(figure: go.Figure, **layout: Any) -> go.Figure:
     figure.update_layout(
-        template="plotly_white",
-        height=360,
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        legend={"orientation": "h", "y": -0.15},
-        **layout,
+        **{
+            "template": "plotly_white",
+            "height": HEIGHT,
+            "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+            "legend": {"orientation": "h", "y": -0.15},
+            **layout,
+        }
     )
     if not figure.data:
         figure.add_annotation(
@@ -144,8 +147,16 @@ def _per_currency(
             marker_color=colours.get(currency),
             hovertemplate=hover,
         )
-    axis = {"autorange": "reversed"} if horizontal else {}
-    return _layout(figure, barmode="group", yaxis=axis)
+    if not horizontal:
+        return _layout(figure, barmode="group")
+    # a bar row per label, each tall enough to keep its name readable
+    labels = {label(r) for r in rows}
+    return _layout(
+        figure,
+        barmode="group",
+        yaxis={"autorange": "reversed"},
+        height=max(HEIGHT, 20 * len(labels) + 90),
+    )
 
 
 def _by_month(rows: list[dict[str, Any]], value: str, colours: dict[str, str]) -> go.Figure:
@@ -355,7 +366,6 @@ h2 { font-size: 17px; margin: 24px 0 8px; }
 figure { background: #fff; border-radius: 6px; margin: 0; padding: 10px;
          box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 figcaption { font-size: 14px; font-weight: 600; margin-bottom: 4px; }
-.chart { height: 360px; }
 footer { padding: 16px 24px; font-size: 12px; color: #5b6476; }
 """
 
@@ -453,7 +463,8 @@ def render(page: Page, *, plotly_js: str | None = None, live_seconds: float | No
         f"<section><h2>{html.escape(section.title)}</h2><div class='charts'>"
         + "".join(
             f"<figure><figcaption>{html.escape(chart.title)}</figcaption>"
-            f'<div class="chart" id="{chart.id}"></div></figure>'
+            f'<div class="chart" id="{chart.id}" '
+            f'style="height: {chart.figure.layout.height}px"></div></figure>'
             for chart in section.charts
         )
         + "</div></section>"
