@@ -47,9 +47,10 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 @contextlib.contextmanager
-def _serving(warehouse_url: str, folder: Path) -> Iterator[str]:
-    """The real command serving a warehouse on a free loopback port; its log in a file,
-    so a chatty server never blocks on a pipe nobody reads."""
+def _serving(warehouse_url: str, folder: Path, stop=signal.SIGINT) -> Iterator[str]:
+    """The real command serving a warehouse on a free loopback port, then stopped as a
+    person (SIGINT) or a service manager (SIGTERM) stops it; its log in a file, so a
+    chatty server never blocks on a pipe nobody reads."""
     port = _free_port()
     with (folder / "dashboard.log").open("w+") as log:
         proc = subprocess.Popen(
@@ -66,7 +67,7 @@ def _serving(warehouse_url: str, folder: Path) -> Iterator[str]:
         try:
             yield f"http://127.0.0.1:{port}/"
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
             out, _ = proc.communicate(timeout=30)
         log.seek(0)
         assert proc.returncode == 0, log.read()
@@ -181,7 +182,7 @@ def test_an_open_page_follows_the_warehouse_as_runs_load(
 ):
     pipeline = Pipeline(pg, source_url, warehouse_url, tmp_path / "lake")
     pipeline.run()
-    with _serving(warehouse_url, tmp_path) as url:
+    with _serving(warehouse_url, tmp_path, stop=signal.SIGTERM) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         _rendered_charts(page)

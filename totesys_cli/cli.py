@@ -521,6 +521,8 @@ def filter_options(command: Callable) -> Callable:
 )
 def dashboard(host: str, port: int, **options) -> None:
     """Serve a live dashboard of the warehouse: sales, purchasing, payments, freshness."""
+    import signal
+
     server = _dashboard()
     warehouse = server.Warehouse(_settings(options).require_warehouse())
     with logs.step("dashboard"):
@@ -528,6 +530,11 @@ def dashboard(host: str, port: int, **options) -> None:
         httpd = server.make_server(warehouse, host, port)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"dashboard on http://{shown}:{httpd.server_address[1]}/ (Ctrl-C stops it)")
+
+    def terminated(*_) -> None:  # a service manager stops it as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
