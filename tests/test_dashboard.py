@@ -57,21 +57,19 @@ class Source:
     def _inside(day: dt.date, f: Filters) -> bool:
         return f.start <= day <= f.end
 
-    def sales_in(self, f: Filters) -> list[dict[str, Any]]:
+    def _orders_in(self, orders: list[dict[str, Any]], f: Filters) -> list[dict[str, Any]]:
         return [
-            {**s, "code": self.currency[s["currency_id"]]}
-            for s in self.sales
-            if self._inside(s["created_at"].date(), f)
-            and f.currency in (None, self.currency[s["currency_id"]])
+            {**o, "code": self.currency[o["currency_id"]]}
+            for o in orders
+            if self._inside(o["created_at"].date(), f)
+            and f.currency in (None, self.currency[o["currency_id"]])
         ]
 
+    def sales_in(self, f: Filters) -> list[dict[str, Any]]:
+        return self._orders_in(self.sales, f)
+
     def purchases_in(self, f: Filters) -> list[dict[str, Any]]:
-        return [
-            {**p, "code": self.currency[p["currency_id"]]}
-            for p in self.purchases
-            if self._inside(p["created_at"].date(), f)
-            and f.currency in (None, self.currency[p["currency_id"]])
-        ]
+        return self._orders_in(self.purchases, f)
 
     def payments_in(self, f: Filters) -> list[dict[str, Any]]:
         return [

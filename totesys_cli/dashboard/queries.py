@@ -57,28 +57,27 @@ class Filters:
 _CURRENCY = "c.currency_code = COALESCE(CAST(:currency AS varchar), c.currency_code)"
 
 
-def _sales(*keys: str) -> str:
+def _summed(view: str, alias: str, measures: str, keys: tuple[str, ...]) -> str:
     """The latest version of each order created in the range, summed per keys and
     currency, as `x` with the currency `c`."""
     grouped = ", ".join(str(n) for n in range(1, len(keys) + 2))
     return f"""(
-  SELECT {"".join(f"{k}, " for k in keys)}s.currency_id, count(*) AS orders,
-         sum(s.units_sold) AS units, sum(s.units_sold * s.unit_price) AS revenue
-  FROM fact_sales_order_latest s
-  WHERE s.created_date BETWEEN :start AND :end
+  SELECT {"".join(f"{k}, " for k in keys)}{alias}.currency_id, count(*) AS orders,
+         {measures}
+  FROM {view} {alias}
+  WHERE {alias}.created_date BETWEEN :start AND :end
   GROUP BY {grouped}) x
   JOIN dim_currency c ON c.currency_id = x.currency_id AND {_CURRENCY}"""  # nosec B608
+
+
+def _sales(*keys: str) -> str:
+    measures = "sum(s.units_sold) AS units, sum(s.units_sold * s.unit_price) AS revenue"
+    return _summed("fact_sales_order_latest", "s", measures, keys)
 
 
 def _purchases(*keys: str) -> str:
-    grouped = ", ".join(str(n) for n in range(1, len(keys) + 2))
-    return f"""(
-  SELECT {"".join(f"{k}, " for k in keys)}p.currency_id, count(*) AS orders,
-         sum(p.item_quantity) AS quantity, sum(p.item_quantity * p.item_unit_price) AS spend
-  FROM fact_purchase_orders_latest p
-  WHERE p.created_date BETWEEN :start AND :end
-  GROUP BY {grouped}) x
-  JOIN dim_currency c ON c.currency_id = x.currency_id AND {_CURRENCY}"""  # nosec B608
+    measures = "sum(p.item_quantity) AS quantity, sum(p.item_quantity * p.item_unit_price) AS spend"
+    return _summed("fact_purchase_orders_latest", "p", measures, keys)
 
 
 def _top_per_currency(labels: str, group: str, source: str, measure: str, extra: str) -> str:
