@@ -1,4 +1,4 @@
-"""`totesys extract` on the SPEC section 8 dataset against the floor and the naive baseline.
+"""`totesys extract` on the benchmark dataset against the floor and the naive baseline.
 
     python bench/extract.py [--scale-sales N] [--keep DIR]
 

@@ -1,4 +1,4 @@
-"""Time building the SPEC section 8 benchmark dataset (target: under 60 s).
+"""Time building the benchmark dataset (target: under 60 s).
 
     python bench/generate.py [--sales-orders N] [--keep DIR]
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import func, make_url, select, text
 
-from totesys_cli import embedded, generator
 from totesys_cli.db import engine
+from totesys_cli.demo import embedded, generator
 from totesys_cli.schemas import SOURCE_TABLES, source_table
 from totesys_cli.settings import Database, parse_database_url
 

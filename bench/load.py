@@ -1,4 +1,4 @@
-"""`totesys load` of the processed SPEC section 8 dataset against the floor.
+"""`totesys load` of the processed benchmark dataset against the floor.
 
     python bench/load.py [--sales-orders N] [--keep DIR]
 
@@ -17,20 +17,22 @@ import pyarrow.csv as pcsv
 from common import HERE, TOTESYS, Server, database, run_psql, setup, timed
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from totesys_cli import lake as lakes
 from totesys_cli.db import engine
+from totesys_cli.lake import Lake, open_lake
+from totesys_cli.lake import manifest as manifests
+from totesys_cli.lake.files import read_parquet
+from totesys_cli.lake.manifest import ProcessedManifest
 from totesys_cli.schemas import STAR_TABLES, WAREHOUSE, data_columns, star_table
-from totesys_cli.transform.stars import VERSION
+from totesys_cli.schemas.arrow import VERSION
 
 
-def star_csvs(processed: lakes.Lake, folder: Path) -> int:
+def star_csvs(processed: Lake, folder: Path) -> int:
     """Every star row of the processed zone as one CSV per table; returns the row count."""
     rows = 0
-    for _, key in lakes.manifests_after(processed, 0):
-        manifest = lakes.decode_manifest(processed, key)
-        for table, entry in manifest["tables"].items():
-            for file in entry["files"]:
-                data = lakes.read_parquet(processed, [file["key"]])
+    for manifest in manifests.runs_after(processed, 0, ProcessedManifest):
+        for table, entry in manifest.tables.items():
+            for key in entry.keys:
+                data = read_parquet(processed, [key])
                 if VERSION in data.column_names:
                     data = data.drop_columns([VERSION])
                 with open(folder / f"{table}.csv", "ab") as sink:
@@ -72,7 +74,7 @@ def main() -> None:
     timed([TOTESYS, "transform", "--lake-url", lake_url])
     csv_dir = work / "csv"
     csv_dir.mkdir()
-    rows = star_csvs(lakes.open_lake(f"{lake_url}/processed", "-"), csv_dir)
+    rows = star_csvs(open_lake(f"{lake_url}/processed", "-"), csv_dir)
 
     floor = run_psql(floor_database(server, "bench_floor", False), copy_script(csv_dir))
     with_fks = run_psql(floor_database(server, "bench_floor_fk", True), copy_script(csv_dir))

@@ -1,4 +1,4 @@
-"""The whole job on the SPEC section 8 dataset, against the physical floor.
+"""The whole job on the benchmark dataset, against the physical floor.
 
     python bench/run_all.py [--sales-orders N] [--keep DIR] [--skip-naive]
 
@@ -20,8 +20,9 @@ from common import HERE, TOTESYS, Server, copy_out_script, database, run_psql, s
 from extract import naive_baseline
 from sqlalchemy import text
 
-from totesys_cli import generator
 from totesys_cli.db import engine
+from totesys_cli.demo import generator
+from totesys_cli.demo.activity import simulate_activity
 from totesys_cli.schemas import SOURCE_TABLES
 
 
@@ -70,7 +71,7 @@ def main() -> None:
     steps = _steps(log)
     noop, noop_rss, _, _ = timed([TOTESYS, "--log-format", "json", "run-all"], env)
     with engine(database(source)).begin() as conn:
-        generator.simulate_activity(
+        simulate_activity(
             conn,
             seed=9,
             step=1,

@@ -2,7 +2,7 @@
 
     python bench/transform.py [--keep DIR]
 
-For a lake holding the scale-1 source and one holding the SPEC section 8 dataset: a full
+For a lake holding the scale-1 source and one holding the benchmark dataset: a full
 extract and transform, then about 100 changed rows (a working day's activity), extract,
 and `totesys transform` timed as a whole process.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 from common import HERE, TOTESYS, Server, database, timed
 from sqlalchemy import text
 
-from totesys_cli import generator
 from totesys_cli.db import engine
+from totesys_cli.demo import generator
+from totesys_cli.demo.activity import simulate_activity
 
 
 def incremental(server: Server, sizes: generator.Sizes) -> dict:
@@ -33,7 +34,7 @@ def incremental(server: Server, sizes: generator.Sizes) -> dict:
     timed([TOTESYS, "extract", "--source-url", source, "--lake-url", lake])
     full, full_rss, _, _ = timed([TOTESYS, "transform", "--lake-url", lake])
     with engine(database(source)).begin() as conn:
-        activity = generator.simulate_activity(conn, seed=4, step=1)
+        activity = simulate_activity(conn, seed=4, step=1)
     changed = (
         (len(activity.new_sales_orders) + len(activity.new_purchase_orders)) * 3
         + len(activity.paid_payments)
@@ -66,7 +67,7 @@ def main() -> None:
             f"(peak RSS {case['incremental_peak_rss_mb']} MB)"
         )
     ratio = large["incremental_seconds"] / small["incremental_seconds"]
-    print(f"incremental, SPEC dataset / scale 1: {ratio:.2f} (about the same: near 1)")
+    print(f"incremental, benchmark dataset / scale 1: {ratio:.2f} (about the same: near 1)")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "transform.json").write_text(

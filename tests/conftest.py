@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, make_url, text
 
-from totesys_cli import embedded, generator
+from tests.support import PASSWORD, PASSWORD_USER, TEST_SEED, TEST_SIZES, database, free_port
 from totesys_cli.db import engine
-from totesys_cli.settings import Database, parse_database_url
-
-# the installed console script, beside the interpreter running the tests
-TOTESYS = str(Path(sys.executable).parent / "totesys")
-TEST_SIZES = generator.Sizes(sales_orders=300, purchase_orders=126)
-TEST_SEED = 7
-PASSWORD_USER = "totesys_pw"
-PASSWORD = "s3cret-Pa55word"  # grepped for in every output: it must never appear
+from totesys_cli.demo import embedded, generator
 
 
 @dataclass
@@ -43,11 +34,8 @@ class PgServer:
             url = url.set(username=user, password=password)
         return url.render_as_string(hide_password=False)
 
-    def db(self, database: str) -> Database:
-        return Database("test", parse_database_url("test", self.url(database), "TEST"), "TEST")
-
-    def engine(self, database: str = "postgres") -> Engine:
-        return engine(self.db(database))
+    def engine(self, name: str = "postgres") -> Engine:
+        return engine(database(self.url(name)))
 
     def admin(self) -> Engine:
         return self.engine().execution_options(isolation_level="AUTOCOMMIT")
@@ -156,18 +144,12 @@ def aws(aws_env: None) -> Iterator[None]:
         yield
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A moto server on loopback, for subprocesses (AWS_ENDPOINT_URL)."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -198,7 +180,7 @@ def loaded(pg: PgServer, source_template: str, tmp_path_factory: pytest.TempPath
     """A source and the warehouse the pipeline loaded from it, twice: the activity
     between the runs (paid payments, amended orders, a moved department) gives every
     fact a history."""
-    from tests.pipeline import Pipeline
+    from tests.support import Pipeline
 
     source = pg.create_database("loaded_source", template=source_template)
     warehouse = pg.create_database("loaded_warehouse")

@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "totesys_cli"
 # the modules an extra provides for, by path inside the package
-EXTRA_FOR = {"dashboard/": "dashboard", "embedded.py": "demo", "demo.py": "demo"}
+EXTRA_FOR = {"dashboard/": "dashboard", "demo/": "demo"}
 
 
 def _name(distribution: str) -> str:

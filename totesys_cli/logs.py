@@ -35,10 +35,6 @@ def set_run_id(run_id: str) -> None:
     _run_id.set(run_id)
 
 
-def current_run_id() -> str | None:
-    return _run_id.get()
-
-
 def run_id() -> str:
     """This run's id; library callers without one get a fresh id, so two runs never
     share file names."""
@@ -47,10 +43,6 @@ def run_id() -> str:
         current = new_run_id()
         _run_id.set(current)
     return current
-
-
-def current_step() -> str | None:
-    return _step.get()
 
 
 @contextlib.contextmanager
@@ -162,17 +154,16 @@ def configure(
 
 def _cloudwatch_handler(log_group: str) -> logging.Handler:
     """JSON lines to a log group the deployment created; we never create it ourselves."""
-    import boto3
     import watchtower
 
-    from totesys_cli.settings import aws_config
+    from totesys_cli import aws
 
     run = _run_id.get() or new_run_id()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y/%m/%d")
     handler = watchtower.CloudWatchLogHandler(
         log_group_name=log_group,
         log_stream_name=f"totesys/{stamp}/{run}",
-        boto3_client=boto3.client("logs", config=aws_config()),
+        boto3_client=aws.client("logs"),
         create_log_group=False,
         send_interval=5,
     )

@@ -1,18 +1,21 @@
-"""What every writing run shares: the warehouse lock and the whole-run deadline."""
+"""What every writing run shares: the warehouse lock, the deadline and the hard stop."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import func, select
 
+from totesys_cli import logs
 from totesys_cli.db import engine, translate_errors
-from totesys_cli.errors import LockedError, RuntimeFailure
-from totesys_cli.settings import Database
+from totesys_cli.errors import EXIT_RUNTIME, LockedError, RuntimeFailure
+from totesys_cli.settings import HARD_STOP_GRACE, Database
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +99,29 @@ class Deadline:
             return db
         self.check("connecting")
         return replace(db, statement_timeout=max(left, 1.0))
+
+
+@contextlib.contextmanager
+def hard_stop(deadline: Deadline) -> Iterator[None]:
+    """A hung call cannot outlive the deadline: past it (and a grace), the process ends.
+    PostgreSQL then releases the lock, and nothing half-written was committed. The
+    timer is cancelled when the run returns, so a process that carries on (a test, a
+    library caller) is never ended by it."""
+    if deadline.seconds is None:
+        yield
+        return
+
+    def expire() -> None:
+        log.error(
+            "the run passed its --max-runtime of %g s and did not stop; exiting", deadline.seconds
+        )
+        logs.shutdown()
+        os._exit(EXIT_RUNTIME)
+
+    timer = threading.Timer(deadline.seconds + HARD_STOP_GRACE, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -1,19 +1,100 @@
-"""One typed settings object, resolved once from options and the environment."""
+"""One typed settings object, resolved once: pure values, no I/O.
+
+Every setting is declared once below, with its environment variable and default; the
+CLI builds its options from these declarations, and `endpoints` turns the settings
+into databases and lake zones. Parsing (database URLs, `--since`) happens here, so a
+malformed value fails before anything is opened. Heavy libraries are imported inside
+functions: the CLI reads this module to draw `--help`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from totesys_cli.errors import ConfigError
 
-from totesys_cli.errors import ConfigError, RuntimeFailure
-from totesys_cli.logs import register_secret
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
+DEFAULT_MAX_RUNTIME = 540  # seconds, under the 10-minute schedule
+HARD_STOP_GRACE = 30  # seconds past the deadline before the process is ended
+DEFAULT_OVERLAP_MINUTES = 15
+DEFAULT_BATCH_ROWS = 250_000
+MIN_BATCH_ROWS = 100
+DEFAULT_GRACE_HOURS = 24
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+ROLES = ("source", "warehouse")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: the option `--name` (underscores as dashes) and its variable."""
+
+    name: str
+    envvar: str
+    help: str
+    default: Any = None
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting(
+            "source_url",
+            "TOTESYS_SOURCE_URL",
+            "The source database, a SQLAlchemy URL (postgresql://user:pw@host:5432/db).",
+        ),
+        Setting("source_secret", "TOTESYS_SOURCE_SECRET", "Secrets Manager id or ARN instead."),
+        Setting(
+            "warehouse_url",
+            "TOTESYS_WAREHOUSE_URL",
+            "The warehouse database, a SQLAlchemy URL (postgresql://user:pw@host:5432/db).",
+        ),
+        Setting(
+            "warehouse_secret", "TOTESYS_WAREHOUSE_SECRET", "Secrets Manager id or ARN instead."
+        ),
+        Setting(
+            "lake_url", "TOTESYS_LAKE_URL", "s3://bucket/prefix or a folder holding both zones."
+        ),
+        Setting("raw_url", "TOTESYS_RAW_URL", "The raw zone, if apart from the processed zone."),
+        Setting("processed_url", "TOTESYS_PROCESSED_URL", "The processed zone, if apart."),
+        Setting(
+            "max_runtime",
+            "TOTESYS_MAX_RUNTIME",
+            "Seconds the whole run may take (under the 10-minute schedule).",
+            DEFAULT_MAX_RUNTIME,
+        ),
+        Setting(
+            "overlap",
+            "TOTESYS_OVERLAP_MINUTES",
+            "Minutes re-read behind the last snapshot, for rows committed late.",
+            DEFAULT_OVERLAP_MINUTES,
+        ),
+        Setting(
+            "batch_rows",
+            "TOTESYS_BATCH_ROWS",
+            "Rows per extracted file; bounds memory.",
+            DEFAULT_BATCH_ROWS,
+        ),
+        Setting("log_level", "TOTESYS_LOG_LEVEL", "How much to log.", "INFO"),
+        Setting(
+            "log_format", "TOTESYS_LOG_FORMAT", "text for people, json for CloudWatch.", "text"
+        ),
+        Setting(
+            "cloudwatch_log_group",
+            "TOTESYS_CLOUDWATCH_LOG_GROUP",
+            "Also send the JSON log lines to this (existing) CloudWatch log group.",
+        ),
+    )
+}
+
+
+def envvar(name: str) -> str:
+    return SETTINGS[name].envvar
 
 
 @dataclass(frozen=True)
@@ -46,8 +127,72 @@ class Database:
         return f"Database({self.role}, {self.url.render_as_string(hide_password=True)})"
 
 
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command may need, as given; `endpoints` opens what a step requires.
+
+    Database URLs are parsed on creation (see `parse_settings`); secrets are only named
+    here and read when a step opens its endpoints.
+    """
+
+    source_url: URL | None = None
+    source_secret: str | None = None
+    warehouse_url: URL | None = None
+    warehouse_secret: str | None = None
+    raw_url: str | None = None
+    processed_url: str | None = None
+    max_runtime: float = DEFAULT_MAX_RUNTIME
+    overlap_minutes: float = DEFAULT_OVERLAP_MINUTES
+    batch_rows: int = DEFAULT_BATCH_ROWS
+
+    @property
+    def overlap(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.overlap_minutes)
+
+    def url(self, role: str) -> URL | None:
+        return self.source_url if role == "source" else self.warehouse_url
+
+    def secret(self, role: str) -> str | None:
+        return self.source_secret if role == "source" else self.warehouse_secret
+
+
+def parse_settings(
+    *,
+    source_url: str | None = None,
+    source_secret: str | None = None,
+    warehouse_url: str | None = None,
+    warehouse_secret: str | None = None,
+    lake_url: str | None = None,
+    raw_url: str | None = None,
+    processed_url: str | None = None,
+    max_runtime: float | None = None,
+    overlap: float | None = None,
+    batch_rows: int | None = None,
+) -> Settings:
+    """One lake URL holds both zones; separate raw and processed URLs override it."""
+    lake = lake_url.rstrip("/") if lake_url else None
+    return Settings(
+        source_url=_url("source", source_url),
+        source_secret=source_secret or None,
+        warehouse_url=_url("warehouse", warehouse_url),
+        warehouse_secret=warehouse_secret or None,
+        raw_url=raw_url or (f"{lake}/raw" if lake else None),
+        processed_url=processed_url or (f"{lake}/processed" if lake else None),
+        max_runtime=DEFAULT_MAX_RUNTIME if max_runtime is None else float(max_runtime),
+        overlap_minutes=DEFAULT_OVERLAP_MINUTES if overlap is None else float(overlap),
+        batch_rows=DEFAULT_BATCH_ROWS if batch_rows is None else int(batch_rows),
+    )
+
+
+def _url(role: str, raw: str | None) -> URL | None:
+    return parse_database_url(role, raw, envvar(f"{role}_url")) if raw else None
+
+
 def parse_database_url(role: str, raw: str, envvar: str) -> URL:
     """Accept SQLAlchemy URLs; a plain postgresql:// means pg8000, never psycopg."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(raw)
     except (ArgumentError, ValueError):
@@ -84,31 +229,15 @@ def parse_database_url(role: str, raw: str, envvar: str) -> URL:
     return url
 
 
-def url_from_secret(role: str, secret_id: str, envvar: str) -> URL:
-    """Build a URL from a Secrets Manager secret in the RDS shape or ours."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+def url_from_secret(role: str, secret_id: str, secret: Any) -> URL:
+    """A URL from a secret's JSON object, in the RDS shape or ours."""
+    from sqlalchemy.engine import URL
 
     try:
-        client = boto3.client("secretsmanager", config=aws_config())
-        raw = client.get_secret_value(SecretId=secret_id)["SecretString"]
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "error")
-        raise ConfigError(
-            f"cannot read the {role} secret {secret_id!r} from Secrets Manager: {code}",
-            f"Check {envvar} and that this role may call secretsmanager:GetSecretValue",
-        ) from None
-    except BotoCoreError as err:
-        raise RuntimeFailure(
-            f"cannot reach Secrets Manager for the {role} secret {secret_id!r}: {err}",
-            "Check the network and AWS region",
-        ) from None
-    try:
-        secret: dict[str, Any] = json.loads(raw)
         user = secret.get("user") or secret["username"]
         database = secret.get("database") or secret["dbname"]
         host = secret["host"]
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         raise ConfigError(
             f"the {role} secret {secret_id!r} is not a JSON object with host, port, "
             "user (or username), password and database (or dbname)",
@@ -129,93 +258,6 @@ def url_from_secret(role: str, secret_id: str, envvar: str) -> URL:
         port=None if host is None else port,
         database=str(database),
         query=query,
-    )
-
-
-def aws_config():
-    """Timeouts and retries for every AWS client, so a hung endpoint cannot hold a run."""
-    from botocore.config import Config
-
-    return Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 4})
-
-
-def resolve_database(role: str, url: str | None, secret: str | None) -> Database | None:
-    """The URL wins over the secret; neither means this database is not configured."""
-    if url:
-        envvar = f"TOTESYS_{role.upper()}_URL"
-        db = Database(role, parse_database_url(role, url, envvar), envvar)
-    elif secret:
-        envvar = f"TOTESYS_{role.upper()}_SECRET"
-        db = Database(role, url_from_secret(role, secret, envvar), envvar)
-    else:
-        return None
-    register_secret(db.url.password)
-    return db
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a command needs, resolved once; missing parts are None until a step needs them."""
-
-    source: Database | None = None
-    warehouse: Database | None = None
-    raw_url: str | None = None
-    processed_url: str | None = None
-    cloudwatch_log_group: str | None = None
-
-    def require_source(self) -> Database:
-        if self.source is None:
-            raise ConfigError(
-                "no source database is configured",
-                "Set TOTESYS_SOURCE_URL or TOTESYS_SOURCE_SECRET",
-            )
-        return self.source
-
-    def raw_lake(self):
-        """The raw zone; a missing setting is a configuration error."""
-        from totesys_cli.lake import open_lake
-
-        if not self.raw_url:
-            raise ConfigError("no lake is configured", "Set TOTESYS_LAKE_URL (or TOTESYS_RAW_URL)")
-        return open_lake(self.raw_url, "TOTESYS_LAKE_URL")
-
-    def processed_lake(self):
-        """The processed zone; a missing setting is a configuration error."""
-        from totesys_cli.lake import open_lake
-
-        if not self.processed_url:
-            raise ConfigError(
-                "no lake is configured", "Set TOTESYS_LAKE_URL (or TOTESYS_PROCESSED_URL)"
-            )
-        return open_lake(self.processed_url, "TOTESYS_LAKE_URL")
-
-    def require_warehouse(self) -> Database:
-        if self.warehouse is None:
-            raise ConfigError(
-                "no warehouse database is configured",
-                "Set TOTESYS_WAREHOUSE_URL or TOTESYS_WAREHOUSE_SECRET",
-            )
-        return self.warehouse
-
-
-def build_settings(
-    *,
-    source_url: str | None = None,
-    source_secret: str | None = None,
-    warehouse_url: str | None = None,
-    warehouse_secret: str | None = None,
-    lake_url: str | None = None,
-    raw_url: str | None = None,
-    processed_url: str | None = None,
-    cloudwatch_log_group: str | None = None,
-) -> Settings:
-    """One lake URL holds both zones; separate raw and processed URLs override it."""
-    return Settings(
-        source=resolve_database("source", source_url, source_secret),
-        warehouse=resolve_database("warehouse", warehouse_url, warehouse_secret),
-        raw_url=raw_url or (f"{lake_url.rstrip('/')}/raw" if lake_url else None),
-        processed_url=processed_url or (f"{lake_url.rstrip('/')}/processed" if lake_url else None),
-        cloudwatch_log_group=cloudwatch_log_group,
     )
 
 

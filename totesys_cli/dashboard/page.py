@@ -1,23 +1,20 @@
-"""The dashboard page and the report: headline figures and plotly charts from the queries.
+"""The dashboard's page: headline figures and plotly charts built from the queries.
 
-One page, rendered two ways: live (the dashboard: a filter form, plotly.js from the
-server, figures refreshed in place) and standalone (the report: plotly.js inlined, so
-the file opens with no network). Money is always shown per currency: each currency is
-its own series, never added to another.
+One page for the dashboard and the report (`document` renders it either way). Money
+is always shown per currency: each currency is its own series, never added to another.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
-import json
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import plotly.graph_objects as go
-import plotly.io as pio
 
 from totesys_cli.dashboard.queries import Filters
 
@@ -212,21 +209,18 @@ def _designs_by_units(rows: list[dict[str, Any]]) -> go.Figure:
     return _layout(figure, yaxis={"autorange": "reversed"})
 
 
-def build(results: Results, filters: Filters) -> Page:
-    currencies = [r["currency"] for r in results["currencies"]]
-    colours = _colours(currencies)
+def _cards(results: Results) -> list[Card]:
     sales, purchases = results["sales_totals"], results["purchase_totals"]
-    statuses = results["payments_by_status"]
 
     def overdue(flow: str) -> list[str]:
         lines = [
             f"{r['currency']} {money(r['overdue'])}"
-            for r in statuses
+            for r in results["payments_by_status"]
             if r["transaction_type"] == flow and r["overdue"]
         ]
         return lines or ["none"]
 
-    cards = [
+    return [
         Card("Revenue", [f"{r['currency']} {money(r['revenue'])}" for r in sales] or ["none"]),
         Card("Units sold", [count(sum(r["units"] for r in sales))]),
         Card("Sales orders", [count(sum(r["orders"] for r in sales))]),
@@ -238,258 +232,102 @@ def build(results: Results, filters: Filters) -> Page:
         Card("Overdue to pay", overdue("PURCHASE")),
     ]
 
-    def place(r: dict[str, Any]) -> str:
-        return f"{r['city']}, {r['country']}"
 
-    def staff(r: dict[str, Any]) -> str:
-        return f"{r['staff_name']} ({r['department_name']})"
+def _place(r: dict[str, Any]) -> str:
+    return f"{r['city']}, {r['country']}"
 
-    sections = [
-        Section(
-            "Sales",
-            [
-                Chart(
-                    "revenue-by-month",
-                    "Revenue by month",
-                    _by_month(results["sales_by_month"], "revenue", colours),
-                ),
-                Chart(
-                    "units-by-month",
-                    "Units sold by month",
-                    _by_month(results["sales_by_month"], "units", colours),
-                ),
-                Chart(
-                    "revenue-by-country",
-                    "Revenue by delivery country (top 10 per currency)",
-                    _per_currency(
-                        results["revenue_by_country"], lambda r: r["country"], "amount", colours
-                    ),
-                ),
-                Chart(
-                    "revenue-by-city",
-                    "Revenue by delivery city (top 10 per currency)",
-                    _per_currency(results["revenue_by_city"], place, "amount", colours),
-                ),
-                Chart(
-                    "designs-by-units",
-                    "Top designs by units sold",
-                    _designs_by_units(results["designs_by_units"]),
-                ),
-                Chart(
-                    "designs-by-revenue",
-                    "Top designs by revenue (per currency)",
-                    _per_currency(results["designs_by_revenue"], _design, "amount", colours),
-                ),
-                Chart(
-                    "sales-by-staff",
-                    "Revenue by sales staff (top 10 per currency)",
-                    _per_currency(results["sales_by_staff"], staff, "amount", colours),
-                ),
-                Chart(
-                    "sales-by-department",
-                    "Revenue by department",
-                    _per_currency(
-                        results["sales_by_department"],
-                        lambda r: r["department_name"],
-                        "revenue",
-                        colours,
-                        horizontal=False,
-                    ),
-                ),
-            ],
-        ),
-        Section(
-            "Purchasing",
-            [
-                Chart(
-                    "spend-by-counterparty",
-                    "Purchase spend by counterparty (top 10 per currency)",
-                    _per_currency(
-                        results["spend_by_counterparty"],
-                        lambda r: r["counterparty_legal_name"],
-                        "amount",
-                        colours,
-                    ),
-                ),
-                Chart(
-                    "spend-by-item",
-                    "Purchase spend by item (top 10 per currency)",
-                    _per_currency(
-                        results["spend_by_item"], lambda r: r["item_code"], "amount", colours
-                    ),
-                ),
-            ],
-        ),
-        Section(
-            "Finance",
-            [
-                Chart(
-                    "payments-by-status",
-                    "Payments falling due in the range: paid, due and overdue",
-                    _payments(statuses),
-                ),
-            ],
-        ),
-    ]
+
+def _staff(r: dict[str, Any]) -> str:
+    return f"{r['staff_name']} ({r['department_name']})"
+
+
+def _ranked(
+    results: Results,
+    colours: dict[str, str],
+    query: str,
+    title: str,
+    label: Callable[[dict[str, Any]], str],
+    value: str = "amount",
+    horizontal: bool = True,
+) -> Chart:
+    """One query's amounts per label, a series per currency; named as its query."""
+    figure = _per_currency(results[query], label, value, colours, horizontal)
+    return Chart(query.replace("_", "-"), title, figure)
+
+
+def _sales(results: Results, colours: dict[str, str]) -> Section:
+    ranked = functools.partial(_ranked, results, colours)
+    by_month = results["sales_by_month"]
+    return Section(
+        "Sales",
+        [
+            Chart("revenue-by-month", "Revenue by month", _by_month(by_month, "revenue", colours)),
+            Chart("units-by-month", "Units sold by month", _by_month(by_month, "units", colours)),
+            ranked(
+                "revenue_by_country",
+                "Revenue by delivery country (top 10 per currency)",
+                itemgetter("country"),
+            ),
+            ranked("revenue_by_city", "Revenue by delivery city (top 10 per currency)", _place),
+            Chart(
+                "designs-by-units",
+                "Top designs by units sold",
+                _designs_by_units(results["designs_by_units"]),
+            ),
+            ranked("designs_by_revenue", "Top designs by revenue (per currency)", _design),
+            ranked("sales_by_staff", "Revenue by sales staff (top 10 per currency)", _staff),
+            ranked(
+                "sales_by_department",
+                "Revenue by department",
+                itemgetter("department_name"),
+                "revenue",
+                horizontal=False,
+            ),
+        ],
+    )
+
+
+def _purchasing(results: Results, colours: dict[str, str]) -> Section:
+    ranked = functools.partial(_ranked, results, colours)
+    return Section(
+        "Purchasing",
+        [
+            ranked(
+                "spend_by_counterparty",
+                "Purchase spend by counterparty (top 10 per currency)",
+                itemgetter("counterparty_legal_name"),
+            ),
+            ranked(
+                "spend_by_item",
+                "Purchase spend by item (top 10 per currency)",
+                itemgetter("item_code"),
+            ),
+        ],
+    )
+
+
+def _finance(results: Results) -> Section:
+    return Section(
+        "Finance",
+        [
+            Chart(
+                "payments-by-status",
+                "Payments falling due in the range: paid, due and overdue",
+                _payments(results["payments_by_status"]),
+            ),
+        ],
+    )
+
+
+def build(results: Results, filters: Filters) -> Page:
+    currencies = [r["currency"] for r in results["currencies"]]
+    colours = _colours(currencies)
     span = results["date_span"][0] if results["date_span"] else {}
     return Page(
         filters=filters,
-        cards=cards,
-        sections=sections,
+        cards=_cards(results),
+        sections=[_sales(results, colours), _purchasing(results, colours), _finance(results)],
         freshness=freshness(results["freshness"]),
         currencies=currencies,
         span=(span.get("first"), span.get("last")),
     )
-
-
-# ---------------------------------------------------------------- HTML
-
-STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
-       background: #f5f6f8; color: #1d2330; }
-header { background: #1d2330; color: #fff; padding: 14px 24px; display: flex;
-         flex-wrap: wrap; gap: 12px 24px; align-items: baseline; }
-header h1 { font-size: 20px; margin: 0; }
-#freshness { color: #c6cbd6; font-size: 14px; }
-form, .range { padding: 12px 24px; background: #fff; border-bottom: 1px solid #dde1e8;
-               display: flex; flex-wrap: wrap; gap: 12px; align-items: end; font-size: 14px; }
-label { display: flex; flex-direction: column; gap: 4px; }
-input, select, button { font: inherit; padding: 4px 8px; }
-main { padding: 16px 24px; }
-#cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; }
-.card { background: #fff; border-radius: 6px; padding: 12px 14px;
-        box-shadow: 0 1px 2px rgba(0,0,0,.08); }
-.card h3 { margin: 0 0 6px; font-size: 13px; color: #5b6476; font-weight: 600; }
-.card p { margin: 0; font-size: 17px; font-variant-numeric: tabular-nums; }
-h2 { font-size: 17px; margin: 24px 0 8px; }
-.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 12px; }
-figure { background: #fff; border-radius: 6px; margin: 0; padding: 10px;
-         box-shadow: 0 1px 2px rgba(0,0,0,.08); }
-figcaption { font-size: 14px; font-weight: 600; margin-bottom: 4px; }
-footer { padding: 16px 24px; font-size: 12px; color: #5b6476; }
-"""
-
-SCRIPT = """
-const CONFIG = {responsive: true, displaylogo: false};
-function draw(figures) {
-  for (const [id, figure] of Object.entries(figures)) {
-    Plotly.react(id, figure.data, figure.layout, CONFIG);
-  }
-}
-draw(FIGURES);
-"""
-
-LIVE = """
-async function refresh() {
-  try {
-    const response = await fetch("figures.json" + window.location.search);
-    if (!response.ok) return;
-    const update = await response.json();
-    document.getElementById("cards").innerHTML = update.cards;
-    document.getElementById("freshness").textContent = update.freshness;
-    draw(update.figures);
-  } catch (error) { /* the next refresh tries again */ }
-}
-setInterval(refresh, REFRESH_MS);
-"""
-
-
-def _script_json(value: Any) -> str:
-    """JSON safe inside a <script> element."""
-    return json.dumps(value).replace("</", "<\\/")
-
-
-def figures_json(page: Page) -> dict[str, Any]:
-    return {c.id: json.loads(pio.to_json(c.figure, validate=False)) for c in page.charts()}
-
-
-def cards_html(page: Page) -> str:
-    return "".join(
-        f'<div class="card"><h3>{html.escape(card.label)}</h3>'
-        + "".join(f"<p>{html.escape(line)}</p>" for line in card.lines)
-        + "</div>"
-        for card in page.cards
-    )
-
-
-def _date_value(value: dt.date, default: dt.date | None) -> str:
-    if value in (dt.date.min, dt.date.max):
-        return default.isoformat() if default else ""
-    return value.isoformat()
-
-
-def _form(page: Page) -> str:
-    f = page.filters
-    options = ['<option value="">All currencies</option>'] + [
-        f'<option value="{html.escape(c)}"{" selected" if c == f.currency else ""}>'
-        f"{html.escape(c)}</option>"
-        for c in page.currencies
-    ]
-    return (
-        '<form id="filters" method="get" action="">'
-        f'<label>Orders from<input type="date" id="from" name="from" '
-        f'value="{_date_value(f.start, page.span[0])}"></label>'
-        f'<label>to<input type="date" id="to" name="to" '
-        f'value="{_date_value(f.end, page.span[1])}"></label>'
-        f'<label>Currency<select id="currency" name="currency">{"".join(options)}</select></label>'
-        '<button type="submit" id="apply">Apply</button>'
-        '<a href="report.html" id="report-link" '
-        "onclick=\"this.href='report.html'+window.location.search\">Download the report</a>"
-        "</form>"
-    )
-
-
-def describe(page: Page) -> str:
-    f = page.filters
-    start = _date_value(f.start, page.span[0]) or "the first order"
-    end = _date_value(f.end, page.span[1]) or "the last order"
-    currency = f.currency or "all currencies"
-    return f"Orders created from {start} to {end}; payments falling due in that range; {currency}"
-
-
-def render(page: Page, *, plotly_js: str | None = None, live_seconds: float | None = None) -> str:
-    """The whole page. With `plotly_js` the library is inlined (the report, which must
-    open offline); without it the page loads it from the server. With `live_seconds`
-    the page has the filter form and refreshes its figures in place."""
-    library = (
-        f"<script>{plotly_js}</script>"
-        if plotly_js is not None
-        else '<script src="plotly.min.js"></script>'
-    )
-    controls = (
-        _form(page) if live_seconds else f'<div class="range">{html.escape(describe(page))}</div>'
-    )
-    sections = "".join(
-        f"<section><h2>{html.escape(section.title)}</h2><div class='charts'>"
-        + "".join(
-            f"<figure><figcaption>{html.escape(chart.title)}</figcaption>"
-            f'<div class="chart" id="{chart.id}" '
-            f'style="height: {chart.figure.layout.height}px"></div></figure>'
-            for chart in section.charts
-        )
-        + "</div></section>"
-        for section in page.sections
-    )
-    live = LIVE.replace("REFRESH_MS", str(int(live_seconds * 1000))) if live_seconds else ""
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>totesys: how the business is doing</title>
-<style>{STYLE}</style>
-{library}
-</head><body>
-<header><h1>totesys: how the business is doing</h1>
-<span id="freshness">{html.escape(page.freshness)}</span></header>
-{controls}
-<main>
-<div id="cards">{cards_html(page)}</div>
-{sections}
-</main>
-<footer>Figures come from the warehouse's latest version of each order and payment.
-Money is shown per currency and never added across currencies. Generated {generated}.</footer>
-<script>const FIGURES = {_script_json(figures_json(page))};
-{SCRIPT}{live}</script>
-</body></html>
-"""

@@ -16,21 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from totesys_cli.schemas.model import relations
+
 # how many rows a ranking keeps per currency
 TOP = 10
-# what the queries read
-RELATIONS = (
-    "fact_sales_order_latest",
-    "fact_purchase_orders_latest",
-    "fact_payment_latest",
-    "dim_currency",
-    "dim_location",
-    "dim_design",
-    "dim_staff",
-    "dim_counterparty",
-    "dim_transaction",
-    "totesys_meta.loaded_runs",
-)
 
 
 @dataclass(frozen=True)
@@ -209,9 +198,10 @@ def run(conn: Connection, name: str, filters: Filters | None = None) -> list[dic
 
 
 def missing_relations(conn: Connection) -> list[str]:
-    """The tables and views the queries read that the warehouse does not have."""
+    """The tables and views reports read (what `totesys init` creates) that the
+    warehouse does not have."""
     sql = "SELECT r FROM unnest(CAST(:names AS text[])) r WHERE to_regclass(r) IS NULL"
-    return list(conn.execute(text(sql), {"names": list(RELATIONS)}).scalars())
+    return list(conn.execute(text(sql), {"names": list(relations())}).scalars())
 
 
 def run_all(

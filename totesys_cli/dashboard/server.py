@@ -22,8 +22,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from totesys_cli.dashboard import document, queries
 from totesys_cli.dashboard import page as pages
-from totesys_cli.dashboard import queries
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.errors import ConfigError, RuntimeFailure, TotesysError
 from totesys_cli.settings import Database
@@ -115,7 +115,7 @@ class Warehouse:
 
 def write_report(warehouse: Warehouse, filters: queries.Filters, out: str) -> int:
     """The report as one self-contained file (plotly.js inlined); returns its size."""
-    html = pages.render(warehouse.page(filters), plotly_js=plotly_js().decode())
+    html = document.render(warehouse.page(filters), plotly_js=plotly_js().decode())
     body = html.encode()
     if out.startswith("s3://"):
         _put_s3(out, body)
@@ -143,16 +143,15 @@ def _write_atomically(path: Path, body: bytes) -> None:
 
 
 def _put_s3(url: str, body: bytes) -> None:
-    import boto3
     import botocore.exceptions
 
-    from totesys_cli.settings import aws_config
+    from totesys_cli import aws
 
     parsed = urllib.parse.urlparse(url)
     if not parsed.netloc or not parsed.path.strip("/"):
         raise ConfigError(f"{url} names no object; give s3://bucket/path/report.html")
     try:
-        boto3.client("s3", config=aws_config()).put_object(
+        aws.client("s3").put_object(
             Bucket=parsed.netloc,
             Key=parsed.path.lstrip("/"),
             Body=body,
@@ -194,21 +193,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _page(self, query: dict[str, list[str]]) -> None:
         page = self.warehouse.page(self._filters(query))
-        body = pages.render(page, live_seconds=REFRESH_SECONDS).encode()
+        body = document.render(page, live_seconds=REFRESH_SECONDS).encode()
         self._send(200, "text/html; charset=utf-8", body)
 
     def _figures(self, query: dict[str, list[str]]) -> None:
         page = self.warehouse.page(self._filters(query))
         update: dict[str, Any] = {
-            "cards": pages.cards_html(page),
+            "cards": document.cards_html(page),
             "freshness": page.freshness,
-            "figures": pages.figures_json(page),
+            "figures": document.figures_json(page),
         }
         self._send(200, "application/json", json.dumps(update).encode())
 
     def _report(self, query: dict[str, list[str]]) -> None:
         page = self.warehouse.page(self._filters(query))
-        body = pages.render(page, plotly_js=plotly_js().decode()).encode()
+        body = document.render(page, plotly_js=plotly_js().decode()).encode()
         self._send(
             200,
             "text/html; charset=utf-8",

@@ -15,19 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from totesys_cli.errors import RuntimeFailure
-from totesys_cli.schemas import arrow_schema, data_columns, star_table
-
-VERSION = "source_last_updated"
-
-
-def output_schema(name: str) -> pa.Schema:
-    """The processed-zone schema of a star table: its warehouse columns (no serial id),
-    plus the source version for dimensions."""
-    table = star_table(name)
-    schema = arrow_schema(table, data_columns(table))
-    if name.startswith("dim_") and name != "dim_date":
-        schema = schema.append(pa.field(VERSION, pa.timestamp("ms"), nullable=False))
-    return schema
+from totesys_cli.schemas.arrow import VERSION, output_schema
 
 
 def _shape(name: str, columns: dict[str, pa.Array]) -> pa.Table:
@@ -258,30 +246,18 @@ def fact_payment(payment: pa.Table) -> pa.Table:
     )
 
 
-# what each star table is built from, and which of its columns reference which dimension
-FACT_SOURCES = {
-    "fact_sales_order": ("sales_order", fact_sales_order),
-    "fact_purchase_orders": ("purchase_order", fact_purchase_orders),
-    "fact_payment": ("payment", fact_payment),
-}
-SIMPLE_DIMENSIONS = {
-    "dim_currency": ("currency", dim_currency),
-    "dim_design": ("design", dim_design),
-    "dim_payment_type": ("payment_type", dim_payment_type),
-    "dim_location": ("address", dim_location),
-}
-DATE_COLUMNS = {
-    "fact_sales_order": (
-        "created_date",
-        "last_updated_date",
-        "agreed_payment_date",
-        "agreed_delivery_date",
-    ),
-    "fact_purchase_orders": (
-        "created_date",
-        "last_updated_date",
-        "agreed_delivery_date",
-        "agreed_payment_date",
-    ),
-    "fact_payment": ("created_date", "last_updated_date", "payment_date"),
+# the function that builds each star table: dimensions from their source rows (and the
+# parents' rows, joined in), facts from their source rows, the calendar from a span
+BUILD = {
+    "dim_date": dim_date,
+    "dim_staff": dim_staff,
+    "dim_location": dim_location,
+    "dim_currency": dim_currency,
+    "dim_design": dim_design,
+    "dim_counterparty": dim_counterparty,
+    "dim_payment_type": dim_payment_type,
+    "dim_transaction": dim_transaction,
+    "fact_sales_order": fact_sales_order,
+    "fact_purchase_orders": fact_purchase_orders,
+    "fact_payment": fact_payment,
 }

@@ -1,0 +1,197 @@
+"""The CLI boundary: exit codes, one clear line per error, no secrets, a fast --help."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support import PASSWORD, TOTESYS, invoke, one_error_line
+
+
+def _plain_env() -> dict[str, str]:
+    """The environment without coverage's start-up hook, to time the bare command."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
+
+
+def test_help_is_instant_and_imports_no_heavy_library():
+    probe = (
+        "import sys; from totesys_cli.cli import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'boto3', 'sqlalchemy') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=_plain_env()
+    )
+    assert out.stdout.strip().endswith("[]")
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "totesys_cli", "--help"],
+            check=True,
+            capture_output=True,
+            env=_plain_env(),
+        )
+        timings.append(time.perf_counter() - start)
+    assert min(timings) < 0.5, timings
+
+
+def test_help_lists_only_working_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "init" in result.stdout
+    assert "TOTESYS_LOG_FORMAT" in result.stdout
+
+
+def test_malformed_url_exits_2_with_one_line():
+    result = invoke("init", "--warehouse-url", "postgresql://user:pw@host:notaport/db")
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).endswith(
+        "ERROR   the warehouse URL is malformed. Set TOTESYS_WAREHOUSE_URL to a URL like "
+        "postgresql://user:password@host:5432/dbname"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("mysql://u:p@localhost/db", "the warehouse URL must be a PostgreSQL URL, not mysql://"),
+        (
+            "postgresql+psycopg://u:p@localhost/db",
+            "the warehouse URL asks for the psycopg driver; totesys uses pg8000",
+        ),
+        ("postgresql://u:p@localhost", "the warehouse URL names no database"),
+        (
+            "postgresql://u:p@localhost/db?sslmode=sometimes",
+            "the warehouse URL has an unknown sslmode 'sometimes'",
+        ),
+        (
+            "postgresql://u:p@localhost/db?pool=3",
+            "the warehouse URL has unsupported parameters: pool",
+        ),
+    ],
+)
+def test_unusable_urls_exit_2_naming_the_problem(url, problem):
+    result = invoke("init", "--warehouse-url", url)
+    assert result.exit_code == 2
+    assert problem in one_error_line(result.stderr)
+
+
+def test_missing_warehouse_setting_exits_2():
+    result = invoke("init", env={"TOTESYS_WAREHOUSE_URL": None, "TOTESYS_WAREHOUSE_SECRET": None})
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).endswith(
+        "[init] no warehouse database is configured. "
+        "Set TOTESYS_WAREHOUSE_URL or TOTESYS_WAREHOUSE_SECRET"
+    )
+
+
+def test_unknown_option_exits_2_with_one_line():
+    result = invoke("init", "--bogus")
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr) == (
+        "error: No such option '--bogus'. Run 'cli init --help' for usage"
+    )
+
+
+def test_wrong_password_exits_2_without_the_password(pg, empty_db, password_role):
+    user, _ = password_role
+    url = pg.url(empty_db, user=user, password=PASSWORD + "-wrong")
+    result = invoke("init", "--warehouse-url", url)
+    assert result.exit_code == 2, result.stderr
+    line = one_error_line(result.stderr)
+    assert "cannot connect to the warehouse database at " in line
+    assert line.endswith(f"/{empty_db}: wrong user or password. Check TOTESYS_WAREHOUSE_URL")
+    assert PASSWORD not in result.output
+
+
+def test_right_password_works(pg, empty_db, password_role):
+    user, password = password_role
+    result = invoke("init", "--warehouse-url", pg.url(empty_db, user=user, password=password))
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+
+
+def test_missing_database_exits_2(pg):
+    result = invoke("init", "--warehouse-url", pg.url("no_such_database"))
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr).endswith(
+        "/no_such_database: the database does not exist. Check TOTESYS_WAREHOUSE_URL"
+    )
+
+
+def test_unreachable_host_exits_1_without_the_password():
+    url = f"postgresql://totesys:{PASSWORD}@127.0.0.1:9/warehouse"
+    result = invoke("init", "--warehouse-url", url)
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr).endswith(
+        "[init] cannot reach the warehouse database at 127.0.0.1:9/warehouse: "
+        "Connection refused. Check TOTESYS_WAREHOUSE_URL"
+    )
+    assert PASSWORD not in result.output
+
+
+def test_json_errors_carry_level_step_and_run_id():
+    url = f"postgresql://totesys:{PASSWORD}@127.0.0.1:9/warehouse"
+    result = invoke("--log-format", "json", "init", "--warehouse-url", url)
+    assert result.exit_code == 1
+    line = json.loads(one_error_line(result.stderr))
+    assert line["level"] == "ERROR"
+    assert line["step"] == "init"
+    assert len(line["run_id"]) == 12
+    assert line["message"].startswith("cannot reach the warehouse database at 127.0.0.1:9")
+    assert PASSWORD not in result.output
+
+
+def test_debug_shows_the_traceback():
+    url = "postgresql://totesys@127.0.0.1:9/warehouse"
+    result = invoke("--log-level", "DEBUG", "init", "--warehouse-url", url)
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr
+
+
+def test_unexpected_errors_still_get_one_line(monkeypatch, warehouse_url):
+    def broken(db):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("totesys_cli.ops.init.init_warehouse", broken)
+    result = invoke("init", "--warehouse-url", warehouse_url)
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr).endswith(
+        "[init] unexpected error: ZeroDivisionError: division by zero. "
+        "Re-run with --log-level DEBUG and report it"
+    )
+
+
+def test_installed_command_runs_as_a_subprocess(warehouse_url):
+    result = subprocess.run(
+        [TOTESYS, "init", "--warehouse-url", warehouse_url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "warehouse initialised: created 20 objects\n"
+    assert "created table dim_date" in result.stderr
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert "0.1.0" in result.stdout
+
+
+def test_module_entry_point():
+    result = subprocess.run(
+        [sys.executable, "-m", "totesys_cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.startswith("totesys")

@@ -1,0 +1,143 @@
+"""Settings: URLs, TLS, sockets, and Secrets Manager in both spellings."""
+
+from __future__ import annotations
+
+import json
+import ssl
+
+import boto3
+import pytest
+
+from tests.support import PASSWORD, invoke
+from totesys_cli.db.connect import _ssl_context
+from totesys_cli.endpoints import ALL, Endpoints, open_endpoints
+from totesys_cli.errors import ConfigError
+from totesys_cli.settings import parse_database_url, parse_settings
+
+
+def opened(**values: str) -> Endpoints:
+    return open_endpoints(parse_settings(**values), optional=ALL)
+
+
+def test_plain_postgresql_url_means_pg8000():
+    url = parse_database_url("source", "postgresql://u:p@db.example:5433/totesys", "X")
+    assert url.drivername == "postgresql+pg8000"
+    assert (url.host, url.port, url.database) == ("db.example", 5433, "totesys")
+
+
+def test_ssl_modes_map_to_pg8000_contexts():
+    def context(query: str):
+        return _ssl_context(opened(source_url=f"postgresql://u@h/db{query}").source)
+
+    assert context("") is None
+    assert context("?sslmode=require") is True
+    assert context("?sslmode=disable") is False
+    full = context("?sslmode=verify-full")
+    assert isinstance(full, ssl.SSLContext)
+    assert full.check_hostname and full.verify_mode == ssl.CERT_REQUIRED
+    assert context("?unix_sock=/tmp/.s.PGSQL.5432") is False
+
+
+def test_a_database_never_shows_its_password():
+    db = opened(warehouse_url=f"postgresql://u:{PASSWORD}@h:5432/dw").warehouse
+    assert PASSWORD not in repr(db)
+    assert db.where == "h:5432/dw"
+
+
+def test_one_lake_url_holds_both_zones_unless_split():
+    assert parse_settings(lake_url="s3://bucket/lake/").raw_url == "s3://bucket/lake/raw"
+    split = parse_settings(lake_url="/tmp/lake", raw_url="s3://in", processed_url="s3://out")
+    assert (split.raw_url, split.processed_url) == ("s3://in", "s3://out")
+
+
+def _secret(name: str, value: dict) -> str:
+    client = boto3.client("secretsmanager")
+    return client.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
+
+
+def test_secret_in_rds_spelling(aws):
+    arn = _secret(
+        "rds",
+        {
+            "username": "admin",
+            "password": PASSWORD,
+            "host": "db.internal",
+            "port": 5433,
+            "dbname": "warehouse",
+            "engine": "postgres",
+        },
+    )
+    db = opened(warehouse_secret=arn).warehouse
+    assert (db.url.username, db.url.password, db.url.host, db.url.port, db.url.database) == (
+        "admin",
+        PASSWORD,
+        "db.internal",
+        5433,
+        "warehouse",
+    )
+    assert db.envvar == "TOTESYS_WAREHOUSE_SECRET"
+
+
+def test_secret_in_our_spelling_by_name(aws):
+    _secret(
+        "totesys/source",
+        {
+            "user": "reader",
+            "password": "x" * 8,
+            "host": "src",
+            "database": "totesys",
+            "sslmode": "require",
+        },
+    )
+    db = opened(source_secret="totesys/source").source
+    assert (db.url.username, db.url.port, db.url.database, db.sslmode) == (
+        "reader",
+        5432,
+        "totesys",
+        "require",
+    )
+
+
+def test_url_wins_over_secret(aws):
+    db = opened(source_url="postgresql://u@h/a", source_secret="never-read").source
+    assert db.url.database == "a"
+
+
+def test_missing_secret_is_a_configuration_error(aws):
+    with pytest.raises(ConfigError) as caught:
+        opened(warehouse_secret="nope")
+    assert caught.value.message == (
+        "cannot read the warehouse secret 'nope' from Secrets Manager: "
+        "ResourceNotFoundException. Check TOTESYS_WAREHOUSE_SECRET and that this role may "
+        "call secretsmanager:GetSecretValue"
+    )
+
+
+def test_secret_in_the_wrong_shape_is_a_configuration_error(aws):
+    _secret("bad", {"host": "h", "password": PASSWORD})
+    with pytest.raises(ConfigError) as caught:
+        opened(warehouse_secret="bad")
+    assert "is not a JSON object with host, port" in caught.value.message
+    assert PASSWORD not in caught.value.message
+
+
+def test_init_through_a_secret_on_a_unix_socket(aws, pg, empty_db):
+    """A secret whose host is a socket folder reaches a local server, as libpq's would."""
+    sock = parse_database_url("w", pg.url(empty_db), "X").query.get("unix_sock")
+    if not sock:
+        pytest.skip("the test server is not on a unix socket")
+    folder, _, name = sock.rpartition("/")
+    arn = _secret(
+        "dw",
+        {
+            "username": "postgres",
+            "password": PASSWORD,
+            "host": folder,
+            "port": int(name.rsplit(".", 1)[1]),
+            "dbname": empty_db,
+        },
+    )
+    result = invoke("init", env={"TOTESYS_WAREHOUSE_SECRET": arn, "TOTESYS_WAREHOUSE_URL": None})
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "warehouse initialised: created 20 objects\n"
+    assert PASSWORD not in result.output

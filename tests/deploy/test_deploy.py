@@ -1,0 +1,355 @@
+"""The container recipe and the AWS deployment, tested without Docker or AWS.
+
+moto's CloudFormation creates the buckets, roles, task definition, schedule, log groups
+and topic, and those are asserted on what moto built. moto ignores alarms, metric
+filters, bucket policies, SNS subscriptions and bucket properties beyond encryption, so
+those are asserted on the parsed template; and since moto does not evaluate JSON filter
+patterns, a small evaluator here applies the template's patterns to the exact lines the
+real CLI sent to CloudWatch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from tests.support import ROOT, TOTESYS, database
+from totesys_cli.ops.init import init_warehouse
+
+TEMPLATE = ROOT / "deploy" / "totesys.yaml"
+BIN = Path(sys.executable).parent
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, !GetAtt ...)."""
+
+
+def _tag(loader, suffix, node):
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        return {name: value.split(".", 1) if suffix == "GetAtt" else value}
+    if isinstance(node, yaml.SequenceNode):
+        return {name: loader.construct_sequence(node, deep=True)}
+    return {name: loader.construct_mapping(node, deep=True)}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - safe loader
+
+
+def _resources(template: dict, kind: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+# ---------------------------------------------------------------- linters
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["hadolint", "Dockerfile"],
+        ["actionlint", ".github/workflows/ci.yml", ".github/workflows/deploy.yml"],
+        ["cfn-lint", "deploy/totesys.yaml"],
+    ],
+)
+def test_linters_are_clean(command):
+    result = subprocess.run(
+        [str(BIN / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_runs_as_non_root_from_a_pinned_slim_base():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert len(bases) == 2 and all(re.fullmatch(r"python:3\.11\.\d+-slim-\w+", b) for b in bases)
+    assert "AS build" in dockerfile and "COPY --from=build" in dockerfile
+    assert re.search(r"^USER 10001$", dockerfile, re.MULTILINE)
+    assert 'ENTRYPOINT ["totesys"]' in dockerfile and 'CMD ["run-all"]' in dockerfile
+
+
+def test_the_wheel_installs_into_a_fresh_venv_as_the_image_does(tmp_path):
+    """The Dockerfile's two stages without Docker: build the wheels, install from them
+    alone into an empty environment, and run the command."""
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(ROOT)],
+        check=True,
+        timeout=600,
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "totesys==0.1.0",
+        ],
+        check=True,
+        timeout=600,
+    )
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    helped = subprocess.run(
+        [str(venv / "bin" / "totesys"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean,
+    )
+    assert helped.returncode == 0 and "run-all" in helped.stdout
+    status = subprocess.run(
+        [str(venv / "bin" / "totesys"), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "warehouse:       not configured" in status.stdout
+
+
+# ---------------------------------------------------------------- moto CloudFormation
+
+PARAMETERS = {
+    "ImageTag": "abc123",
+    "SubnetIds": "subnet-0a1b2c3d,subnet-4e5f6a7b",
+    "SecurityGroupId": "sg-0123456789abcdef0",
+    "SourceSecretArn": "arn:aws:secretsmanager:eu-west-2:123456789012:secret:totesys-src",
+    "WarehouseSecretArn": "arn:aws:secretsmanager:eu-west-2:123456789012:secret:totesys-dw",
+    "AlarmEmail": "data-team@example.com",
+}
+
+
+def test_the_stack_deploys_into_moto(aws):
+    cloudformation = boto3.client("cloudformation")
+    cloudformation.create_stack(
+        StackName="totesys",
+        TemplateBody=TEMPLATE.read_text(),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    stack = cloudformation.describe_stacks(StackName="totesys")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+    s3 = boto3.client("s3")
+    for bucket in (outputs["IngestionBucketName"], outputs["ProcessedBucketName"]):
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+            "Rules"
+        ]
+        assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+    ecs = boto3.client("ecs")
+    task = ecs.describe_task_definition(taskDefinition=outputs["TaskDefinitionArn"])[
+        "taskDefinition"
+    ]
+    assert task["family"] == "totesys-run-all" and task["memory"] == "2048"
+    (container,) = task["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["TOTESYS_SOURCE_SECRET"] == PARAMETERS["SourceSecretArn"]
+    assert env["TOTESYS_WAREHOUSE_SECRET"] == PARAMETERS["WarehouseSecretArn"]
+    assert env["TOTESYS_RAW_URL"] == f"s3://{outputs['IngestionBucketName']}"
+    assert env["TOTESYS_PROCESSED_URL"] == f"s3://{outputs['ProcessedBucketName']}"
+    assert env["TOTESYS_CLOUDWATCH_LOG_GROUP"] == outputs["LogGroupName"]
+    assert container["image"].endswith(":abc123")
+    assert container["logConfiguration"]["options"]["awslogs-group"] != outputs["LogGroupName"]
+
+    iam = boto3.client("iam")
+    roles = {r["RoleName"] for r in iam.list_roles()["Roles"]}
+    assert len([r for r in roles if r.startswith("totesys-")]) == 3
+
+    events = boto3.client("events")
+    (rule,) = events.list_rules()["Rules"]
+    assert rule["ScheduleExpression"] == "rate(10 minutes)"
+    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["EcsParameters"]["TaskDefinitionArn"] == outputs["TaskDefinitionArn"]
+
+    groups = {g["logGroupName"]: g for g in boto3.client("logs").describe_log_groups()["logGroups"]}
+    assert groups[outputs["LogGroupName"]]["retentionInDays"] == 90
+    assert len(boto3.client("sns").list_topics()["Topics"]) == 1
+    assert (
+        boto3.client("ecr").describe_repositories()["repositories"][0]["imageTagMutability"]
+        == "IMMUTABLE"
+    )
+
+
+# ---------------------------------------------------------------- what moto ignores
+
+
+def test_buckets_are_private_versioned_tls_only_and_expire_old_versions(template):
+    buckets = _resources(template, "AWS::S3::Bucket")
+    assert set(buckets) == {"IngestionBucket", "ProcessedBucket"}
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["VersioningConfiguration"]["Status"] == "Enabled"
+        assert all(props["PublicAccessBlockConfiguration"].values())
+        (rule,) = props["LifecycleConfiguration"]["Rules"]
+        assert "NoncurrentVersionExpiration" in rule
+    policies = _resources(template, "AWS::S3::BucketPolicy")
+    assert {p["Properties"]["Bucket"]["Ref"] for p in policies.values()} == set(buckets)
+    for policy in policies.values():
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_task_runs_on_fargate_read_only(template):
+    """moto's ECS ignores the launch type and network mode; they are checked here."""
+    task = template["Resources"]["TaskDefinition"]["Properties"]
+    assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
+    assert task["ContainerDefinitions"][0]["ReadonlyRootFilesystem"] is True
+    target = template["Resources"]["ScheduleRule"]["Properties"]["Targets"][0]
+    network = target["EcsParameters"]["NetworkConfiguration"]["AwsVpcConfiguration"]
+    assert network["Subnets"] == {"Ref": "SubnetIds"}
+    assert network["SecurityGroups"] == [{"Ref": "SecurityGroupId"}]
+
+
+def test_the_task_role_is_least_privilege(template):
+    role = template["Resources"]["TaskRole"]["Properties"]
+    (policy,) = role["Policies"]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    for statement in statements.values():
+        assert "*" not in json.dumps(statement["Resource"]).replace("/*", "")
+        assert not any(
+            a.endswith("*")
+            for a in (
+                [statement["Action"]]
+                if isinstance(statement["Action"], str)
+                else statement["Action"]
+            )
+        )
+    assert statements["ReadItsTwoSecrets"]["Resource"] == [
+        {"Ref": "SourceSecretArn"},
+        {"Ref": "WarehouseSecretArn"},
+    ]
+    assert statements["WriteItsLogGroup"]["Resource"] == {"Fn::Sub": "${LogGroup.Arn}"}
+    assert "logs:CreateLogGroup" not in json.dumps(template)  # the stack creates the group
+
+
+def test_one_alarm_per_step_a_heartbeat_and_an_email(template):
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    filters = _resources(template, "AWS::Logs::MetricFilter")
+    for step in ("extract", "transform", "load"):
+        name = f"{step.capitalize()}Errors"
+        pattern = filters[name]["Properties"]["FilterPattern"]
+        assert f'$.step = "{step}"' in pattern
+        alarm = alarms[f"{step.capitalize()}FailedAlarm"]["Properties"]
+        assert alarm["MetricName"] == name and step in alarm["AlarmDescription"]
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert filters[name]["Properties"]["LogGroupName"] == {"Ref": "LogGroup"}
+    heartbeat = alarms["HeartbeatAlarm"]["Properties"]
+    assert heartbeat["TreatMissingData"] == "breaching"
+    assert heartbeat["Period"] * heartbeat["EvaluationPeriods"] == 1800
+    assert heartbeat["ComparisonOperator"] == "LessThanThreshold"
+    subscription = template["Resources"]["AlarmSubscription"]["Properties"]
+    assert subscription["Protocol"] == "email"
+    assert subscription["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+# ---------------------------------------------------------------- the filters on real lines
+
+_CONDITION = re.compile(r'\(?\s*\$\.(\w+)\s*=\s*"([^"]*)"\s*\)?')
+
+
+def matches(pattern: str, message: str) -> bool:
+    """CloudWatch JSON filter patterns of the form { ($.a = "x") && ($.b = "y") }."""
+    body = pattern.strip()
+    assert body.startswith("{") and body.endswith("}")
+    try:
+        event = json.loads(message)
+    except ValueError:
+        return False
+    conditions = [_CONDITION.fullmatch(part.strip()) for part in body[1:-1].split("&&")]
+    assert all(conditions), pattern
+    return all(event.get(c.group(1)) == c.group(2) for c in conditions)
+
+
+def test_the_evaluator_itself():
+    assert matches(
+        '{ ($.level = "ERROR") && ($.step = "load") }', '{"level": "ERROR", "step": "load"}'
+    )
+    assert not matches(
+        '{ ($.level = "ERROR") && ($.step = "load") }', '{"level": "ERROR", "step": "extract"}'
+    )
+    assert not matches('{ $.message = "run succeeded" }', "plain text")
+
+
+def test_each_step_error_reaches_cloudwatch_and_alarms_its_own_step(
+    template, moto_endpoint, pg, source_url, warehouse_url, tmp_path
+):
+    group = "/totesys/prod"
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName=group)
+    env = {**os.environ, "TOTESYS_CLOUDWATCH_LOG_GROUP": group, "TOTESYS_LOG_FORMAT": "json"}
+    unreachable = "postgresql://u:p@127.0.0.1:9/db"
+    broken_lake = tmp_path / "broken"
+    (broken_lake / "raw" / "_manifests").mkdir(parents=True)
+    (broken_lake / "raw" / "_manifests" / "0000000001.json").write_text("{ not json")
+    commands = {
+        "extract": ["extract", "--source-url", unreachable, "--lake-url", str(tmp_path / "a")],
+        "transform": ["transform", "--lake-url", str(broken_lake)],
+        "load": ["load", "--warehouse-url", unreachable, "--lake-url", str(tmp_path / "a")],
+    }
+    for args in commands.values():
+        result = subprocess.run(
+            [TOTESYS, *args], capture_output=True, text=True, env=env, check=False
+        )
+        assert result.returncode == 1, result.stderr
+    init_warehouse(database(warehouse_url))
+    good = subprocess.run(
+        [
+            TOTESYS,
+            "run-all",
+            "--source-url",
+            source_url,
+            "--warehouse-url",
+            warehouse_url,
+            "--lake-url",
+            str(tmp_path / "lake"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert good.returncode == 0, good.stderr
+
+    lines = []
+    for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
+        lines += [
+            e["message"]
+            for e in logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])[
+                "events"
+            ]
+        ]
+    assert len({json.loads(line)["run_id"] for line in lines}) == 4  # one stream per run
+    filters = _resources(template, "AWS::Logs::MetricFilter")
+    for step in commands:
+        pattern = filters[f"{step.capitalize()}Errors"]["Properties"]["FilterPattern"]
+        selected = [json.loads(line) for line in lines if matches(pattern, line)]
+        assert len(selected) == 1, (step, selected)
+        assert selected[0]["step"] == step and selected[0]["level"] == "ERROR"
+    heartbeat = filters["RunsSucceeded"]["Properties"]["FilterPattern"]
+    (success,) = [json.loads(line) for line in lines if matches(heartbeat, line)]
+    assert success["message"] == "run succeeded" and success["extracted"] > 0
+    infos = [line for line in lines if json.loads(line)["level"] == "INFO"]
+    for step in commands:
+        pattern = filters[f"{step.capitalize()}Errors"]["Properties"]["FilterPattern"]
+        assert not any(matches(pattern, line) for line in infos)

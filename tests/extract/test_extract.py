@@ -1,0 +1,436 @@
+"""Extract: every changed row, exactly, from one snapshot, committed by its manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from sqlalchemy import select, text
+
+from tests.support import PASSWORD, database_name, invoke, totesys
+from totesys_cli import logs
+from totesys_cli.demo.activity import simulate_activity
+from totesys_cli.endpoints import SOURCE, open_endpoints
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.extract import ExtractOptions, extract
+from totesys_cli.extract import run as extract_run
+from totesys_cli.lake import Lake, open_lake
+from totesys_cli.lake import manifest as manifests
+from totesys_cli.lake.files import read_parquet
+from totesys_cli.lake.manifest import RawManifest
+from totesys_cli.runtime import Deadline
+from totesys_cli.schemas import SOURCE_TABLES, source_table
+from totesys_cli.schemas.arrow import arrow_schema
+from totesys_cli.settings import parse_settings
+
+_db = database_name
+
+
+def _source(url: str):
+    return open_endpoints(parse_settings(source_url=url), (SOURCE,)).source
+
+
+def _manifest(raw: Lake, seq: int) -> RawManifest:
+    return manifests.read(raw, manifests.manifest_key(seq), RawManifest)
+
+
+def _run_rows(raw: Lake, seq: int, table: str) -> list[dict]:
+    schema = arrow_schema(source_table(table))
+    return read_parquet(raw, _manifest(raw, seq).files(table), schema).to_pylist()
+
+
+def _source_rows(pg, url: str, table: str, where=None) -> list[dict]:
+    t = source_table(table)
+    query = select(t) if where is None else select(t).where(where(t))
+    with pg.engine(_db(url)).connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _key(table: str):
+    name = source_table(table).primary_key.columns[0].name
+    return lambda row: (row[name], row["last_updated"])
+
+
+def _extract(url, lake_dir, **options):
+    raw = open_lake(str(lake_dir), "TEST")
+    return extract(_source(url), raw, ExtractOptions(**options), Deadline(None)), raw
+
+
+def test_full_extract_holds_every_row_with_identical_values(pg, source_url, tmp_path):
+    result, raw = _extract(source_url, tmp_path)
+    assert result.seq == 1
+    for table in SOURCE_TABLES:
+        expected = sorted(_source_rows(pg, source_url, table), key=_key(table))
+        actual = sorted(_run_rows(raw, 1, table), key=_key(table))
+        assert actual == expected, table
+        assert result.tables[table].rows == len(expected)
+    payments = _run_rows(raw, 1, "payment")
+    assert str(payments[0]["payment_amount"]).count(".") == 1  # decimals, not floats
+    transactions = _run_rows(raw, 1, "transaction")
+    assert any(t["sales_order_id"] is None for t in transactions)
+    assert all(isinstance(t["purchase_order_id"], int | None) for t in transactions)
+
+
+def test_files_are_parquet_with_source_types(source_url, tmp_path):
+    import pyarrow.parquet as pq
+
+    result, _ = _extract(source_url, tmp_path)
+    (file,) = result.tables["sales_order"].files
+    assert file.key.startswith("sales_order/extracted_date=")
+    schema = pq.read_schema(tmp_path / file.key)
+    assert str(schema.field("unit_price").type) == "decimal128(10, 2)"
+    assert str(schema.field("created_at").type) == "timestamp[ms]"
+    assert str(schema.field("agreed_delivery_date").type) == "string"
+
+
+def test_manifest_records_snapshot_bounds_and_watermarks(pg, source_url, tmp_path):
+    result, _raw = _extract(source_url, tmp_path)
+    manifest = json.loads((tmp_path / "_manifests" / "0000000001.json").read_text())
+    assert manifest["format"] == manifests.FORMAT
+    assert manifest["seq"] == 1 and manifest["kind"] == "raw"
+    assert manifest["snapshot_time"] == result.snapshot.isoformat(sep=" ")
+    with pg.engine(_db(source_url)).connect() as conn:
+        newest = conn.execute(text("SELECT max(last_updated) FROM payment")).scalar_one()
+        oldest = conn.execute(text("SELECT min(last_updated) FROM payment")).scalar_one()
+    entry = manifest["tables"]["payment"]
+    assert entry["max_last_updated"] == newest.isoformat(sep=" ")
+    assert entry["min_last_updated"] == oldest.isoformat(sep=" ")
+    assert manifest["state"]["payment"]["watermark"] == newest.isoformat(sep=" ")
+    assert sum(f["rows"] for f in entry["files"]) == entry["rows"]
+
+
+def test_quiet_source_reads_nothing_the_second_time(source_url, tmp_path):
+    _extract(source_url, tmp_path)
+    second, _ = _extract(source_url, tmp_path)
+    assert second.seq == 2
+    assert second.rows == 0
+    assert all(not t.files for t in second.tables.values())
+
+
+def test_next_extract_holds_exactly_the_new_and_updated_versions(pg, source_url, tmp_path):
+    _extract(source_url, tmp_path)
+    with pg.engine(_db(source_url)).begin() as conn:
+        activity = simulate_activity(conn, seed=3, step=1)
+    second, raw = _extract(source_url, tmp_path)
+    for table in SOURCE_TABLES:
+        changed = _source_rows(pg, source_url, table, lambda t: t.c.last_updated == activity.at)
+        got = _run_rows(raw, 2, table)
+        assert sorted(got, key=_key(table)) == sorted(changed, key=_key(table)), table
+    assert second.tables["sales_order"].rows == 20
+    assert second.tables["department"].rows == 1
+
+
+def test_a_row_committed_late_is_caught_by_the_overlap(pg, source_url, tmp_path):
+    engine = pg.engine(_db(source_url))
+    _extract(source_url, tmp_path)
+    late = engine.connect()
+    try:
+        late.execute(
+            text(
+                "UPDATE department SET manager = 'Late O''Brien', last_updated = "
+                "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE department_id = 1"
+            )
+        )
+        with engine.begin() as conn:  # a newer row commits first and is read
+            conn.execute(
+                text(
+                    "UPDATE department SET manager = 'Early', last_updated = "
+                    "(clock_timestamp() AT TIME ZONE 'UTC')::timestamp(3) "
+                    "WHERE department_id = 2"
+                )
+            )
+        _second, raw = _extract(source_url, tmp_path)
+        assert [r["department_id"] for r in _run_rows(raw, 2, "department")] == [2]
+        late.commit()
+    finally:
+        late.close()
+    _third, raw = _extract(source_url, tmp_path)
+    managers = {r["department_id"]: r["manager"] for r in _run_rows(raw, 3, "department")}
+    assert managers[1] == "Late O'Brien"
+
+
+def test_without_overlap_the_late_row_would_be_missed(pg, source_url, tmp_path):
+    """The same story with overlap 0 loses the row: the overlap is what saves it."""
+    engine = pg.engine(_db(source_url))
+    _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+    late = engine.connect()
+    try:
+        late.execute(
+            text(
+                "UPDATE department SET manager = 'Late', last_updated = "
+                "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE department_id = 1"
+            )
+        )
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE department SET manager = 'Early', last_updated = "
+                    "(clock_timestamp() AT TIME ZONE 'UTC')::timestamp(3) "
+                    "WHERE department_id = 2"
+                )
+            )
+        _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+        late.commit()
+    finally:
+        late.close()
+    _, raw = _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+    assert _run_rows(raw, 3, "department") == []
+
+
+def test_large_tables_are_written_in_bounded_chunks(pg, source_url, tmp_path):
+    result, raw = _extract(source_url, tmp_path, batch_rows=100)
+    payment = result.tables["payment"]
+    assert len(payment.files) >= 4
+    assert all(f.rows == 100 for f in payment.files[:-1]) and payment.files[-1].rows <= 100
+    rows = _run_rows(raw, 1, "payment")
+    assert len(rows) == len({r["payment_id"] for r in rows}) == payment.rows
+    with pg.engine(_db(source_url)).begin() as conn:
+        simulate_activity(conn, seed=3, step=1, payments_paid=0)
+    second, _ = _extract(source_url, tmp_path, batch_rows=100)
+    assert second.tables["payment"].rows == 27  # few rows, one file
+    assert len(second.tables["payment"].files) == 1
+    since = dt.datetime(2000, 1, 1)  # a filtered read of many rows is cut as it streams
+    third, raw = _extract(source_url, tmp_path, batch_rows=100, since=since)
+    chunks = third.tables["payment"].files
+    assert len(chunks) >= 4 and all(f.rows <= 100 for f in chunks)
+    rows = _run_rows(raw, 3, "payment")
+    assert sorted(rows, key=_key("payment")) == sorted(
+        _source_rows(pg, source_url, "payment"), key=_key("payment")
+    )
+
+
+def test_a_run_that_fails_half_way_commits_nothing(pg, source_url, tmp_path, monkeypatch):
+    real_copy = extract_run.copy_out
+    seen = []
+
+    def dropping_copy(conn, sql, rows):
+        seen.append(sql)
+        if len(seen) == 5:  # the source connection drops in the middle of the run
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with pg.admin().connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        return real_copy(conn, sql, rows)
+
+    monkeypatch.setattr(extract_run, "copy_out", dropping_copy)
+    raw = open_lake(str(tmp_path), "TEST")
+    with pytest.raises(RuntimeFailure, match="the source"):
+        extract(_source(source_url), raw, ExtractOptions(), Deadline(None))
+    assert manifests.latest(raw, RawManifest) is None
+    assert not list(tmp_path.rglob("*.parquet"))  # a failed run removes what it wrote
+    monkeypatch.setattr(extract_run, "copy_out", real_copy)
+    result, _ = _extract(source_url, tmp_path)
+    assert result.seq == 1
+    assert result.tables["payment"].rows == len(_source_rows(pg, source_url, "payment"))
+
+
+def test_a_deadline_between_chunks_stops_the_copy_and_commits_nothing(pg, source_url, tmp_path):
+    class Expiring(Deadline):
+        def check(self, doing: str) -> None:
+            if doing == "extracting payment":  # after the first chunk, mid-COPY
+                self.seconds = 0.0
+            super().check(doing)
+
+    raw = open_lake(str(tmp_path), "TEST")
+    with pytest.raises(RuntimeFailure, match="passed its --max-runtime of 0 s while extracting"):
+        extract(_source(source_url), raw, ExtractOptions(batch_rows=100), Expiring(3600.0))
+    assert manifests.latest(raw, RawManifest) is None
+    assert not list(tmp_path.rglob("*.parquet"))
+    result, _ = _extract(source_url, tmp_path)
+    assert result.tables["payment"].rows == len(_source_rows(pg, source_url, "payment"))
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_extracts_racing_for_one_slot_commit_once(
+    source_url, tmp_path, where, request, monkeypatch
+):
+    if where == "s3":
+        request.getfixturevalue("aws")
+        import boto3
+
+        boto3.client("s3").create_bucket(
+            Bucket="lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+        )
+        url = "s3://lake/raw"
+    else:
+        url = str(tmp_path)
+    raw = open_lake(url, "TEST")
+    first = extract(_source(source_url), raw, ExtractOptions(), Deadline(None))
+    # the loser, another process, read the same state before the winner committed
+    monkeypatch.setattr(manifests, "latest", lambda zone, kind: None)
+    logs.set_run_id("loser")
+    with pytest.raises(RuntimeFailure, match="another extract committed run 1 first"):
+        extract(_source(source_url), raw, ExtractOptions(), Deadline(None))
+    monkeypatch.undo()
+    manifest = manifests.latest(raw, RawManifest)
+    assert manifest.seq == 1
+    assert manifest.tables["payment"].rows == first.tables["payment"].rows
+    files = [o.key for o in raw.list("") if o.key.endswith(".parquet")]
+    assert len(files) == sum(len(t.files) for t in first.tables.values())  # loser cleaned
+
+
+def test_since_rereads_a_window_without_moving_watermarks_back(pg, source_url, tmp_path):
+    _first, raw = _extract(source_url, tmp_path)
+    since = dt.datetime(2026, 10, 1)
+    _second, _ = _extract(source_url, tmp_path, since=since)
+    expected = _source_rows(pg, source_url, "sales_order", lambda t: t.c.last_updated >= since)
+    assert len(expected) > 0
+    assert sorted(_run_rows(raw, 2, "sales_order"), key=_key("sales_order")) == sorted(
+        expected, key=_key("sales_order")
+    )
+    one, two = _manifest(raw, 1).state, _manifest(raw, 2).state
+    assert {t: s.watermark for t, s in one.items()} == {t: s.watermark for t, s in two.items()}
+    third, _ = _extract(source_url, tmp_path)
+    assert third.rows == 0
+
+
+def test_table_option_extracts_only_those_and_keeps_the_others_state(source_url, tmp_path):
+    first, raw = _extract(source_url, tmp_path, tables=("sales_order",))
+    assert list(first.tables) == ["sales_order"]
+    assert set(_manifest(raw, 1).state) == {"sales_order"}
+    second, _ = _extract(source_url, tmp_path)
+    assert second.tables["sales_order"].rows == 0
+    assert second.tables["payment"].rows > 0
+
+
+# ---------------------------------------------------------------- through the CLI
+
+
+def _manifests(folder) -> list[str]:
+    path = folder / "raw" / "_manifests"
+    return sorted(p.name for p in path.glob("*.json")) if path.exists() else []
+
+
+def test_cli_extract_prints_a_summary(source_url, tmp_path):
+    result = invoke("extract", "--source-url", source_url, "--lake-url", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split() == ["table", "rows", "bytes", "seconds"]
+    assert result.stdout.splitlines()[-1].startswith("extract run 1 committed: ")
+    assert "only the exclusive manifest create protects this extract" in result.stderr
+    assert _manifests(tmp_path) == ["0000000001.json"]
+
+
+def test_cli_unknown_table_exits_2(source_url, tmp_path):
+    result = invoke(
+        "extract", "--source-url", source_url, "--lake-url", str(tmp_path), "--table", "orders"
+    )
+    assert result.exit_code == 2
+    assert "'orders' is not one of 'address'" in result.stderr
+    assert not tmp_path.joinpath("raw").exists()
+
+
+@pytest.mark.parametrize(
+    ("since", "message"),
+    [
+        ("yesterday", "--since 'yesterday' is not a date or timestamp"),
+        ("2999-01-01", "--since '2999-01-01' is in the future"),
+    ],
+)
+def test_cli_bad_since_exits_2(source_url, tmp_path, since, message):
+    result = invoke(
+        "extract", "--source-url", source_url, "--lake-url", str(tmp_path), "--since", since
+    )
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert _manifests(tmp_path) == []
+
+
+def test_cli_source_missing_a_column_fails_before_writing(pg, source_url, tmp_path):
+    with pg.engine(_db(source_url)).begin() as conn:
+        conn.execute(text("ALTER TABLE sales_order DROP COLUMN units_sold"))
+        conn.execute(text("ALTER TABLE staff ADD COLUMN nickname text"))
+    result = invoke("extract", "--source-url", source_url, "--lake-url", str(tmp_path))
+    assert result.exit_code == 1
+    assert (
+        "[extract] the source table sales_order has no column units_sold; nothing was "
+        "extracted. Check that TOTESYS_SOURCE_URL points at the totesys database" in (result.stderr)
+    )
+    assert "the source table staff has columns totesys does not read: nickname" in result.stderr
+    assert _manifests(tmp_path) == []
+    assert not list((tmp_path / "raw").rglob("*.parquet"))
+
+
+def test_cli_unreachable_source_exits_1(tmp_path):
+    result = invoke(
+        "extract",
+        "--source-url",
+        f"postgresql://u:{PASSWORD}@127.0.0.1:9/totesys",
+        "--lake-url",
+        str(tmp_path),
+    )
+    assert result.exit_code == 1
+    assert "[extract] cannot reach the source database at 127.0.0.1:9/totesys" in result.stderr
+    assert PASSWORD not in result.output
+    assert _manifests(tmp_path) == []
+
+
+def test_cli_wrong_source_password_exits_2(pg, source_url, tmp_path, password_role):
+    user, _ = password_role
+    url = pg.url(_db(source_url), user=user, password="nope-" + PASSWORD)
+    result = invoke("extract", "--source-url", url, "--lake-url", str(tmp_path))
+    assert result.exit_code == 2
+    assert "wrong user or password" in result.stderr
+    assert PASSWORD not in result.output
+
+
+def test_cli_missing_bucket_exits_2(aws, source_url):
+    result = invoke("extract", "--source-url", source_url, "--lake-url", "s3://no-such-bucket/x")
+    assert result.exit_code == 2
+    assert "the lake bucket no-such-bucket does not exist (NoSuchBucket)" in result.stderr
+
+
+def test_cli_extract_to_s3(aws, pg, source_url):
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="ingest", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    result = invoke("extract", "--source-url", source_url, "--raw-url", "s3://ingest/totesys")
+    assert result.exit_code == 0, result.output
+    raw = open_lake("s3://ingest/totesys", "TEST")
+    assert sorted(_run_rows(raw, 1, "staff"), key=_key("staff")) == sorted(
+        _source_rows(pg, source_url, "staff"), key=_key("staff")
+    )
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="ingest")["Contents"]]
+    assert "totesys/_manifests/0000000001.json" in keys
+
+
+def test_cli_second_extract_exits_75_while_the_lock_is_held(
+    pg, source_url, warehouse_url, tmp_path
+):
+    from totesys_cli.runtime import LOCK_KEY
+
+    args = ("--source-url", source_url, "--warehouse-url", warehouse_url, "--lake-url")
+    with pg.engine(_db(warehouse_url)).connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+        result = invoke("extract", *args, str(tmp_path))
+    assert result.exit_code == 75
+    line = result.stderr.strip().splitlines()[-1]
+    assert "WARNING [extract] another totesys run holds the warehouse lock" in line
+    assert _manifests(tmp_path) == []
+    again = invoke("extract", *args, str(tmp_path))
+    assert again.exit_code == 0, again.output
+
+
+def test_installed_extract_reaches_s3_through_aws_endpoint_url(moto_endpoint, source_url):
+    import boto3
+
+    boto3.client("s3").create_bucket(
+        Bucket="ingest", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+    )
+    run = totesys(
+        "--log-format",
+        "json",
+        "extract",
+        "--source-url",
+        source_url,
+        "--lake-url",
+        "s3://ingest/lake",
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines()]
+    assert {line["step"] for line in lines} == {"extract"}
+    per_table = [line for line in lines if line.get("table")]
+    assert len(per_table) == 11 and all("rows" in line and "bytes" in line for line in per_table)
+    assert lines[-1]["message"] == "extract run 1 committed"
+    raw = open_lake("s3://ingest/lake/raw", "TEST")
+    assert manifests.latest(raw, RawManifest).seq == 1

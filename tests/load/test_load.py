@@ -1,0 +1,270 @@
+"""Load: every processed run exactly once, atomically; dimensions never go back in time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import text
+
+from tests.support import SPEC_WAREHOUSE_SQL, Pipeline, invoke
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.lake import manifest as manifests
+from totesys_cli.lake.manifest import ProcessedManifest
+from totesys_cli.load import apply
+from totesys_cli.load import run as load_step
+from totesys_cli.runtime import Deadline
+from totesys_cli.schemas import FACTS
+
+
+@pytest.fixture
+def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
+    return Pipeline(pg, source_url, warehouse_url, tmp_path)
+
+
+def test_golden_the_warehouse_equals_the_source_before_and_after_activity(pipeline):
+    first = pipeline.run()
+    assert [r.seq for r in first.runs] == [1]
+    pipeline.assert_matches_source()
+
+    activity = pipeline.activity()
+    pipeline.run()
+    pipeline.assert_matches_source()
+    with pipeline.warehouse().connect() as conn:
+        paid_versions = conn.execute(
+            text("SELECT count(*) FROM fact_payment WHERE payment_id = ANY(:ids)"),
+            {"ids": activity.paid_payments},
+        ).scalar_one()
+        assert paid_versions == 2 * len(activity.paid_payments)
+        with pipeline.source().connect() as source:
+            moved = source.execute(
+                text(
+                    "SELECT d.location, array_agg(s.staff_id ORDER BY s.staff_id) FROM staff s "
+                    "JOIN department d USING (department_id) WHERE department_id = :d "
+                    "GROUP BY d.location"
+                ),
+                {"d": activity.moved_department},
+            ).one()
+        locations = (
+            conn.execute(
+                text("SELECT DISTINCT location FROM dim_staff WHERE staff_id = ANY(:ids)"),
+                {"ids": moved[1]},
+            )
+            .scalars()
+            .all()
+        )
+        assert locations == [moved[0]]
+
+
+def test_loading_again_and_since_over_everything_change_nothing(pipeline):
+    pipeline.run()
+    pipeline.activity()
+    pipeline.run()
+    before = pipeline.snapshot()
+    assert pipeline.load().runs == []
+    reloaded = pipeline.load(since=dt.datetime(2000, 1, 1))
+    assert [r.seq for r in reloaded.runs] == [1, 2] and all(r.reload for r in reloaded.runs)
+    assert reloaded.rows == 0
+    assert pipeline.snapshot() == before
+
+
+def test_replaying_an_older_run_leaves_dimensions_at_their_newer_values(pipeline):
+    pipeline.run()
+    activity = pipeline.activity()
+    pipeline.run()
+    before = pipeline.snapshot()
+    manifest = manifests.read(pipeline.processed, manifests.manifest_key(1), ProcessedManifest)
+    with pipeline.warehouse().connect() as conn, conn.begin():
+        replay = load_step.load_run(conn, pipeline.processed, manifest, True, Deadline(None))
+    assert replay.changed.get("dim_staff") == 0
+    assert pipeline.snapshot() == before  # the moved department's staff kept its new city
+    with pipeline.warehouse().connect() as conn:
+        assert (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM dim_staff s JOIN totesys_meta.dimension_versions v "
+                    "ON v.dimension = 'dim_staff' AND v.key = s.staff_id "
+                    "WHERE v.source_last_updated = :at"
+                ),
+                {"at": activity.at},
+            ).scalar()
+            > 0
+        )
+
+
+def test_a_failure_inside_the_transaction_changes_nothing(pipeline, monkeypatch):
+    pipeline.process()
+    before = pipeline.snapshot()
+    real = load_step.load_table
+
+    def failing(conn, processed, table, files, deadline):
+        result = real(conn, processed, table, files, deadline)
+        if table == "fact_payment":  # everything else of the run is already written
+            raise RuntimeFailure("injected failure after loading fact_payment")
+        return result
+
+    monkeypatch.setattr(load_step, "load_table", failing)
+    with pytest.raises(RuntimeFailure, match="injected"):
+        pipeline.load()
+    assert pipeline.snapshot() == before
+    with pipeline.warehouse().connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM totesys_meta.loaded_runs")).scalar() == 0
+    monkeypatch.undo()
+    assert [r.seq for r in pipeline.load().runs] == [1]
+    pipeline.assert_matches_source()
+
+
+def test_a_run_repeating_a_key_is_merged_not_copied_straight(pipeline):
+    """Two versions of one transaction in one run cannot go straight into an empty
+    table; the load falls back to merging and keeps the newer."""
+    pipeline.extract()
+    with pipeline.source().begin() as conn:
+        conn.execute(
+            text(
+                'UPDATE "transaction" SET last_updated = '
+                "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE transaction_id = 1"
+            )
+        )
+    pipeline.extract()
+    result = pipeline.transform()
+    assert result.raw_runs == [1, 2]
+    pipeline.load()
+    pipeline.assert_matches_source()
+
+
+def test_big_runs_check_foreign_keys_once_and_keep_them(pipeline, monkeypatch):
+    monkeypatch.setattr(apply, "BULK_ROWS", 10)
+    with pipeline.warehouse().connect() as conn:
+        constraints = conn.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f' "
+                "ORDER BY 1"
+            )
+        ).all()
+    pipeline.run()
+    pipeline.assert_matches_source()
+    with pipeline.warehouse().connect() as conn:
+        assert (
+            conn.execute(
+                text(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE contype = 'f' ORDER BY 1"
+                )
+            ).all()
+            == constraints
+        )
+        assert conn.execute(
+            text("SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'")
+        ).scalar()
+
+
+def test_only_runs_big_beside_their_table_check_foreign_keys_at_the_end(pipeline, monkeypatch):
+    """A trigger per row costs less than re-checking a big table for a small run."""
+    monkeypatch.setattr(apply, "BULK_ROWS", 10)
+    real = load_step.foreign_keys_checked_at_the_end
+    checked: list[list[str]] = []
+
+    def spying(conn, tables):
+        checked.append(list(tables))
+        return real(conn, tables)
+
+    monkeypatch.setattr(load_step, "foreign_keys_checked_at_the_end", spying)
+    pipeline.run()  # into empty tables: every fact at the end
+    # 20 of 300 sales orders, under a tenth: row by row; 30 of 126 purchase orders and
+    # their 30 payments beside 20 others: over a tenth of their tables
+    pipeline.activity(purchase_orders=30)
+    pipeline.run()
+    assert checked == [list(FACTS), ["fact_purchase_orders", "fact_payment"]]
+    with pipeline.warehouse().connect() as conn:
+        held = conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'fact_payment'"))
+        assert held.scalar_one() > 400  # analyzed by the bulk path
+    pipeline.assert_matches_source()
+
+
+def test_a_bulk_run_with_a_dangling_key_fails_and_loads_nothing(pipeline, monkeypatch):
+    monkeypatch.setattr(apply, "BULK_ROWS", 10)
+    pipeline.process()
+    real = load_step.load_table
+
+    def losing_a_design(conn, processed, table, files, deadline):
+        result = real(conn, processed, table, files, deadline)
+        if table == "dim_design":  # a dimension row the facts need is gone
+            conn.execute(text("DELETE FROM dim_design WHERE design_id = 1"))
+        return result
+
+    monkeypatch.setattr(load_step, "load_table", losing_a_design)
+    with pytest.raises(RuntimeFailure, match="fact_sales_order_design_id_fkey"):
+        pipeline.load()
+    with pipeline.warehouse().connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM fact_sales_order")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM dim_design")).scalar() == 0
+
+
+def test_without_unique_version_indexes_nothing_is_duplicated(pipeline):
+    with pipeline.warehouse().begin() as conn:
+        for fact in ("fact_sales_order", "fact_purchase_orders", "fact_payment"):
+            conn.execute(text(f'DROP INDEX "{fact}_version_key"'))
+    pipeline.run()
+    pipeline.activity()
+    pipeline.run()
+    pipeline.load(since=dt.datetime(2000, 1, 1))
+    pipeline.assert_matches_source()
+
+
+def test_a_team_warehouse_without_meta_gets_it(pg, source_url, warehouse_url, tmp_path):
+    pipeline = Pipeline(pg, source_url, warehouse_url, tmp_path, init=False)
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(text(SPEC_WAREHOUSE_SQL))
+    pipeline.run()
+    with pipeline.warehouse().connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM totesys_meta.loaded_runs")).scalar() == 1
+    for table in ("dim_staff", "fact_payment"):
+        assert pipeline.actual(table) == pipeline.expected(table)
+
+
+def test_a_warehouse_table_missing_a_column_fails_before_writing(pipeline):
+    pipeline.process()
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(text("ALTER TABLE dim_staff DROP COLUMN email_address"))
+    with pytest.raises(RuntimeFailure) as caught:
+        pipeline.load()
+    assert caught.value.message == (
+        "the warehouse table dim_staff has no column email_address; nothing was loaded. "
+        "Add it as totesys init creates it"
+    )
+    with pipeline.warehouse().connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM dim_date")).scalar() == 0
+
+
+def test_a_processed_file_that_does_not_match_fails_naming_it(pipeline):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pipeline.extract()
+    result = pipeline.transform()
+    key = result.tables["dim_staff"].files[0].key
+    pq.write_table(pa.table({"staff_id": [1]}), f"{pipeline.processed.url}/{key}")
+    with pytest.raises(RuntimeFailure) as caught:
+        pipeline.load()
+    assert caught.value.problem.startswith(
+        f"the lake file {pipeline.processed.url}/{key} does not have the expected columns"
+    )
+    with pipeline.warehouse().connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM dim_date")).scalar() == 0
+
+
+def test_cli_load_and_its_lock(pipeline, tmp_path):
+    from totesys_cli.runtime import LOCK_KEY
+
+    pipeline.process()
+    args = ["load", "--warehouse-url", pipeline.warehouse_url, "--lake-url", str(tmp_path)]
+    with pipeline.warehouse().connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+        locked = invoke(*args)
+    assert locked.exit_code == 75
+    assert "WARNING [load] another totesys run holds the warehouse lock" in locked.stderr
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("loaded 1 run: ")
+    again = invoke(*args)
+    assert again.stdout == "nothing to load: every committed processed run is already loaded\n"

@@ -1,0 +1,165 @@
+"""The installed `totesys` as users run it: run-all, status, verify, demo, as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+from sqlalchemy import text
+
+from tests.support import PASSWORD, Pipeline, totesys
+from totesys_cli.schemas import SOURCE_TABLES
+
+
+@pytest.fixture
+def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
+    return Pipeline(pg, source_url, warehouse_url, tmp_path / "lake")
+
+
+def _env(pipeline: Pipeline, lake: str) -> dict[str, str]:
+    return {
+        "TOTESYS_SOURCE_URL": pipeline.source_url,
+        "TOTESYS_WAREHOUSE_URL": pipeline.warehouse_url,
+        "TOTESYS_LAKE_URL": lake,
+    }
+
+
+def _run_all_and_verify(pipeline: Pipeline, env: dict[str, str]) -> None:
+    pipeline.remember()
+    run = totesys("--log-format", "json", "run-all", env=env)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines()]
+    assert len({line["run_id"] for line in lines}) == 1
+    assert {line["step"] for line in lines if line["message"] != "run succeeded"} <= {
+        "extract",
+        "transform",
+        "load",
+    }
+    last = lines[-1]
+    assert last["message"] == "run succeeded" and last["level"] == "INFO"
+    assert {"extracted", "transformed", "loaded"} <= set(last)
+    assert run.stdout == ""  # off a terminal: log lines only
+    pipeline.assert_matches_source()
+    verified = totesys("verify", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert "DRIFT" not in verified.stdout
+
+
+def test_run_all_on_a_local_lake_then_after_activity(pipeline, tmp_path):
+    env = _env(pipeline, str(tmp_path / "lake"))
+    _run_all_and_verify(pipeline, env)
+    pipeline.activity()
+    _run_all_and_verify(pipeline, env)
+
+
+def test_run_all_on_s3_through_aws_endpoint_url(pipeline, moto_endpoint):
+    boto3.client("s3").create_bucket(
+        Bucket="totesys-lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+    )
+    env = _env(pipeline, "s3://totesys-lake/prod")
+    _run_all_and_verify(pipeline, env)
+    pipeline.activity()
+    _run_all_and_verify(pipeline, env)
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="totesys-lake")["Contents"]]
+    assert "prod/raw/_manifests/0000000002.json" in keys
+    assert "prod/processed/_manifests/0000000002.json" in keys
+
+
+def test_verify_names_a_corrupted_row(pipeline, tmp_path):
+    env = _env(pipeline, str(tmp_path / "lake"))
+    assert totesys("run-all", env=env).returncode == 0
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE fact_payment SET payment_amount = payment_amount + 1 "
+                "WHERE payment_id = (SELECT min(payment_id) FROM fact_payment "
+                "WHERE currency_id = 2)"
+            )
+        )
+    result = totesys("verify", env=env)
+    assert result.returncode == 1
+    assert "fact_payment          sum(payment_amount) USD" in result.stdout
+    assert "DRIFT" in result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert (
+        "ERROR   [verify] the warehouse differs from the source: fact_payment "
+        "sum(payment_amount) USD: source " in line
+    )
+
+
+def test_a_failed_step_stops_the_run_and_the_next_run_continues(pipeline, tmp_path):
+    env = _env(pipeline, str(tmp_path / "lake"))
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(text("ALTER TABLE dim_design RENAME COLUMN file_name TO file"))
+    failed = totesys("--log-format", "json", "run-all", env=env)
+    assert failed.returncode == 1
+    error = json.loads(failed.stderr.strip().splitlines()[-1])
+    assert error["level"] == "ERROR" and error["step"] == "load"
+    assert "dim_design has no column file_name" in error["message"]
+    assert (tmp_path / "lake/raw/_manifests/0000000001.json").exists()
+    assert (tmp_path / "lake/processed/_manifests/0000000001.json").exists()
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(text("ALTER TABLE dim_design RENAME COLUMN file TO file_name"))
+    assert totesys("run-all", env=env).returncode == 0
+    pipeline.assert_matches_source()
+
+
+def test_a_second_run_exits_75_at_once_while_the_lock_is_held(pipeline, tmp_path):
+    from totesys_cli.runtime import LOCK_KEY
+
+    env = _env(pipeline, str(tmp_path / "lake"))
+    with pipeline.warehouse().connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+        started = time.perf_counter()
+        second = totesys("run-all", env=env)
+        elapsed = time.perf_counter() - started
+    assert second.returncode == 75
+    assert elapsed < 3  # interpreter start included; the lock itself is not waited on
+    (line,) = second.stderr.strip().splitlines()
+    assert "WARNING another totesys run holds the warehouse lock" in line
+    first = totesys("run-all", env=env)  # its own steps never report 75
+    assert first.returncode == 0, first.stderr
+
+
+def test_status_json_after_a_run(pipeline, tmp_path):
+    env = _env(pipeline, str(tmp_path / "lake"))
+    assert totesys("run-all", env=env).returncode == 0
+    result = totesys("status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["raw_url"] == f"{tmp_path}/lake/raw"
+    assert status["warehouse"].endswith(pipeline.warehouse_url.split("/")[-1].split("?")[0])
+    assert status["last_extract"] == 1 and status["last_transform"] == 1
+    assert status["not_transformed"] == [] and status["not_loaded"] == []
+    assert status["last_load"]["run"] == 1
+    assert status["fresh"] is True and 0 <= status["freshness_seconds"] < 120
+    assert set(status["tables"]) == set(SOURCE_TABLES)
+    with pipeline.source().connect() as conn:
+        newest = conn.execute(text("SELECT max(last_updated) FROM payment")).scalar_one()
+    assert status["tables"]["payment"]["watermark"] == newest.isoformat(sep=" ")
+    assert status["row_counts"]["fact_sales_order"] == len(pipeline.expected("fact_sales_order"))
+    assert totesys("extract", env=env).returncode == 0
+    pending = json.loads(totesys("status", "--json", env=env).stdout)
+    assert pending["not_transformed"] == [2] and pending["not_loaded"] == []
+
+
+def test_status_reports_unconfigured_parts_and_an_unreachable_warehouse(tmp_path):
+    bare = totesys(
+        "status",
+        env={"TOTESYS_SOURCE_URL": "", "TOTESYS_WAREHOUSE_URL": "", "TOTESYS_LAKE_URL": ""},
+    )
+    assert bare.returncode == 0, bare.stderr
+    assert "raw zone:        not configured" in bare.stdout
+    down = totesys(
+        "status",
+        env={
+            "TOTESYS_WAREHOUSE_URL": f"postgresql://u:{PASSWORD}@127.0.0.1:9/dw",
+            "TOTESYS_LAKE_URL": str(tmp_path),
+        },
+    )
+    assert down.returncode == 1
+    (line,) = down.stderr.strip().splitlines()
+    assert "[status] cannot reach the warehouse database at 127.0.0.1:9/dw" in line
+    assert PASSWORD not in down.stdout + down.stderr

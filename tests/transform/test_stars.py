@@ -1,0 +1,290 @@
+"""The pure star functions: source rows in, star rows out, Arrow types throughout."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pyarrow as pa
+import pytest
+
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.schemas import source_table
+from totesys_cli.schemas.arrow import VERSION, arrow_schema
+from totesys_cli.transform import stars
+
+T = dt.datetime(2025, 3, 7, 10, 12, 10, 140000)  # 10:12:10.14, a real value
+BULK = dt.datetime(2024, 10, 31, 14, 20, 49, 962000)
+
+
+def _source(table: str, rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=arrow_schema(source_table(table)))
+
+
+def _address(n: int, **values) -> dict:
+    return {
+        "address_id": n,
+        "address_line_1": "1 O'Connell Street",
+        "address_line_2": None,
+        "district": None,
+        "city": "Leeds",
+        "postal_code": "LS1",
+        "country": "Lao People's Democratic Republic",
+        "phone": "0113 000",
+        "created_at": BULK,
+        "last_updated": BULK,
+        **values,
+    }
+
+
+def test_dim_location_keeps_nulls_and_apostrophes():
+    rows = stars.dim_location(_source("address", [_address(1), _address(2, district="Avon")]))
+    assert rows.column_names[:3] == ["location_id", "address_line_1", "address_line_2"]
+    first, second = rows.to_pylist()
+    assert first["address_line_1"] == "1 O'Connell Street"
+    assert first["address_line_2"] is None and first["district"] is None
+    assert second["district"] == "Avon"
+    assert first[VERSION] == BULK
+
+
+def test_dim_staff_joins_the_department_and_its_null_location():
+    staff = _source(
+        "staff",
+        [
+            {
+                "staff_id": 4,
+                "first_name": "Jeanette",
+                "last_name": "O'Keefe",
+                "department_id": 2,
+                "email_address": "j@t.com",
+                "created_at": BULK,
+                "last_updated": BULK,
+            }
+        ],
+    )
+    department = _source(
+        "department",
+        [
+            {
+                "department_id": 2,
+                "department_name": "Finance",
+                "location": None,
+                "manager": "x",
+                "created_at": BULK,
+                "last_updated": T,
+            }
+        ],
+    )
+    (row,) = stars.dim_staff(staff, department).to_pylist()
+    assert row == {
+        "staff_id": 4,
+        "first_name": "Jeanette",
+        "last_name": "O'Keefe",
+        "department_name": "Finance",
+        "location": None,
+        "email_address": "j@t.com",
+        VERSION: T,
+    }
+
+
+def test_dim_staff_without_its_department_names_what_to_extract():
+    staff = _source(
+        "staff",
+        [
+            {
+                "staff_id": 4,
+                "first_name": "a",
+                "last_name": "b",
+                "department_id": 9,
+                "email_address": "e",
+                "created_at": BULK,
+                "last_updated": BULK,
+            }
+        ],
+    )
+    with pytest.raises(RuntimeFailure) as caught:
+        stars.dim_staff(staff, _source("department", []))
+    assert caught.value.message == (
+        "no department row is known for staff_id 4 -> department_id 9. Extract the department "
+        "table (totesys extract --table department) and transform again"
+    )
+
+
+def test_dim_counterparty_takes_the_legal_address():
+    counterparty = _source(
+        "counterparty",
+        [
+            {
+                "counterparty_id": 1,
+                "counterparty_legal_name": "O'Hara LLC",
+                "legal_address_id": 2,
+                "commercial_contact": None,
+                "delivery_contact": "x",
+                "created_at": BULK,
+                "last_updated": BULK,
+            }
+        ],
+    )
+    (row,) = stars.dim_counterparty(
+        counterparty, _source("address", [_address(1), _address(2, last_updated=T, city="Dublin")])
+    ).to_pylist()
+    assert row["counterparty_legal_name"] == "O'Hara LLC"
+    assert row["counterparty_legal_city"] == "Dublin"
+    assert row["counterparty_legal_address_line_2"] is None
+    assert row[VERSION] == T  # the newer of the two rows it was built from
+    assert "commercial_contact" not in row
+
+
+def test_dim_currency_names_come_from_iso_4217_and_unknown_codes_fail():
+    rows = stars.dim_currency(
+        _source(
+            "currency",
+            [
+                {"currency_id": n, "currency_code": c, "created_at": BULK, "last_updated": BULK}
+                for n, c in enumerate(["GBP", "USD", "EUR"], 1)
+            ],
+        )
+    )
+    assert rows.column("currency_name").to_pylist() == ["Pound Sterling", "US Dollar", "Euro"]
+    with pytest.raises(RuntimeFailure, match="the currency code 'XYZ' is not an ISO 4217 code"):
+        stars.dim_currency(
+            _source(
+                "currency",
+                [
+                    {
+                        "currency_id": 4,
+                        "currency_code": "XYZ",
+                        "created_at": BULK,
+                        "last_updated": BULK,
+                    }
+                ],
+            )
+        )
+
+
+def test_dim_transaction_keeps_null_order_ids_as_integers():
+    rows = stars.dim_transaction(
+        _source(
+            "transaction",
+            [
+                {
+                    "transaction_id": 1,
+                    "transaction_type": "SALE",
+                    "sales_order_id": 5,
+                    "purchase_order_id": None,
+                    "created_at": BULK,
+                    "last_updated": BULK,
+                },
+                {
+                    "transaction_id": 2,
+                    "transaction_type": "PURCHASE",
+                    "sales_order_id": None,
+                    "purchase_order_id": 3,
+                    "created_at": BULK,
+                    "last_updated": BULK,
+                },
+            ],
+        )
+    )
+    assert rows.schema.field("sales_order_id").type == pa.int32()
+    assert rows.column("sales_order_id").to_pylist() == [5, None]
+    assert rows.column("purchase_order_id").to_pylist() == [None, 3]
+
+
+def test_dim_date_is_iso_with_english_names():
+    rows = stars.dim_date(dt.date(2025, 3, 30), dt.date(2025, 4, 1)).to_pylist()
+    assert [r["date_id"] for r in rows] == [
+        dt.date(2025, 3, 30),
+        dt.date(2025, 3, 31),
+        dt.date(2025, 4, 1),
+    ]
+    assert rows[0] == {
+        "date_id": dt.date(2025, 3, 30),
+        "year": 2025,
+        "month": 3,
+        "day": 30,
+        "day_of_week": 7,
+        "day_name": "Sunday",
+        "month_name": "March",
+        "quarter": 1,
+    }
+    assert (rows[1]["day_of_week"], rows[2]["quarter"], rows[2]["month_name"]) == (1, 2, "April")
+
+
+def _sale(n: int, **values) -> dict:
+    return {
+        "sales_order_id": n,
+        "created_at": T,
+        "last_updated": BULK,
+        "design_id": 1,
+        "staff_id": 2,
+        "counterparty_id": 3,
+        "units_sold": 100,
+        "unit_price": decimal.Decimal("2.99"),
+        "currency_id": 1,
+        "agreed_delivery_date": "2027-01-31",
+        "agreed_payment_date": "2025-03-10",
+        "agreed_delivery_location_id": 4,
+        **values,
+    }
+
+
+def test_fact_sales_order_splits_stamps_keeps_milliseconds_and_decimals():
+    rows = stars.fact_sales_order(_source("sales_order", [_sale(1), _sale(2)]))
+    first = rows.to_pylist()[0]
+    assert first == {
+        "sales_order_id": 1,
+        "created_date": dt.date(2025, 3, 7),
+        "created_time": dt.time(10, 12, 10, 140000),
+        "last_updated_date": dt.date(2024, 10, 31),
+        "last_updated_time": dt.time(14, 20, 49, 962000),
+        "sales_staff_id": 2,
+        "counterparty_id": 3,
+        "units_sold": 100,
+        "unit_price": decimal.Decimal("2.99"),
+        "currency_id": 1,
+        "design_id": 1,
+        "agreed_payment_date": dt.date(2025, 3, 10),
+        "agreed_delivery_date": dt.date(2027, 1, 31),
+        "agreed_delivery_location_id": 4,
+    }
+    assert rows.schema.field("unit_price").type == pa.decimal128(10, 2)
+    assert rows.column("last_updated_time").to_pylist() == [dt.time(14, 20, 49, 962000)] * 2
+
+
+def test_a_malformed_text_date_is_named():
+    with pytest.raises(RuntimeFailure) as caught:
+        stars.fact_sales_order(
+            _source("sales_order", [_sale(1), _sale(7, agreed_delivery_date="31/01/2027")])
+        )
+    assert caught.value.problem == (
+        "sales_order 7 has agreed_delivery_date '31/01/2027', which is not a YYYY-MM-DD date"
+    )
+
+
+def test_fact_payment_drops_account_numbers():
+    rows = stars.fact_payment(
+        _source(
+            "payment",
+            [
+                {
+                    "payment_id": 1,
+                    "created_at": T,
+                    "last_updated": T,
+                    "transaction_id": 1,
+                    "counterparty_id": 2,
+                    "payment_amount": decimal.Decimal("99999999.99"),
+                    "currency_id": 1,
+                    "payment_type_id": 3,
+                    "paid": False,
+                    "payment_date": "2025-03-08",
+                    "company_ac_number": 12345678,
+                    "counterparty_ac_number": 87654321,
+                }
+            ],
+        )
+    )
+    (row,) = rows.to_pylist()
+    assert "company_ac_number" not in row and row["paid"] is False
+    assert row["payment_amount"] == decimal.Decimal("99999999.99")
+    assert row["payment_date"] == dt.date(2025, 3, 8)

@@ -1,0 +1,94 @@
+"""The command line: parse options, call one library function, render its result.
+
+This package is the only place that knows click. The group below is the one error
+boundary: every library error becomes one line and an exit code. Heavy libraries are
+imported inside commands, so `totesys --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from totesys_cli import logs
+from totesys_cli.cli import apps, ops, options, steps
+from totesys_cli.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, TotesysError
+
+log = logging.getLogger("totesys_cli.cli")
+
+
+class TotesysGroup(click.Group):
+    """The one error boundary: library errors become one line and an exit code."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra.pop("standalone_mode", None)
+        argv = list(args) if args is not None else sys.argv[1:]
+        sys.exit(self.run_boundary(argv, prog_name or "totesys", extra))
+
+    def run_boundary(self, argv: list[str], prog_name: str, extra: dict) -> int:
+        try:
+            code = super().main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
+            return code if isinstance(code, int) else EXIT_OK
+        except click.exceptions.Exit as done:
+            return done.exit_code
+        except click.exceptions.Abort:
+            _error_line("aborted", None)
+            return EXIT_RUNTIME
+        except click.UsageError as err:
+            where = err.ctx.command_path if err.ctx else prog_name
+            _error_line(f"{err.format_message().rstrip('.')}. Run '{where} --help' for usage", None)
+            return EXIT_USAGE
+        except TotesysError as err:
+            _report(err)
+            return err.exit_code
+        except Exception as err:  # anything unexpected still gets one line and exit 1
+            wrapped = TotesysError(
+                f"unexpected error: {type(err).__name__}: {err}",
+                "Re-run with --log-level DEBUG and report it",
+                step=getattr(err, "step", None),
+            )
+            wrapped.__cause__ = err
+            _report(wrapped)
+            return EXIT_RUNTIME
+        finally:
+            logs.shutdown()  # flushes CloudWatch before the process exits
+
+
+def _report(err: TotesysError) -> None:
+    """One line; the traceback only when the user asked for DEBUG."""
+    level = logging.WARNING if err.exit_code == EXIT_LOCKED else logging.ERROR
+    extra = {"step": err.step} if err.step else {}
+    debug = logging.getLogger(logs.LOGGER_NAME).isEnabledFor(logging.DEBUG)
+    exc_info = (err.__cause__ or err) if debug else None
+    if logs.is_configured():
+        log.log(level, err.message, extra=extra, exc_info=exc_info)
+    else:
+        _error_line(err.message, err.step)
+
+
+def _error_line(message: str, step: str | None) -> None:
+    prefix = f"[{step}] " if step else ""
+    click.echo(f"error: {prefix}{logs.redact(message)}", err=True)
+
+
+@click.group(cls=TotesysGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@options.logging
+@click.version_option(package_name="totesys")
+@click.pass_context
+def cli(
+    ctx: click.Context, log_level: str, log_format: str, cloudwatch_log_group: str | None
+) -> None:
+    """Keep the totesys star-schema warehouse up to date, incrementally, exactly once."""
+    logs.set_run_id(logs.new_run_id())
+    logs.configure(log_level, log_format, cloudwatch_log_group)
+    ctx.obj = {"log_format": log_format}
+
+
+for command in (*steps.COMMANDS, *ops.COMMANDS, *apps.COMMANDS):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli.main(prog_name="totesys")

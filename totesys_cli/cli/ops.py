@@ -1,0 +1,103 @@
+"""The operations beside the pipeline: init, status, verify and lake gc."""
+
+from __future__ import annotations
+
+import click
+
+from totesys_cli import logs
+from totesys_cli.cli import options, render
+from totesys_cli.settings import DEFAULT_GRACE_HOURS
+
+
+@click.command()
+@options.warehouse
+def init(**given) -> None:
+    """Create the warehouse tables, indexes and views if missing (idempotent)."""
+    from totesys_cli.endpoints import WAREHOUSE, open_endpoints
+    from totesys_cli.ops.init import init_warehouse
+
+    settings = options.settings_from(given)
+    with logs.step("init"):
+        created = init_warehouse(open_endpoints(settings, (WAREHOUSE,)).warehouse)
+    if created:
+        click.echo(f"warehouse initialised: created {render.plural(len(created), 'object')}")
+    else:
+        click.echo("warehouse already initialised: nothing to do")
+
+
+@click.command()
+@options.source
+@options.warehouse
+@options.lake
+@options.as_json
+def status(as_json: bool, **given) -> None:
+    """Watermarks, pending runs, the last load, freshness and row counts (read-only)."""
+    import json
+
+    from totesys_cli.endpoints import ALL, open_endpoints
+    from totesys_cli.ops.status import status as read
+
+    settings = options.settings_from(given)
+    with logs.step("status"):
+        result = read(open_endpoints(settings, optional=ALL))
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=1))
+    else:
+        render.status(result)
+
+
+@click.command()
+@options.source
+@options.warehouse
+def verify(**given) -> None:
+    """Reconcile source and warehouse (row counts, sums per currency); exit 1 on drift."""
+    from totesys_cli.endpoints import SOURCE, WAREHOUSE, open_endpoints
+    from totesys_cli.errors import RuntimeFailure
+    from totesys_cli.ops.verify import verify as reconcile
+
+    settings = options.settings_from(given)
+    with logs.step("verify"):
+        ends = open_endpoints(settings, (SOURCE, WAREHOUSE))
+        result = reconcile(ends.source, ends.warehouse)
+    render.verified(result)
+    if result.drift:
+        named = "; ".join(
+            f"{c.table} {c.measure}: source {c.source}, warehouse {c.warehouse}"
+            for c in result.drift
+        )
+        raise RuntimeFailure(
+            f"the warehouse differs from the source: {named}",
+            "Reprocess the window with totesys run-all --since",
+            step="verify",
+        )
+
+
+@click.group()
+def lake() -> None:
+    """Maintain the lake."""
+
+
+@lake.command()
+@options.lake
+@options.warehouse
+@options.deadline
+@click.option(
+    "--grace-hours",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_GRACE_HOURS,
+    show_default=True,
+    help="Keep uncommitted files younger than this (a run may still be writing).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+def gc(grace_hours: float, dry_run: bool, **given) -> None:
+    """Delete files that no committed manifest names, once older than the grace period."""
+    import datetime as dt
+
+    from totesys_cli import pipeline
+
+    grace = dt.timedelta(hours=grace_hours)
+    result = pipeline.lake_gc(options.settings_from(given), grace, dry_run)
+    render.collected(result, dry_run, grace_hours)
+
+
+COMMANDS = (init, status, verify, lake)

@@ -1,0 +1,150 @@
+"""What the commands print on stdout: results, never logs (those go to stderr)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import click
+
+
+def table(rows: list[tuple], headers: tuple[str, ...]) -> None:
+    """A plain aligned table."""
+    cells = [headers] + [tuple(_cell(v) for v in row) for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+
+
+def _cell(value) -> str:
+    if isinstance(value, float | Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def runs(seqs: list[int]) -> str:
+    return f"{seqs[0]}-{seqs[-1]}" if len(seqs) > 1 else str(seqs[0])
+
+
+def listing(seqs: list[int]) -> str:
+    return f"{plural(len(seqs), 'run')} ({runs(seqs)})" if seqs else "none"
+
+
+def extracted(result) -> None:
+    table(
+        [(n, t.rows, t.bytes, result.table_seconds.get(n, 0.0)) for n, t in result.tables.items()],
+        ("table", "rows", "bytes", "seconds"),
+    )
+    click.echo(
+        f"extract run {result.seq} committed: {result.rows:,} rows in "
+        f"{result.seconds:.1f} s (snapshot {result.snapshot:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+
+
+def transformed(result) -> None:
+    if result.seq is None:
+        click.echo("nothing to transform: every committed raw run is already transformed")
+        return
+    table([(n, t.rows, t.bytes) for n, t in result.tables.items()], ("table", "rows", "bytes"))
+    click.echo(
+        f"processed run {result.seq} committed from raw runs "
+        f"{runs(result.raw_runs)}: {result.rows:,} rows in {result.seconds:.1f} s"
+    )
+
+
+def loaded(result) -> None:
+    if not result.runs:
+        click.echo("nothing to load: every committed processed run is already loaded")
+        return
+    table(
+        [
+            (
+                f"{'re' if r.reload else ''}loaded run {r.seq}",
+                sum(r.rows.values()),
+                sum(r.changed.values()),
+                r.seconds,
+            )
+            for r in result.runs
+        ],
+        ("run", "rows", "changed", "seconds"),
+    )
+    click.echo(
+        f"loaded {plural(len(result.runs), 'run')}: {result.rows:,} rows changed in "
+        f"{result.seconds:.1f} s"
+    )
+
+
+def run_summary(result) -> None:
+    """Rows per table through each step, then seconds per step."""
+    changed: dict[str, int] = {}
+    for run in result.load.runs:
+        for name, count in run.changed.items():
+            changed[name] = changed.get(name, 0) + count
+    rows = [(name, t.rows, "", "") for name, t in result.extract.tables.items()]
+    rows += [
+        (name, "", t.rows, changed.get(name, 0)) for name, t in result.transform.tables.items()
+    ]
+    table(rows, ("table", "extracted", "transformed", "loaded"))
+    click.echo("seconds: " + ", ".join(f"{step} {s:.2f}" for step, s in result.seconds.items()))
+
+
+def status(result) -> None:
+    unset = "not configured"
+    click.echo(f"raw zone:        {result.raw_url or unset}")
+    click.echo(f"processed zone:  {result.processed_url or unset}")
+    click.echo(f"warehouse:       {result.warehouse or unset}")
+    if result.tables:
+        table(
+            [
+                (t, v["watermark"] or "-", v["last_extract"] or "-")
+                for t, v in result.tables.items()
+            ],
+            ("table", "watermark", "last extract"),
+        )
+    click.echo(f"last extract run:    {result.last_extract or '-'}")
+    click.echo(f"not transformed:     {listing(result.not_transformed)}")
+    click.echo(f"last transform run:  {result.last_transform or '-'}")
+    click.echo(f"not loaded:          {listing(result.not_loaded)}")
+    if result.last_load:
+        load = result.last_load
+        click.echo(f"last load:           run {load['run']} at {load['loaded_at']} UTC")
+    else:
+        click.echo("last load:           -")
+    if result.freshness_seconds is not None:
+        verdict = "healthy" if result.fresh else "STALE (over 30 minutes)"
+        click.echo(f"freshness:           {result.freshness_seconds / 60:.1f} minutes, {verdict}")
+    if result.row_counts:
+        table(list(result.row_counts.items()), ("star table", "rows"))
+
+
+def verified(result) -> None:
+    table(
+        [
+            (c.table, c.measure, c.source, c.warehouse, "ok" if c.ok else "DRIFT")
+            for c in result.checks
+        ],
+        ("table", "check", "source", "warehouse", ""),
+    )
+    pending = sum(result.pending.values())
+    click.echo(
+        f"as of the loaded snapshot {result.snapshot:%Y-%m-%d %H:%M:%S} UTC; "
+        f"{plural(pending, 'source row')} changed since (left for the next run)"
+    )
+
+
+def collected(result, dry_run: bool, grace_hours: float) -> None:
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {plural(result.count, 'uncommitted file')} ({result.bytes:,} bytes); "
+        f"kept {result.kept_young} younger than {grace_hours:g} h"
+    )

@@ -1,0 +1,57 @@
+"""The pipeline's commands: extract, transform, load and run-all."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from totesys_cli.cli import options, render
+
+
+@click.command()
+@options.source
+@options.step
+@options.tables
+@options.reading
+def extract(tables: tuple[str, ...], since, **given) -> None:
+    """Copy what changed in the source into the raw zone of the lake."""
+    from totesys_cli import pipeline
+
+    result = pipeline.extract(options.settings_from(given), tables, since)
+    render.extracted(result)
+
+
+@click.command()
+@options.step
+def transform(since, **given) -> None:
+    """Remodel the raw runs not yet transformed into the star schemas (processed zone)."""
+    from totesys_cli import pipeline
+
+    render.transformed(pipeline.transform(options.settings_from(given), since))
+
+
+@click.command()
+@options.step
+def load(since, **given) -> None:
+    """Load every processed run not yet loaded into the warehouse, exactly once."""
+    from totesys_cli import pipeline
+
+    render.loaded(pipeline.load(options.settings_from(given), since))
+
+
+@click.command("run-all")
+@options.source
+@options.step
+@options.reading
+@click.pass_context
+def run_all(ctx: click.Context, since, **given) -> None:
+    """Extract, transform and load in one run, under one lock."""
+    from totesys_cli import pipeline
+
+    result = pipeline.run_all(options.settings_from(given), since)
+    if sys.stdout.isatty() and ctx.obj["log_format"] == "text":
+        render.run_summary(result)
+
+
+COMMANDS = (extract, transform, load, run_all)

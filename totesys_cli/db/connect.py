@@ -1,0 +1,130 @@
+"""Connections to PostgreSQL through pg8000, with timeouts and errors a user can act on."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from collections.abc import Iterator
+
+import pg8000.dbapi
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from totesys_cli.errors import ConfigError, RuntimeFailure, TotesysError
+from totesys_cli.settings import Database
+
+# SQLSTATEs that mean "your settings are wrong", not "try again later"
+_CONFIG_STATES = {
+    "28P01": "wrong user or password",
+    "28000": "the server rejected this user",
+    "3D000": "the database does not exist",
+}
+
+
+def _ssl_context(db: Database) -> ssl.SSLContext | bool | None:
+    mode = db.sslmode
+    if db.unix_sock or mode in ("disable", "allow"):
+        return False
+    if mode == "require":
+        return True  # encrypt without verifying, as libpq's sslmode=require does
+    if mode in ("verify-ca", "verify-full"):
+        context = ssl.create_default_context()
+        context.check_hostname = mode == "verify-full"
+        return context
+    return None  # prefer: TLS when the server offers it
+
+
+def _connect(db: Database) -> pg8000.dbapi.Connection:
+    url = db.url
+    sock = None
+    if not db.unix_sock:
+        # connect with a short timeout, then allow long quiet reads (big statements)
+        sock = socket.create_connection(
+            (url.host or "localhost", url.port or 5432), timeout=db.connect_timeout
+        )
+        sock.settimeout(db.statement_timeout + 60)
+    return pg8000.dbapi.connect(
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database,
+        host=url.host or "localhost",
+        unix_sock=db.unix_sock,
+        sock=sock,
+        ssl_context=_ssl_context(db),
+        timeout=db.statement_timeout + 60 if db.unix_sock else None,
+        application_name="totesys",
+        startup_params={
+            "statement_timeout": str(int(db.statement_timeout * 1000)),
+            "idle_in_transaction_session_timeout": str(int(db.statement_timeout * 2000)),
+            "TimeZone": "UTC",
+        },
+    )
+
+
+def connection_error(db: Database, err: BaseException) -> TotesysError:
+    """Turn a driver failure into one clear line naming the database, never its password."""
+    orig = err.orig if isinstance(err, DBAPIError) else err
+    hint = f"Check {db.envvar}"
+    state = _sqlstate(orig)
+    if state in _CONFIG_STATES:
+        return ConfigError(
+            f"cannot connect to the {db.role} database at {db.where}: {_CONFIG_STATES[state]}", hint
+        )
+    if state == "57014":
+        return RuntimeFailure(
+            f"a statement on the {db.role} database at {db.where} ran past its time limit "
+            "(--max-runtime, or the 5-minute statement timeout)",
+            "Look for locks or load on that database; the next run continues",
+        )
+    if state:
+        return RuntimeFailure(
+            f"the {db.role} database at {db.where} failed: {_server_message(orig)}", hint
+        )
+    cause = orig.__cause__ or orig
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    if isinstance(cause, TimeoutError | socket.timeout):
+        reason = "timed out"
+    return RuntimeFailure(f"cannot reach the {db.role} database at {db.where}: {reason}", hint)
+
+
+def _server_error(err: BaseException | None) -> dict | None:
+    """The server's error fields, even when pg8000 hid them behind a failed close()."""
+    while err is not None:
+        args = getattr(err, "args", ())
+        if args and isinstance(args[0], dict):
+            return args[0]
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _sqlstate(err: BaseException) -> str | None:
+    fields = _server_error(err)
+    return fields.get("C") if fields else None
+
+
+def _server_message(err: BaseException) -> str:
+    fields = _server_error(err)
+    return str(fields.get("M", err)) if fields else str(err)
+
+
+def engine(db: Database) -> Engine:
+    """An engine without a pool: each run opens few connections and must leave none behind."""
+
+    def creator() -> pg8000.dbapi.Connection:
+        try:
+            return _connect(db)
+        except (OSError, pg8000.dbapi.Error) as err:
+            raise connection_error(db, err) from None
+
+    return create_engine("postgresql+pg8000://", creator=creator, poolclass=NullPool)
+
+
+@contextlib.contextmanager
+def translate_errors(db: Database) -> Iterator[None]:
+    """Inside this block any driver error becomes a TotesysError about `db`."""
+    try:
+        yield
+    except (DBAPIError, pg8000.dbapi.Error) as err:  # raw errors come from COPY
+        raise connection_error(db, err) from None

@@ -1,0 +1,124 @@
+"""COPY in both directions: the bulk path of extract and load.
+
+COPY out reads pg8000's connection internals (its socket `_sock` and its
+`_transaction_status`), because pg8000's own COPY handles one row at a time through
+several Python calls, which costs twice a psql COPY. Those are private attributes, so
+the pg8000 releases this is known to work with are bounded in `pyproject.toml`, and
+`check_driver` says in one line what changed if a release moves them.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from importlib import metadata
+
+import pg8000.dbapi
+from sqlalchemy import Connection
+
+from totesys_cli.errors import RuntimeFailure
+
+_LENGTH = struct.Struct("!i").unpack_from
+_COPY_DATA, _ERROR, _READY = ord("d"), ord("E"), ord("Z")
+# what COPY out relies on, on a pg8000 connection
+INTERNALS = ("_sock", "_transaction_status")
+
+
+def declared_pg8000() -> str:
+    """The pg8000 releases the project declares (from its own metadata)."""
+    for line in metadata.requires("totesys") or []:
+        if line.startswith("pg8000"):
+            return line.split(";")[0]
+    return "pg8000"
+
+
+def check_driver(raw: object) -> None:
+    """Fail in one line, naming the reason, if pg8000 no longer has what COPY out reads."""
+    missing = [name for name in INTERNALS if not hasattr(raw, name)]
+    if missing:
+        raise RuntimeFailure(
+            f"pg8000 {metadata.version('pg8000')} has no {', '.join(missing)}, which the COPY "
+            "reader uses; this pg8000 release is not one totesys is known to work with",
+            f"Install {declared_pg8000()}",
+        )
+
+
+def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytearray]:
+    """Run `COPY (...) TO STDOUT` and yield its bytes, at most `rows_per_chunk` rows at a
+    time, so one scan reads a table of any size in bounded memory.
+
+    This reads the simple-query protocol in large blocks and strips the message headers
+    in one tight loop, on the connection's own socket and inside its transaction. The
+    server sends one CopyData message per row, so a chunk ends on a row boundary. While
+    a chunk is being consumed the server waits on the socket; if the consumer stops
+    before the end, the connection is mid-COPY and is discarded.
+    """
+    raw = conn.connection.driver_connection
+    check_driver(raw)
+    sock = raw._sock
+    payload = sql.encode() + b"\0"
+    sock.write(b"Q" + struct.pack("!i", len(payload) + 4) + payload)
+    sock.flush()
+    out = bytearray()
+    rows = 0
+    pending = b""
+    error: dict[str, str] | None = None
+    finished = False
+    try:
+        while True:
+            try:
+                block = sock.read1(1 << 20)
+            except OSError as err:
+                raise RuntimeFailure(f"the source stopped answering during COPY: {err}") from None
+            if not block:
+                raise RuntimeFailure("the source closed the connection during COPY")
+            buf = pending + block if pending else block
+            view = memoryview(buf)
+            size, pos = len(buf), 0
+            while pos + 5 <= size:
+                end = pos + 1 + _LENGTH(buf, pos + 1)[0]
+                if end > size:
+                    break
+                code = buf[pos]
+                if code == _COPY_DATA:
+                    out += view[pos + 5 : end]
+                    rows += 1
+                    if rows == rows_per_chunk:
+                        yield out
+                        out, rows = bytearray(), 0
+                elif code == _ERROR:
+                    error = _error_fields(bytes(view[pos + 5 : end]))
+                elif code == _READY:
+                    raw._transaction_status = bytes(view[pos + 5 : end])
+                    finished = True
+                    if error is not None:
+                        raise pg8000.dbapi.DatabaseError(error)
+                    if out:
+                        yield out
+                    return
+                pos = end
+            pending = bytes(view[pos:])
+    finally:
+        if not finished:
+            conn.invalidate()
+
+
+def _error_fields(data: bytes) -> dict[str, str]:
+    return {f[:1].decode(): f[1:].decode(errors="replace") for f in data.split(b"\0") if f}
+
+
+def copy_in(conn: Connection, target: str, arrow_table) -> None:
+    """`COPY target (columns) FROM STDIN` of an Arrow table, through pg8000's own COPY."""
+    import pyarrow.csv as pcsv
+
+    sink = io.BytesIO()
+    pcsv.write_csv(
+        arrow_table, sink, pcsv.WriteOptions(include_header=False, quoting_style="needed")
+    )
+    sink.seek(0)
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(n) for n in arrow_table.column_names)
+    cursor = conn.connection.driver_connection.cursor()
+    name = ".".join(quote(part) for part in target.split("."))
+    cursor.execute(f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT csv)", stream=sink)

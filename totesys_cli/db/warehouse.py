@@ -1,0 +1,96 @@
+"""The warehouse's shape: what `init` creates and what every load checks first.
+
+The star tables, the unique index on each fact's version key, the `*_latest` views
+and the `totesys_meta` bookkeeping schema. What exists is never altered: a team
+warehouse whose tables someone else created gets only what it lacks.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
+
+from totesys_cli.db.catalog import present_columns
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.schemas import FACTS, META, META_SCHEMA, STAR_TABLES, WAREHOUSE, star
+
+
+def latest_view_query(fact: str):
+    """The latest version of each source row: what reports sum."""
+    table = star(fact).table
+    key = table.c[star(fact).key]
+    return (
+        select(table)
+        .ext(distinct_on(key))
+        .order_by(
+            key,
+            table.c.last_updated_date.desc(),
+            table.c.last_updated_time.desc(),
+            table.c[star(fact).record_id].desc(),
+        )
+    )
+
+
+def ensure_meta(conn: Connection) -> list[str]:
+    """The bookkeeping schema and its tables; load calls this too, so it works on a
+    warehouse whose star tables someone else created."""
+    created = []
+    inspector = inspect(conn)
+    if not inspector.has_schema(META_SCHEMA):
+        conn.execute(CreateSchema(META_SCHEMA, if_not_exists=True))
+        created.append(f"schema {META_SCHEMA}")
+    existing = set(inspect(conn).get_table_names(schema=META_SCHEMA))
+    for table in META.sorted_tables:
+        if table.name not in existing:
+            conn.execute(CreateTable(table, if_not_exists=True))
+            created.append(f"table {table.fullname}")
+    return created
+
+
+def create_missing(conn: Connection) -> list[str]:
+    """Create whatever of the warehouse is missing; returns what was created."""
+    created = []
+    inspector = inspect(conn)
+    existing = set(inspector.get_table_names())
+    for table in WAREHOUSE.sorted_tables:
+        if table.name not in existing:
+            conn.execute(CreateTable(table))
+            created.append(f"table {table.name}")
+        present = (
+            {ix["name"] for ix in inspector.get_indexes(table.name)}
+            if (table.name in existing)
+            else set()
+        )
+        for index in table.indexes:
+            if index.name not in present:
+                conn.execute(CreateIndex(index))
+                created.append(f"index {index.name}")
+    views = set(inspector.get_view_names())
+    for fact in FACTS:
+        name = star(fact).relation
+        if name not in views:
+            query = latest_view_query(fact).compile(conn, compile_kwargs={"literal_binds": True})
+            view = conn.dialect.identifier_preparer.quote(name)
+            conn.execute(text(f"CREATE VIEW {view} AS {query}"))
+            created.append(f"view {name}")
+    return created + ensure_meta(conn)
+
+
+def check_warehouse(conn: Connection) -> None:
+    """Every star table with every column, before anything is written."""
+    present = present_columns(conn, list(STAR_TABLES))
+    missing_tables = [t for t in STAR_TABLES if t not in present]
+    if missing_tables:
+        raise RuntimeFailure(
+            f"the warehouse has no table {', '.join(missing_tables)}; nothing was loaded",
+            "Run totesys init first",
+        )
+    for table in STAR_TABLES:
+        missing = [c.name for c in star(table).table.columns if c.name not in present[table]]
+        if missing:
+            raise RuntimeFailure(
+                f"the warehouse table {table} has no column {', '.join(missing)}; nothing was "
+                "loaded",
+                "Add it as totesys init creates it",
+            )

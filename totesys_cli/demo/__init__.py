@@ -1,0 +1,1 @@
+"""The demo: a realistic generated source, an embedded PostgreSQL, the whole job."""

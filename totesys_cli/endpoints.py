@@ -1,0 +1,73 @@
+"""Open what a command needs: its databases (reading Secrets Manager when named) and
+its lake zones. Every password is registered for redaction the moment it is known, so
+no later message can carry it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from totesys_cli import aws, logs
+from totesys_cli.errors import ConfigError
+from totesys_cli.lake import Lake, open_lake
+from totesys_cli.settings import Database, Settings, envvar, url_from_secret
+
+SOURCE, WAREHOUSE, RAW, PROCESSED = "source", "warehouse", "raw", "processed"
+ALL = (SOURCE, WAREHOUSE, RAW, PROCESSED)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What one command opened; what it did not need, or was not configured, is None."""
+
+    source: Database | None = None
+    warehouse: Database | None = None
+    raw: Lake | None = None
+    processed: Lake | None = None
+
+
+def database(settings: Settings, role: str) -> Database | None:
+    """The URL wins over the secret; neither means this database is not configured."""
+    url = settings.url(role)
+    if url is not None:
+        db = Database(role, url, envvar(f"{role}_url"))
+    elif settings.secret(role):
+        secret_id = settings.secret(role)
+        variable = envvar(f"{role}_secret")
+        value = aws.read_secret(role, secret_id, variable)
+        db = Database(role, url_from_secret(role, secret_id, value), variable)
+    else:
+        return None
+    logs.register_secret(db.url.password)
+    return db
+
+
+def _missing(name: str) -> ConfigError:
+    if name in (SOURCE, WAREHOUSE):
+        return ConfigError(
+            f"no {name} database is configured",
+            f"Set {envvar(f'{name}_url')} or {envvar(f'{name}_secret')}",
+        )
+    return ConfigError(
+        "no lake is configured", f"Set {envvar('lake_url')} (or {envvar(f'{name}_url')})"
+    )
+
+
+def open_endpoints(
+    settings: Settings, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> Endpoints:
+    """The required endpoints (a missing one is a configuration error) and the optional
+    ones that are configured, in the order source, warehouse, raw, processed."""
+    opened: dict[str, object] = {}
+    for name in ALL:
+        if name not in required and name not in optional:
+            continue
+        if name in (SOURCE, WAREHOUSE):
+            value: object = database(settings, name)
+        else:
+            url = settings.raw_url if name == RAW else settings.processed_url
+            value = open_lake(url, envvar("lake_url")) if url else None
+        if value is None and name in required:
+            raise _missing(name)
+        opened[name] = value
+    return Endpoints(**opened)

@@ -1,0 +1,5 @@
+"""Extract: what changed in the source, into the raw zone of the lake."""
+
+from totesys_cli.extract.run import ExtractOptions, ExtractResult, extract
+
+__all__ = ["ExtractOptions", "ExtractResult", "extract"]

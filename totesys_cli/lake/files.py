@@ -1,0 +1,121 @@
+"""Data files: Parquet written whole under names only one run uses, read back checked.
+
+A run's files become visible only through its manifest. Until then they are the run's
+own: `FileSet` names them, writes each exclusively, records them for the manifest,
+and removes them if the run fails before it commits (a killed run leaves them for
+`lake gc`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import logging
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from totesys_cli import faults, logs
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.lake.manifest import DataFile, TableFiles
+from totesys_cli.lake.store import Lake
+
+log = logging.getLogger(__name__)
+
+
+def put_data(zone: Lake, key: str, data: bytes) -> None:
+    """Data files are never overwritten: their names are unique to a run, and the create
+    is exclusive all the same."""
+    if not zone.put_new(key, data):
+        raise RuntimeFailure(
+            f"the lake file {zone.url}/{key} already exists",
+            "Another run used this run's id; run again",
+        )
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    # dictionary encoding triples the write time of these mostly-unique columns
+    pq.write_table(table, sink, compression="snappy", use_dictionary=False)
+    return sink.getvalue()
+
+
+class FileSet:
+    """The data files one run writes into a zone, by table:
+    `<table>/<partition>=<day>/<run>-<run id>-<n>.parquet`."""
+
+    def __init__(self, zone: Lake, partition: str, seq: int, day: dt.date, fault: str):
+        self.zone = zone
+        self.prefix = f"{partition}={day.isoformat()}/{seq:010d}-{logs.run_id()}"
+        self.fault = fault
+        self.tables: dict[str, TableFiles] = {}
+        self.written: list[str] = []
+
+    def __enter__(self) -> FileSet:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is not None:  # the run failed before its commit: nothing will read these
+            with contextlib.suppress(Exception):  # the run's own error is the one to report
+                self.zone.delete(self.written)
+
+    def table(self, name: str) -> TableFiles:
+        return self.tables.setdefault(name, TableFiles())
+
+    def write(self, name: str, rows: pa.Table, versions: pa.Array | None = None) -> None:
+        """One file of `name`'s rows; `versions` are the source versions they reflect."""
+        entry = self.table(name)
+        if rows.num_rows == 0:
+            return
+        key = f"{name}/{self.prefix}-{len(entry.files):04d}.parquet"
+        self.written.append(key)
+        body = parquet_bytes(rows)
+        put_data(self.zone, key, body)
+        faults.point(self.fault)
+        low = high = None
+        if versions is not None:
+            bounds = pc.min_max(versions).as_py()
+            low, high = bounds["min"], bounds["max"]
+        entry.add(DataFile(key, rows.num_rows, len(body)), low, high)
+
+    def log(self, verb: str, seconds: dict[str, float] | None = None) -> None:
+        """One line per table: what the run wrote of it (and how long it took)."""
+        for name, entry in self.tables.items():
+            extra: dict[str, object] = {"table": name, "rows": entry.rows, "bytes": entry.bytes}
+            if seconds is not None:
+                extra["seconds"] = round(seconds.get(name, 0.0), 3)
+            log.info("%s %s", verb, name, extra=extra)
+
+
+def read_parquet(zone: Lake, keys: list[str], schema: pa.Schema | None = None) -> pa.Table:
+    """The files as one Arrow table; a missing or corrupt file fails naming it."""
+    tables = []
+    for key in keys:
+        data = zone.get(key)
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowException, OSError) as err:
+            raise RuntimeFailure(
+                f"the lake file {zone.url}/{key} is not readable Parquet: {err}",
+                "Restore it from the bucket's versions, or remove its run and re-extract",
+            ) from None
+        if schema is not None:
+            try:
+                table = table.select(schema.names).cast(schema)
+            except (pa.ArrowException, KeyError) as err:
+                raise RuntimeFailure(
+                    f"the lake file {zone.url}/{key} does not have the expected columns: {err}",
+                    "Remove its run and re-extract",
+                ) from None
+        tables.append(table)
+    if not tables:
+        return schema.empty_table() if schema is not None else pa.table({})
+    return pa.concat_tables(tables)

@@ -1,0 +1,316 @@
+"""Manifests: the typed contract between the steps, and the commit of every run.
+
+A zone's runs are numbered; run N is committed when `_manifests/N.json` exists, which
+is created only if absent, after all the run's data files (see `store.put_new`), so
+two racing runs can never both commit one number. A manifest names its files per
+table and carries what the next step needs: raw manifests the extract's snapshot and
+watermarks, processed manifests the raw runs they consumed and the transform's state.
+Every reader goes through the dataclasses here, which check the kind, the shape and
+the format version: a manifest that is not what it should be fails in one line naming
+its file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.lake.store import Lake
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFESTS = "_manifests"
+LATEST_HINT = f"{MANIFESTS}/_latest"
+
+
+def _stamp(value: dt.datetime | None) -> str | None:
+    return value.isoformat(sep=" ") if value is not None else None
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class DataFile:
+    key: str
+    rows: int
+    bytes: int
+
+
+@dataclass
+class TableFiles:
+    """One table's files in one run, and the range of source versions they hold."""
+
+    files: list[DataFile] = field(default_factory=list)
+    min_last_updated: dt.datetime | None = None
+    max_last_updated: dt.datetime | None = None
+    lower_bound: dt.datetime | None = None  # raw: read from here on (None: everything)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    @property
+    def keys(self) -> list[str]:
+        return [f.key for f in self.files]
+
+    def add(self, file: DataFile, low: dt.datetime | None, high: dt.datetime | None) -> None:
+        self.files.append(file)
+        if low is not None:
+            self.min_last_updated = min(filter(None, (self.min_last_updated, low)))
+            self.max_last_updated = max(filter(None, (self.max_last_updated, high)))
+
+    def to_json(self, bounded: bool) -> dict[str, Any]:
+        data = {
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in self.files],
+            "min_last_updated": _stamp(self.min_last_updated),
+            "max_last_updated": _stamp(self.max_last_updated),
+        }
+        if bounded:
+            data["lower_bound"] = _stamp(self.lower_bound)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TableFiles:
+        return cls(
+            files=[DataFile(f["key"], int(f["rows"]), int(f["bytes"])) for f in data["files"]],
+            min_last_updated=_time(data.get("min_last_updated")),
+            max_last_updated=_time(data.get("max_last_updated")),
+            lower_bound=_time(data.get("lower_bound")),
+        )
+
+
+@dataclass(frozen=True)
+class TableState:
+    """Where a table's extraction stands: the newest version read (W) and when (S)."""
+
+    watermark: dt.datetime | None
+    snapshot: dt.datetime
+
+
+def lower_bound(state: TableState | None, overlap: dt.timedelta) -> dt.datetime | None:
+    """Where the next read of a table starts: min(W, S - overlap), so a row a transaction
+    shorter than the overlap committed late is still caught; None for a table never
+    extracted (read everything)."""
+    if state is None:
+        return None
+    behind = state.snapshot - overlap
+    return behind if state.watermark is None else min(state.watermark, behind)
+
+
+@dataclass
+class Manifest:
+    """What every manifest has: its number, its run and its tables' files."""
+
+    KIND: ClassVar[str] = ""
+    seq: int
+    run_id: str
+    tables: dict[str, TableFiles]
+
+    def files(self, table: str) -> list[str]:
+        entry = self.tables.get(table)
+        return entry.keys if entry else []
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]):
+        raise NotImplementedError
+
+
+@dataclass
+class RawManifest(Manifest):
+    """An extract: what it read of each table, from which snapshot."""
+
+    KIND: ClassVar[str] = "raw"
+    snapshot_time: dt.datetime = dt.datetime.min
+    extracted_at: dt.datetime = dt.datetime.min
+    since: dt.datetime | None = None
+    overlap: dt.timedelta = dt.timedelta(0)
+    state: dict[str, TableState] = field(default_factory=dict)
+
+    def next_lower_bound(self, table: str) -> dt.datetime | None:
+        """The lower bound the next extract of `table` uses (with this run's overlap)."""
+        return lower_bound(self.state.get(table), self.overlap)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.KIND,
+            "run_id": self.run_id,
+            "snapshot_time": _stamp(self.snapshot_time),
+            "extracted_at": _stamp(self.extracted_at),
+            "since": _stamp(self.since),
+            "overlap_seconds": self.overlap.total_seconds(),
+            "tables": {name: t.to_json(bounded=True) for name, t in self.tables.items()},
+            "state": {
+                name: {"watermark": _stamp(s.watermark), "snapshot": _stamp(s.snapshot)}
+                for name, s in self.state.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RawManifest:
+        return cls(
+            seq=int(data["seq"]),
+            run_id=str(data["run_id"]),
+            tables={n: TableFiles.from_json(t) for n, t in data["tables"].items()},
+            snapshot_time=dt.datetime.fromisoformat(data["snapshot_time"]),
+            extracted_at=dt.datetime.fromisoformat(data["extracted_at"]),
+            since=_time(data.get("since")),
+            overlap=dt.timedelta(seconds=float(data["overlap_seconds"])),
+            state={
+                n: TableState(_time(s.get("watermark")), dt.datetime.fromisoformat(s["snapshot"]))
+                for n, s in data["state"].items()
+            },
+        )
+
+
+@dataclass
+class ProcessedManifest(Manifest):
+    """A transform: the star rows it wrote, the raw runs it consumed, and the state
+    the next transform starts from (encoded by the transform itself)."""
+
+    KIND: ClassVar[str] = "processed"
+    raw_runs: list[int] = field(default_factory=list)
+    raw_seq: int = 0  # every raw run up to this one is consumed
+    since: dt.datetime | None = None
+    snapshot_time: dt.datetime | None = None
+    transformed_at: dt.datetime = dt.datetime.min
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def min_last_updated(self) -> dt.datetime | None:
+        return min(filter(None, (t.min_last_updated for t in self.tables.values())), default=None)
+
+    @property
+    def max_last_updated(self) -> dt.datetime | None:
+        return max(filter(None, (t.max_last_updated for t in self.tables.values())), default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.KIND,
+            "run_id": self.run_id,
+            "raw_runs": self.raw_runs,
+            "since": _stamp(self.since),
+            "snapshot_time": _stamp(self.snapshot_time),
+            "transformed_at": _stamp(self.transformed_at),
+            "min_last_updated": _stamp(self.min_last_updated),
+            "max_last_updated": _stamp(self.max_last_updated),
+            "tables": {name: t.to_json(bounded=False) for name, t in self.tables.items()},
+            "state": {"raw_seq": self.raw_seq, **self.state},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProcessedManifest:
+        state = dict(data["state"])
+        return cls(
+            seq=int(data["seq"]),
+            run_id=str(data["run_id"]),
+            tables={n: TableFiles.from_json(t) for n, t in data["tables"].items()},
+            raw_runs=[int(r) for r in data["raw_runs"]],
+            raw_seq=int(state.pop("raw_seq")),
+            since=_time(data.get("since")),
+            snapshot_time=_time(data.get("snapshot_time")),
+            transformed_at=dt.datetime.fromisoformat(data["transformed_at"]),
+            state=state,
+        )
+
+
+M = TypeVar("M", bound=Manifest)
+
+
+def manifest_key(seq: int) -> str:
+    return f"{MANIFESTS}/{seq:010d}.json"
+
+
+def encode(manifest: Manifest) -> bytes:
+    body = {"format": FORMAT, "seq": manifest.seq, **manifest.to_json()}
+    return json.dumps(body, indent=1, default=str).encode()
+
+
+def read(zone: Lake, key: str, kind: type[M]) -> M:
+    """The manifest at `key`, checked: valid JSON, this format, this kind, this shape."""
+    where = f"the manifest {zone.url}/{key}"
+    try:
+        data = json.loads(zone.get(key))
+    except ValueError:
+        raise RuntimeFailure(f"{where} is not valid JSON", "The lake was changed by hand") from None
+    found = data.get("format") if isinstance(data, dict) else None
+    if found != FORMAT:
+        raise RuntimeFailure(
+            f"{where} has format {found!r}; this totesys reads format {FORMAT}",
+            "Upgrade totesys",
+        )
+    if data.get("kind") != kind.KIND:
+        raise RuntimeFailure(
+            f"{where} is a {data.get('kind')!r} manifest, not a {kind.KIND!r} one",
+            "Check that the raw and processed zones are the places they should be",
+        )
+    try:
+        return kind.from_json(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise RuntimeFailure(
+            f"{where} is not a well-formed {kind.KIND} manifest ({type(err).__name__}: {err})",
+            "The lake was changed by hand",
+        ) from None
+
+
+def manifests_after(zone: Lake, seq: int) -> list[tuple[int, str]]:
+    """Committed manifests with a number above `seq`, oldest first.
+
+    Listing starts after `seq`'s key, so the cost follows the number of new runs,
+    not the age of the lake.
+    """
+    start = manifest_key(seq) if seq > 0 else None
+    found = []
+    for item in zone.list(f"{MANIFESTS}/", start_after=start):
+        name = item.key.rsplit("/", 1)[1]
+        if name.endswith(".json") and name[:-5].isdigit():
+            found.append((int(name[:-5]), item.key))
+    return sorted(found)
+
+
+def runs_after(zone: Lake, seq: int, kind: type[M]) -> list[M]:
+    return [read(zone, key, kind) for _, key in manifests_after(zone, seq)]
+
+
+def latest(zone: Lake, kind: type[M]) -> M | None:
+    """The newest committed manifest: start from the hint, then look past it."""
+    hint = 0
+    with contextlib.suppress(RuntimeFailure, ValueError):
+        hint = int(zone.get(LATEST_HINT).decode())
+    newer = manifests_after(zone, hint)
+    seq = newer[-1][0] if newer else hint
+    return read(zone, manifest_key(seq), kind) if seq else None
+
+
+def commit(zone: Lake, manifest: Manifest, written: list[str], step: str) -> None:
+    """Commit a run's manifest; a run that lost the race for its number removes its files
+    (nothing would ever read them) and fails cleanly."""
+    seq = manifest.seq
+    if zone.put_new(manifest_key(seq), encode(manifest)):
+        try:
+            zone.put(LATEST_HINT, str(seq).encode())
+        except Exception as err:  # readers list past a stale hint
+            log.warning("committed run %d but could not move the hint to it: %s", seq, err)
+        return
+    zone.delete(written)
+    raise RuntimeFailure(
+        f"another {step} committed run {seq} first, so this run's files were not committed "
+        "and are removed",
+        f"Run {step} again: it continues from the committed run",
+    )

@@ -1,0 +1,5 @@
+"""Load: every processed run not yet loaded, into the warehouse, exactly once."""
+
+from totesys_cli.load.run import LoadOptions, LoadResult, load
+
+__all__ = ["LoadOptions", "LoadResult", "load"]

@@ -1,0 +1,1 @@
+"""Operations beside the pipeline: init, status, verify and lake gc."""

@@ -1,0 +1,66 @@
+"""lake gc: delete the files of runs that never committed, once they are old enough.
+
+A run that crashed (or lost the race for its run number) left data files no manifest
+names; nothing reads them. They are deleted only when older than the grace period, so
+a run still writing its files is never touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from totesys_cli.lake import Lake
+from totesys_cli.lake import manifest as manifests
+from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GcResult:
+    deleted: dict[str, list[str]] = field(default_factory=dict)
+    kept_young: int = 0
+    bytes: int = 0
+
+    @property
+    def count(self) -> int:
+        return sum(len(keys) for keys in self.deleted.values())
+
+
+def committed_keys(zone: Lake, kind: type[Manifest]) -> set[str]:
+    """Every manifest and every file a manifest names."""
+    keep = {manifests.LATEST_HINT}
+    for _, key in manifests.manifests_after(zone, 0):
+        keep.add(key)
+        for entry in manifests.read(zone, key, kind).tables.values():
+            keep.update(entry.keys)
+    return keep
+
+
+def collect(raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = False) -> GcResult:
+    result = GcResult()
+    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - grace
+    for zone, kind in ((raw, RawManifest), (processed, ProcessedManifest)):
+        keep = committed_keys(zone, kind)
+        orphans = []
+        for item in zone.list(""):
+            if item.key in keep:
+                continue
+            if item.modified > cutoff:
+                result.kept_young += 1
+                continue
+            orphans.append(item.key)
+            result.bytes += item.size
+        if orphans and not dry_run:
+            zone.delete(orphans)
+        result.deleted[zone.url] = orphans
+        log.info(
+            "%s %d uncommitted files in %s",
+            "found" if dry_run else "deleted",
+            len(orphans),
+            zone.url,
+            extra={"rows": len(orphans)},
+        )
+    return result

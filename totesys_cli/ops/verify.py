@@ -1,0 +1,138 @@
+"""verify: reconcile the warehouse with the source without changing either.
+
+The warehouse is exact as of the snapshot of the newest loaded extract, S. Source rows
+changed after S are not yet in it, so they are left out of both sides and reported as
+pending; every other source row must be in the warehouse exactly: the number of keys
+per table, and per currency the sums of the quantity and money columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import Connection, func, select, table
+
+from totesys_cli.db import engine, translate_errors
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.schemas import LOADED_RUNS, STARS, Star, source_key, source_table
+from totesys_cli.schemas.warehouse import Measure
+from totesys_cli.settings import Database
+
+
+@dataclass
+class Check:
+    table: str
+    measure: str
+    source: Decimal | int
+    warehouse: Decimal | int
+
+    @property
+    def ok(self) -> bool:
+        return self.source == self.warehouse
+
+
+@dataclass
+class VerifyResult:
+    snapshot: dt.datetime
+    checks: list[Check]
+    pending: dict[str, int]
+
+    @property
+    def drift(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+def _snapshot(conn: Connection) -> dt.datetime:
+    snapshot = conn.execute(
+        select(LOADED_RUNS.c.snapshot_time).order_by(LOADED_RUNS.c.seq.desc()).limit(1)
+    ).scalar()
+    if snapshot is None:
+        raise RuntimeFailure(
+            "nothing has been loaded into the warehouse yet", "Run totesys run-all first"
+        )
+    return snapshot
+
+
+def _measure(rows, measure: Measure):
+    value = rows.c[measure.columns[0]]
+    for column in measure.columns[1:]:
+        value = value * rows.c[column]
+    return func.coalesce(func.sum(value), 0)
+
+
+def verify(source: Database, warehouse: Database) -> VerifyResult:
+    with (
+        translate_errors(warehouse),
+        engine(warehouse).connect() as wh,
+        translate_errors(source),
+        engine(source).connect() as src,
+    ):
+        snapshot = _snapshot(wh)
+        currency = source_table("currency")
+        codes = dict(src.execute(select(currency.c.currency_id, currency.c.currency_code)).all())
+        checks: list[Check] = []
+        pending: dict[str, int] = {}
+        for star in STARS.values():
+            if star.source is None:
+                continue  # the calendar is derived from the facts
+            changed = _changed_keys(src, star.source, snapshot)
+            pending[star.name] = len(changed)
+            checks.append(_count(src, wh, star, snapshot, changed))
+            if star.measures:
+                checks += _sums(src, wh, star, snapshot, changed, codes)
+    return VerifyResult(snapshot, checks, pending)
+
+
+def _changed_keys(src: Connection, source_name: str, snapshot: dt.datetime) -> list[int]:
+    rows = source_table(source_name)
+    key = rows.c[source_key(source_name)]
+    return list(src.execute(select(key).where(rows.c.last_updated > snapshot)).scalars())
+
+
+def _warehouse_rows(star: Star):
+    """The latest version of each source row: a fact's *_latest view, or the dimension."""
+    return table(star.relation, *(c._copy() for c in star.table.columns))
+
+
+def _count(src, wh, star: Star, snapshot, changed: list[int]) -> Check:
+    rows = source_table(star.source)
+    expected = src.execute(
+        select(func.count()).select_from(rows).where(rows.c.last_updated <= snapshot)
+    ).scalar_one()
+    target = _warehouse_rows(star)
+    actual = wh.execute(
+        select(func.count()).select_from(target).where(target.c[star.key].not_in(changed))
+    ).scalar_one()
+    return Check(star.name, "rows", expected, actual)
+
+
+def _sums(src, wh, star: Star, snapshot, changed: list[int], codes) -> list[Check]:
+    rows = source_table(star.source)
+    target = _warehouse_rows(star)
+    measures = star.measures
+    source_sums = {
+        r[0]: r[1:]
+        for r in src.execute(
+            select(rows.c.currency_id, *(_measure(rows, m) for m in measures))
+            .where(rows.c.last_updated <= snapshot)
+            .group_by(rows.c.currency_id)
+        )
+    }
+    warehouse_sums = {
+        r[0]: r[1:]
+        for r in wh.execute(
+            select(target.c.currency_id, *(_measure(target, m) for m in measures))
+            .where(target.c[star.key].not_in(changed))
+            .group_by(target.c.currency_id)
+        )
+    }
+    checks = []
+    for currency in sorted(set(source_sums) | set(warehouse_sums)):
+        want = source_sums.get(currency, (0,) * len(measures))
+        got = warehouse_sums.get(currency, (0,) * len(measures))
+        for measure, expected, actual in zip(measures, want, got, strict=True):
+            code = codes.get(currency, str(currency))
+            checks.append(Check(star.name, f"sum({measure.label}) {code}", expected, actual))
+    return checks

@@ -1,0 +1,50 @@
+"""The schemas, declared once: the source, the warehouse, and how both travel as Arrow.
+
+DDL, Arrow schemas, COPY column lists, the generator, every step and the tests read
+these declarations, so a column or a star table changes in exactly one place.
+"""
+
+from totesys_cli.schemas.model import (
+    DIMENSIONS,
+    FACTS,
+    STARS,
+    STREAMED_SOURCES,
+    WHOLE_SOURCES,
+    Star,
+    star,
+)
+from totesys_cli.schemas.source import SOURCE, SOURCE_TABLES, source_key, source_table
+from totesys_cli.schemas.warehouse import (
+    DIMENSION_VERSIONS,
+    LOADED_RUNS,
+    META,
+    META_SCHEMA,
+    STAR_TABLES,
+    WAREHOUSE,
+    data_columns,
+    latest_view_name,
+    star_table,
+)
+
+__all__ = [
+    "DIMENSIONS",
+    "DIMENSION_VERSIONS",
+    "FACTS",
+    "LOADED_RUNS",
+    "META",
+    "META_SCHEMA",
+    "SOURCE",
+    "SOURCE_TABLES",
+    "STARS",
+    "STAR_TABLES",
+    "STREAMED_SOURCES",
+    "WAREHOUSE",
+    "WHOLE_SOURCES",
+    "Star",
+    "data_columns",
+    "latest_view_name",
+    "source_key",
+    "source_table",
+    "star",
+    "star_table",
+]

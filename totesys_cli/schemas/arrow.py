@@ -1,0 +1,74 @@
+"""How tables travel through the lake, as Arrow.
+
+The raw zone holds source rows with their source types (decimals stay decimals,
+timestamps keep their milliseconds, text dates stay text). The processed zone holds
+star rows with the warehouse's types, without a fact's serial record id, and for a
+dimension the source version it reflects (`VERSION`), which the load uses so that an
+older run never overwrites a newer value. This is the contract between transform and
+load.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import VARCHAR, Boolean, Column, Date, Integer, Numeric, Table, Text, Time
+from sqlalchemy.dialects.postgresql import ENUM, TIMESTAMP
+
+from totesys_cli.schemas.model import star
+from totesys_cli.schemas.source import source_key
+from totesys_cli.schemas.warehouse import data_columns
+
+VERSION = "source_last_updated"
+
+
+def arrow_type(column: Column):
+    """The Arrow type a column travels as through the lake (decimals stay decimals)."""
+    import pyarrow as pa
+
+    kind = column.type
+    if isinstance(kind, ENUM):
+        return pa.string()
+    if isinstance(kind, Numeric):
+        return pa.decimal128(kind.precision, kind.scale)
+    if isinstance(kind, Boolean):
+        return pa.bool_()
+    if isinstance(kind, Integer):
+        return pa.int32()
+    if isinstance(kind, TIMESTAMP):
+        return pa.timestamp("ms")
+    if isinstance(kind, Date):
+        return pa.date32()
+    if isinstance(kind, Time):
+        return pa.time32("ms")
+    if isinstance(kind, Text | VARCHAR):
+        return pa.string()
+    raise TypeError(f"no Arrow type for {column.table.name}.{column.name}: {kind!r}")
+
+
+def arrow_schema(table: Table, columns: list[str] | None = None):
+    import pyarrow as pa
+
+    names = columns if columns is not None else [c.name for c in table.columns]
+    return pa.schema(
+        [pa.field(n, arrow_type(table.c[n]), nullable=table.c[n].nullable) for n in names]
+    )
+
+
+def output_schema(name: str):
+    """The processed-zone schema of a star table: its warehouse columns (no serial id),
+    plus the source version for dimensions."""
+    import pyarrow as pa
+
+    table = star(name).table
+    schema = arrow_schema(table, data_columns(table))
+    if star(name).is_dimension:
+        schema = schema.append(pa.field(VERSION, pa.timestamp("ms"), nullable=False))
+    return schema
+
+
+def version_schema(source: str):
+    """A source table's versions: its key and last_updated."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field(source_key(source), pa.int32()), pa.field("last_updated", pa.timestamp("ms"))]
+    )
