@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, make_url, text
 
-from tests.support import PASSWORD, PASSWORD_USER, TEST_SEED, TEST_SIZES, database, free_port
+from tests.support import (
+    PASSWORD,
+    PASSWORD_USER,
+    TEST_SEED,
+    TEST_SIZES,
+    database,
+    free_port,
+    require,
+)
 from totesys_cli.db import engine
 from totesys_cli.demo import embedded, generator
 
@@ -77,8 +85,7 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> PgServer:
 @pytest.fixture(scope="session")
 def password_role(pg: PgServer) -> tuple[str, str]:
     """(user, password) of a role whose password the server really checks."""
-    if pg.embedded_dir is None:
-        pytest.skip("credential tests need the embedded server's pg_hba.conf")
+    require(pg.embedded_dir is not None, "credential tests need the embedded server's pg_hba.conf")
     with pg.admin().connect() as conn:
         conn.execute(text(f"CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'"))
     return PASSWORD_USER, PASSWORD
@@ -168,11 +175,13 @@ def moto_endpoint(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.fixture(autouse=True)
-def _own_run_id() -> None:
-    """Each test is its own run, as each CLI process is."""
+def _own_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test is its own run, as each CLI process is: its own run id, and no password
+    that an earlier test registered for redaction (which would hide a leak here)."""
     from totesys_cli import logs
 
     logs.set_run_id(logs.new_run_id())
+    monkeypatch.setattr(logs, "_secrets", set())
 
 
 @pytest.fixture(scope="session")
@@ -184,7 +193,7 @@ def loaded(pg: PgServer, source_template: str, tmp_path_factory: pytest.TempPath
 
     source = pg.create_database("loaded_source", template=source_template)
     warehouse = pg.create_database("loaded_warehouse")
-    pipeline = Pipeline(pg, pg.url(source), pg.url(warehouse), tmp_path_factory.mktemp("lake"))
+    pipeline = Pipeline(pg.url(source), pg.url(warehouse), tmp_path_factory.mktemp("lake"))
     pipeline.run()
     pipeline.activity(step=1)
     with pipeline.source().begin() as conn:

@@ -72,3 +72,11 @@ def test_every_import_is_installed_by_what_the_project_declares():
             if not distributions & allowed[extra]:
                 undeclared.append(f"{inside} imports {module} ({', '.join(distributions)})")
     assert undeclared == []
+
+
+def test_ci_runs_exactly_the_test_command_the_readme_gives():
+    readme = (ROOT / "README.md").read_text()
+    (quick,) = [line for line in readme.splitlines() if "python -m pytest" in line]
+    given = quick.split("&& .venv/bin/")[-1]
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci == given

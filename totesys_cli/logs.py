@@ -15,6 +15,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 LOGGER_NAME = "totesys_cli"
 
@@ -60,9 +61,10 @@ def step(name: str) -> Iterator[None]:
 
 
 def register_secret(value: str | None) -> None:
-    """Never let this value reach any output, whatever message carries it."""
+    """Never let this value reach any output, whatever message carries it: as it is, or
+    percent-encoded as it travels in a URL."""
     if value and len(value) >= 3:
-        _secrets.add(value)
+        _secrets.update({value, quote(value, safe="")})
 
 
 def redact(message: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import threading
@@ -62,6 +63,7 @@ def run_lock(warehouse: Database | None, what: str) -> Iterator[None]:
                 "Nothing to do: the running one carries on and the next scheduled run follows",
             )
         _held[key] = 1
+        log.debug("took the warehouse lock for this %s", what)
         try:
             yield
         finally:
@@ -118,10 +120,14 @@ def hard_stop(deadline: Deadline) -> Iterator[None]:
         logs.shutdown()
         os._exit(EXIT_RUNTIME)
 
-    timer = threading.Timer(deadline.seconds + HARD_STOP_GRACE, expire)
+    # the timer's thread logs with this run's id and step, so the line alarms as the step's
+    timer = threading.Timer(
+        deadline.seconds + HARD_STOP_GRACE, contextvars.copy_context().run, (expire,)
+    )
     timer.daemon = True
     timer.start()
     try:
         yield
     finally:
         timer.cancel()
+        timer.join()

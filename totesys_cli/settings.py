@@ -27,6 +27,7 @@ DEFAULT_GRACE_HOURS = 24
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+URL_PARAMETERS = ("sslmode", "sslrootcert", "unix_sock")
 ROLES = ("source", "warehouse")
 
 
@@ -115,6 +116,11 @@ class Database:
     @property
     def sslmode(self) -> str | None:
         value = self.url.query.get("sslmode")
+        return value if isinstance(value, str) else None
+
+    @property
+    def sslrootcert(self) -> str | None:
+        value = self.url.query.get("sslrootcert")
         return value if isinstance(value, str) else None
 
     @property
@@ -220,11 +226,11 @@ def parse_database_url(role: str, raw: str, envvar: str) -> URL:
             f"the {role} URL has an unknown sslmode {sslmode!r}",
             f"Use one of {', '.join(SSL_MODES)}",
         )
-    unknown = set(url.query) - {"sslmode", "unix_sock"}
+    unknown = set(url.query) - set(URL_PARAMETERS)
     if unknown:
         raise ConfigError(
             f"the {role} URL has unsupported parameters: {', '.join(sorted(unknown))}",
-            "Only unix_sock and sslmode are understood",
+            f"Only {', '.join(URL_PARAMETERS)} are understood",
         )
     return url
 
@@ -244,9 +250,7 @@ def url_from_secret(role: str, secret_id: str, secret: Any) -> URL:
             "Store the secret in that shape",
         ) from None
     port = int(secret.get("port") or 5432)
-    query = {}
-    if secret.get("sslmode"):
-        query["sslmode"] = str(secret["sslmode"])
+    query = {name: str(secret[name]) for name in ("sslmode", "sslrootcert") if secret.get(name)}
     if str(host).startswith("/"):  # a socket folder, as libpq reads it
         query["unix_sock"] = f"{host}/.s.PGSQL.{port}"
         host = None

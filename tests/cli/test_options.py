@@ -15,7 +15,7 @@ from totesys_cli.lake.manifest import RawManifest
 
 @pytest.fixture
 def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
-    return Pipeline(pg, source_url, warehouse_url, tmp_path / "lake")
+    return Pipeline(source_url, warehouse_url, tmp_path / "lake")
 
 
 def _first_extract(pipeline: Pipeline) -> RawManifest:

@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support import TOTESYS, Pipeline, free_port, totesys
+from tests.support import TOTESYS, Pipeline, free_port, require, totesys
 
 CHARTS = (
     "revenue-by-month",
@@ -116,8 +116,7 @@ def test_unknown_paths_are_404(dashboard):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    if CHROMIUM is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    require(CHROMIUM is not None, "headless Chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -172,13 +171,22 @@ def test_every_chart_renders_and_the_date_filter_changes_the_figures(dashboard, 
     assert narrowed != everything
     page.screenshot(path=str(tmp_path / "dashboard-narrowed.png"), full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    # the report link gives the report for the filters on screen
+    with page.expect_download() as download:
+        page.click("#report-link")
+    report = download.value
+    assert report.url == dashboard + "report.html?" + page.url.split("?", 1)[1]
+    saved = tmp_path / "downloaded.html"
+    report.save_as(saved)
+    end = page.input_value("#to")
+    assert f"Orders created from {first.isoformat()} to {end}" in saved.read_text()
     page.close()
 
 
 def test_an_open_page_follows_the_warehouse_as_runs_load(
     pg, source_url, warehouse_url, browser, tmp_path
 ):
-    pipeline = Pipeline(pg, source_url, warehouse_url, tmp_path / "lake")
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
     pipeline.run()
     with _serving(warehouse_url, tmp_path, stop=signal.SIGTERM) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import select, text
 
-from tests.support import PASSWORD, database_name, invoke, totesys
+from tests.support import ENCODED_PASSWORD, PASSWORD, database_name, invoke, leaks, totesys
 from totesys_cli import logs
 from totesys_cli.demo.activity import simulate_activity
 from totesys_cli.endpoints import SOURCE, open_endpoints
@@ -72,16 +72,26 @@ def test_full_extract_holds_every_row_with_identical_values(pg, source_url, tmp_
     assert all(isinstance(t["purchase_order_id"], int | None) for t in transactions)
 
 
-def test_files_are_parquet_with_source_types(source_url, tmp_path):
+def test_every_raw_file_is_written_with_the_declared_types(source_url, tmp_path):
+    """Each file's own Parquet schema, not a cast of it: decimals stay decimals,
+    timestamps keep milliseconds, nullable integers stay integers, in every table."""
     import pyarrow.parquet as pq
 
-    result, _ = _extract(source_url, tmp_path)
-    (file,) = result.tables["sales_order"].files
-    assert file.key.startswith("sales_order/extracted_date=")
-    schema = pq.read_schema(tmp_path / file.key)
-    assert str(schema.field("unit_price").type) == "decimal128(10, 2)"
-    assert str(schema.field("created_at").type) == "timestamp[ms]"
-    assert str(schema.field("agreed_delivery_date").type) == "string"
+    result, _ = _extract(source_url, tmp_path, batch_rows=100)
+    for table in SOURCE_TABLES:
+        declared = arrow_schema(source_table(table))
+        files = result.tables[table].files
+        assert files, table
+        for file in files:
+            assert file.key.startswith(f"{table}/extracted_date=")
+            written = pq.read_schema(tmp_path / file.key)
+            assert [(f.name, f.type, f.nullable) for f in written] == [
+                (f.name, f.type, f.nullable) for f in declared
+            ], file.key
+    sales = arrow_schema(source_table("sales_order"))  # the declaration itself, spelled out
+    assert str(sales.field("unit_price").type) == "decimal128(10, 2)"
+    assert str(sales.field("created_at").type) == "timestamp[ms]"
+    assert str(sales.field("agreed_delivery_date").type) == "string"
 
 
 def test_manifest_records_snapshot_bounds_and_watermarks(pg, source_url, tmp_path):
@@ -354,13 +364,13 @@ def test_cli_unreachable_source_exits_1(tmp_path):
     result = invoke(
         "extract",
         "--source-url",
-        f"postgresql://u:{PASSWORD}@127.0.0.1:9/totesys",
+        f"postgresql://u:{ENCODED_PASSWORD}@127.0.0.1:9/totesys",
         "--lake-url",
         str(tmp_path),
     )
     assert result.exit_code == 1
     assert "[extract] cannot reach the source database at 127.0.0.1:9/totesys" in result.stderr
-    assert PASSWORD not in result.output
+    assert not leaks(result.output)
     assert _manifests(tmp_path) == []
 
 
@@ -370,7 +380,7 @@ def test_cli_wrong_source_password_exits_2(pg, source_url, tmp_path, password_ro
     result = invoke("extract", "--source-url", url, "--lake-url", str(tmp_path))
     assert result.exit_code == 2
     assert "wrong user or password" in result.stderr
-    assert PASSWORD not in result.output
+    assert not leaks(result.output)
 
 
 def test_cli_missing_bucket_exits_2(aws, source_url):

@@ -19,7 +19,7 @@ from totesys_cli.schemas import FACTS
 
 @pytest.fixture
 def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
-    return Pipeline(pg, source_url, warehouse_url, tmp_path)
+    return Pipeline(source_url, warehouse_url, tmp_path)
 
 
 def test_golden_the_warehouse_equals_the_source_before_and_after_activity(pipeline):
@@ -66,6 +66,28 @@ def test_loading_again_and_since_over_everything_change_nothing(pipeline):
     assert [r.seq for r in reloaded.runs] == [1, 2] and all(r.reload for r in reloaded.runs)
     assert reloaded.rows == 0
     assert pipeline.snapshot() == before
+
+
+def test_a_reprocess_corrects_wrong_values_in_the_warehouse(pipeline):
+    """What a fixed transform relies on: `run-all --since` rewrites every version in the
+    window, facts and dimensions alike, even where the version itself is unchanged."""
+    pipeline.run()
+    activity = pipeline.activity()
+    pipeline.run()
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(text("UPDATE dim_design SET design_name = 'wrong' WHERE design_id = 1"))
+        conn.execute(
+            text("UPDATE dim_staff SET last_name = 'wrong' WHERE staff_id = :s"),
+            {"s": activity.renamed_staff},
+        )
+        conn.execute(text("UPDATE fact_sales_order SET units_sold = -1 WHERE sales_order_id = 1"))
+        conn.execute(
+            text("UPDATE fact_payment SET paid = NOT paid WHERE payment_id = ANY(:p)"),
+            {"p": activity.paid_payments},
+        )
+    repaired = pipeline.cli("run-all", "--since", "2000-01-01")
+    assert repaired.returncode == 0, repaired.stderr
+    pipeline.assert_matches_source()
 
 
 def test_replaying_an_older_run_leaves_dimensions_at_their_newer_values(pipeline):
@@ -212,7 +234,7 @@ def test_without_unique_version_indexes_nothing_is_duplicated(pipeline):
 
 
 def test_a_team_warehouse_without_meta_gets_it(pg, source_url, warehouse_url, tmp_path):
-    pipeline = Pipeline(pg, source_url, warehouse_url, tmp_path, init=False)
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path, init=False)
     with pipeline.warehouse().begin() as conn:
         conn.execute(text(SPEC_WAREHOUSE_SQL))
     pipeline.run()

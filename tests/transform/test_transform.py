@@ -27,8 +27,9 @@ BULK = dt.datetime(2024, 10, 31, 14, 20, 49, 962000)
 _db = database_name
 
 
-def Lake(pg, source_url: str, folder) -> Pipeline:
-    return Pipeline(pg, source_url, None, folder)
+def lake_of(source_url: str, folder) -> Pipeline:
+    """The source and a lake, driven through the library, without a warehouse."""
+    return Pipeline(source_url, None, folder)
 
 
 def _processed(lake: Pipeline, seq: int) -> ProcessedManifest:
@@ -57,7 +58,7 @@ def _expected(pg, url: str, table: str) -> list[tuple]:
 
 
 def test_processed_star_tables_equal_the_sql_expectation(pg, source_url, tmp_path):
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     lake.extract(batch_rows=200)
     result = lake.transform()
     assert result.seq == 1 and result.raw_runs == [1]
@@ -67,7 +68,7 @@ def test_processed_star_tables_equal_the_sql_expectation(pg, source_url, tmp_pat
 
 
 def test_after_activity_changes_and_their_dependents_are_emitted(pg, source_url, tmp_path):
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     lake.process()
     before = {t: _expected(pg, source_url, t) for t in ("fact_payment", "fact_sales_order")}
     with pg.engine(_db(source_url)).begin() as conn:
@@ -112,7 +113,7 @@ def test_after_activity_changes_and_their_dependents_are_emitted(pg, source_url,
 
 
 def test_versions_repeated_by_the_extract_overlap_are_dropped(pg, source_url, tmp_path):
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     lake.process()
     lake.activity()
     lake.extract()
@@ -132,7 +133,7 @@ def test_versions_repeated_by_the_extract_overlap_are_dropped(pg, source_url, tm
 
 
 def test_a_batch_of_raw_runs_emits_each_version_once(pg, source_url, tmp_path):
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     lake.extract()
     lake.activity()
     lake.extract()
@@ -147,7 +148,7 @@ def test_a_batch_of_raw_runs_emits_each_version_once(pg, source_url, tmp_path):
 
 
 def test_a_fact_without_its_dimensions_fails_and_commits_nothing(pg, source_url, tmp_path):
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     lake.extract(tables=("sales_order",))
     with pytest.raises(RuntimeFailure) as caught:
         lake.transform()
@@ -175,7 +176,7 @@ def test_a_fact_without_its_dimensions_fails_and_commits_nothing(pg, source_url,
 
 
 def test_since_emits_the_window_again_and_corrects_it(pg, source_url, tmp_path):
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     lake.process()
     since = dt.datetime(2026, 10, 1)
     result = lake.transform(since=since)
@@ -191,7 +192,7 @@ def test_since_emits_the_window_again_and_corrects_it(pg, source_url, tmp_path):
 
 
 def test_a_corrupt_raw_file_fails_naming_it(pg, source_url, tmp_path):
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     first = lake.extract()
     key = first.tables["staff"].files[0].key
     path = tmp_path / "raw" / key
@@ -205,7 +206,7 @@ def test_a_corrupt_raw_file_fails_naming_it(pg, source_url, tmp_path):
 def test_duckdb_reads_each_star_table_as_a_dataset(pg, source_url, tmp_path):
     import duckdb
 
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     lake.process()
     lake.activity()
     lake.process()
@@ -250,7 +251,7 @@ def test_the_state_remembers_only_what_the_next_extract_can_read_again(pg, sourc
                 "WHERE sales_order_id IN (1, 2)"
             )
         )
-    lake = Lake(pg, source_url, tmp_path)
+    lake = lake_of(source_url, tmp_path)
     lake.process()
     seen = State.load(_processed(lake, 1)).seen
     assert seen["sales_order"].column("sales_order_id").to_pylist() == [2]
@@ -273,3 +274,21 @@ def test_the_state_travels_through_the_manifest_unchanged():
     again = State.load(ProcessedManifest.from_json(json.loads(manifests.encode(manifest))))
     assert again.raw_seq == 2 and again.dates == state.dates
     assert again.seen["payment"].equals(versions)
+
+
+def test_the_calendar_is_extended_by_the_new_dates_only(pg, source_url, tmp_path):
+    lake = lake_of(source_url, tmp_path)
+    first = lake.process()
+    known = {r["date_id"] for r in lake.star_rows("dim_date", [first.seq])}
+    with pg.engine(_db(source_url)).begin() as conn:  # an order due far beyond the calendar
+        conn.execute(
+            text(
+                "UPDATE sales_order SET agreed_delivery_date = '2031-01-31', last_updated = "
+                "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE sales_order_id = 1"
+            )
+        )
+    second = lake.process()
+    added = [r["date_id"] for r in lake.star_rows("dim_date", [second.seq])]
+    beyond = (dt.date(2031, 1, 31) - max(known)).days
+    assert added == [max(known) + dt.timedelta(days=n) for n in range(1, beyond + 1)]
+    assert "dim_date" not in lake.process().tables  # an incremental run adds no date again

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from totesys_cli.db import driver
 from totesys_cli.errors import ConfigError, RuntimeFailure, TotesysError
 from totesys_cli.settings import Database
 
@@ -24,28 +25,37 @@ _CONFIG_STATES = {
 
 
 def _ssl_context(db: Database) -> ssl.SSLContext | bool | None:
+    """TLS as libpq's sslmode means it; verify-ca and verify-full trust `sslrootcert`
+    when given (the RDS bundle, say), else the system's certificate authorities."""
     mode = db.sslmode
     if db.unix_sock or mode in ("disable", "allow"):
         return False
     if mode == "require":
         return True  # encrypt without verifying, as libpq's sslmode=require does
     if mode in ("verify-ca", "verify-full"):
-        context = ssl.create_default_context()
+        try:
+            context = ssl.create_default_context(cafile=db.sslrootcert)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot read the {db.role} database's sslrootcert {db.sslrootcert}: "
+                f"{err.strerror or err}",
+                f"Check {db.envvar}",
+            ) from None
         context.check_hostname = mode == "verify-full"
         return context
     return None  # prefer: TLS when the server offers it
 
 
 def _connect(db: Database) -> pg8000.dbapi.Connection:
+    """Connect and authenticate within the connect timeout, then allow long quiet reads
+    (big statements): a server that accepts but never answers cannot hold a run."""
     url = db.url
     sock = None
     if not db.unix_sock:
-        # connect with a short timeout, then allow long quiet reads (big statements)
         sock = socket.create_connection(
             (url.host or "localhost", url.port or 5432), timeout=db.connect_timeout
         )
-        sock.settimeout(db.statement_timeout + 60)
-    return pg8000.dbapi.connect(
+    raw = pg8000.dbapi.connect(
         user=url.username or "postgres",
         password=url.password,
         database=url.database,
@@ -53,7 +63,7 @@ def _connect(db: Database) -> pg8000.dbapi.Connection:
         unix_sock=db.unix_sock,
         sock=sock,
         ssl_context=_ssl_context(db),
-        timeout=db.statement_timeout + 60 if db.unix_sock else None,
+        timeout=db.connect_timeout,
         application_name="totesys",
         startup_params={
             "statement_timeout": str(int(db.statement_timeout * 1000)),
@@ -61,6 +71,8 @@ def _connect(db: Database) -> pg8000.dbapi.Connection:
             "TimeZone": "UTC",
         },
     )
+    driver.set_read_timeout(raw, db.statement_timeout + 60)
+    return raw
 
 
 def connection_error(db: Database, err: BaseException) -> TotesysError:
@@ -83,6 +95,12 @@ def connection_error(db: Database, err: BaseException) -> TotesysError:
             f"the {db.role} database at {db.where} failed: {_server_message(orig)}", hint
         )
     cause = orig.__cause__ or orig
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return ConfigError(
+            f"the {db.role} database at {db.where} presented a certificate that cannot be "
+            f"verified: {cause.verify_message}",
+            f"Check sslmode and sslrootcert in {db.envvar}",
+        )
     reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
     if isinstance(cause, TimeoutError | socket.timeout):
         reason = "timed out"

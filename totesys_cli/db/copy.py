@@ -1,10 +1,7 @@
 """COPY in both directions: the bulk path of extract and load.
 
-COPY out reads pg8000's connection internals (its socket `_sock` and its
-`_transaction_status`), because pg8000's own COPY handles one row at a time through
-several Python calls, which costs twice a psql COPY. Those are private attributes, so
-the pg8000 releases this is known to work with are bounded in `pyproject.toml`, and
-`check_driver` says in one line what changed if a release moves them.
+COPY out reads the connection's socket itself (see `driver`), because pg8000's own COPY
+handles one row at a time through several Python calls, which costs twice a psql COPY.
 """
 
 from __future__ import annotations
@@ -12,36 +9,15 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterator
-from importlib import metadata
 
 import pg8000.dbapi
 from sqlalchemy import Connection
 
+from totesys_cli.db import driver
 from totesys_cli.errors import RuntimeFailure
 
 _LENGTH = struct.Struct("!i").unpack_from
 _COPY_DATA, _ERROR, _READY = ord("d"), ord("E"), ord("Z")
-# what COPY out relies on, on a pg8000 connection
-INTERNALS = ("_sock", "_transaction_status")
-
-
-def declared_pg8000() -> str:
-    """The pg8000 releases the project declares (from its own metadata)."""
-    for line in metadata.requires("totesys") or []:
-        if line.startswith("pg8000"):
-            return line.split(";")[0]
-    return "pg8000"
-
-
-def check_driver(raw: object) -> None:
-    """Fail in one line, naming the reason, if pg8000 no longer has what COPY out reads."""
-    missing = [name for name in INTERNALS if not hasattr(raw, name)]
-    if missing:
-        raise RuntimeFailure(
-            f"pg8000 {metadata.version('pg8000')} has no {', '.join(missing)}, which the COPY "
-            "reader uses; this pg8000 release is not one totesys is known to work with",
-            f"Install {declared_pg8000()}",
-        )
 
 
 def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytearray]:
@@ -55,8 +31,7 @@ def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytear
     before the end, the connection is mid-COPY and is discarded.
     """
     raw = conn.connection.driver_connection
-    check_driver(raw)
-    sock = raw._sock
+    sock = driver.buffered_socket(raw)
     payload = sql.encode() + b"\0"
     sock.write(b"Q" + struct.pack("!i", len(payload) + 4) + payload)
     sock.flush()
@@ -90,7 +65,7 @@ def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytear
                 elif code == _ERROR:
                     error = _error_fields(bytes(view[pos + 5 : end]))
                 elif code == _READY:
-                    raw._transaction_status = bytes(view[pos + 5 : end])
+                    driver.ready_for_query(raw, bytes(view[pos + 5 : end]))
                     finished = True
                     if error is not None:
                         raise pg8000.dbapi.DatabaseError(error)

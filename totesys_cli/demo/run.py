@@ -8,7 +8,6 @@ running afterwards, so the results can be explored; `totesys demo --stop` stops 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ ORDER BY c.currency_code, revenue DESC
 
 
 def default_folder() -> Path:
-    return Path(os.environ.get("TOTESYS_DEMO_DIR", Path.home() / ".totesys-demo"))
+    return Path.home() / ".totesys-demo"
 
 
 @dataclass
