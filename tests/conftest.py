@@ -24,6 +24,7 @@ from tests.support import (
     database,
     free_port,
     require,
+    server_folder,
 )
 from totesys_cli.db import engine
 from totesys_cli.demo import embedded, generator
@@ -75,11 +76,15 @@ def _start_embedded(folder: Path) -> PgServer:
 
 
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> PgServer:
+def pg() -> Iterator[PgServer]:
     external = os.environ.get("TOTESYS_TEST_DATABASE_URL")
     if external:
-        return PgServer(external, None)
-    return _start_embedded(tmp_path_factory.mktemp("pg") / "data")
+        yield PgServer(external, None)
+        return
+    with server_folder("pg") as folder:
+        server = _start_embedded(folder / "data")
+        yield server
+        server._server.handle.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,15 @@ generated source, lake and warehouse driven step by step through the library."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -59,6 +63,18 @@ def require(available: bool, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}, and CI must run every test", pytrace=False)
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def server_folder(name: str) -> Iterator[Path]:
+    """A folder for a database server of the tests' own, outside pytest's temporary
+    tree: pytest keeps that private to this user, and a server runs as its own user."""
+    folder = Path(tempfile.mkdtemp(prefix=f"totesys-{name}-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port() -> int:

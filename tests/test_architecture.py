@@ -21,7 +21,7 @@ LAYERS = (
     ("pipeline",),
     ("extract", "transform", "load", "ops"),
     ("endpoints", "runtime"),
-    ("lake", "db"),
+    ("lake", "db", "quality"),
     ("schemas", "settings", "logs", "errors", "faults", "aws"),
 )
 STAGES = ("extract", "transform", "load")

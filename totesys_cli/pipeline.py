@@ -59,14 +59,15 @@ def _extract(
         since=since,
         overlap=settings.overlap,
         batch_rows=settings.batch_rows,
+        bounds=settings.bounds,
     )
     return extract_stage.extract(ends.source, ends.raw, options, deadline)
 
 
 def _transform(
-    ends: Endpoints, deadline: Deadline, since: dt.datetime | None
+    ends: Endpoints, deadline: Deadline, settings: Settings, since: dt.datetime | None
 ) -> transform_stage.TransformResult:
-    options = transform_stage.TransformOptions(since=since)
+    options = transform_stage.TransformOptions(since=since, bounds=settings.bounds)
     return transform_stage.transform(ends.raw, ends.processed, options, deadline)
 
 
@@ -86,7 +87,7 @@ def transform(
     settings: Settings, since: dt.datetime | None = None
 ) -> transform_stage.TransformResult:
     with run_step(settings, "transform", (RAW, PROCESSED)) as (ends, deadline):
-        return _transform(ends, deadline, since)
+        return _transform(ends, deadline, settings, since)
 
 
 def load(settings: Settings, since: dt.datetime | None = None) -> load_stage.LoadResult:
@@ -111,6 +112,7 @@ class RunAllResult:
             "extracted": self.extract.rows,
             "transformed": self.transform.rows,
             "loaded": self.load.rows,
+            "quarantined": self.extract.quarantined + self.transform.quarantined,
         }
 
 
@@ -131,7 +133,7 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
         with timed("extract"):
             extracted = _extract(ends, deadline, settings, since=since)
         with timed("transform"):
-            transformed = _transform(ends, deadline, since)
+            transformed = _transform(ends, deadline, settings, since)
         with timed("load"):
             loaded = _load(ends, deadline, since)
     result = RunAllResult(extracted, transformed, loaded, seconds)

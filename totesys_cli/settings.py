@@ -24,6 +24,9 @@ DEFAULT_OVERLAP_MINUTES = 15
 DEFAULT_BATCH_ROWS = 250_000
 MIN_BATCH_ROWS = 100
 DEFAULT_GRACE_HOURS = 24
+DEFAULT_EARLIEST_DATE = dt.date(1900, 1, 1)
+DEFAULT_LATEST_DATE = dt.date(2100, 12, 31)
+DEFAULT_CLOCK_SKEW_MINUTES = 5
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -81,6 +84,25 @@ SETTINGS: dict[str, Setting] = {
             "Rows per extracted file; bounds memory.",
             DEFAULT_BATCH_ROWS,
         ),
+        Setting(
+            "earliest_date",
+            "TOTESYS_EARLIEST_DATE",
+            "Dates and timestamps before this day are set aside as implausible.",
+            DEFAULT_EARLIEST_DATE,
+        ),
+        Setting(
+            "latest_date",
+            "TOTESYS_LATEST_DATE",
+            "Dates and timestamps after this day are set aside as implausible.",
+            DEFAULT_LATEST_DATE,
+        ),
+        Setting(
+            "clock_skew",
+            "TOTESYS_CLOCK_SKEW_MINUTES",
+            "Minutes a row's last_updated may lie ahead of the extract's snapshot before it "
+            "is set aside.",
+            DEFAULT_CLOCK_SKEW_MINUTES,
+        ),
         Setting("log_level", "TOTESYS_LOG_LEVEL", "How much to log.", "INFO"),
         Setting(
             "log_format", "TOTESYS_LOG_FORMAT", "text for people, json for CloudWatch.", "text"
@@ -134,6 +156,16 @@ class Database:
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """Plausible dates, and how far ahead of the source's clock a row's clock may be:
+    what lies outside is set aside in the quarantine, never loaded."""
+
+    earliest: dt.date = DEFAULT_EARLIEST_DATE
+    latest: dt.date = DEFAULT_LATEST_DATE
+    skew: dt.timedelta = dt.timedelta(minutes=DEFAULT_CLOCK_SKEW_MINUTES)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a command may need, as given; `endpoints` opens what a step requires.
 
@@ -150,6 +182,7 @@ class Settings:
     max_runtime: float = DEFAULT_MAX_RUNTIME
     overlap_minutes: float = DEFAULT_OVERLAP_MINUTES
     batch_rows: int = DEFAULT_BATCH_ROWS
+    bounds: Bounds = Bounds()
 
     @property
     def overlap(self) -> dt.timedelta:
@@ -174,6 +207,9 @@ def parse_settings(
     max_runtime: float | None = None,
     overlap: float | None = None,
     batch_rows: int | None = None,
+    earliest_date: dt.date | dt.datetime | None = None,
+    latest_date: dt.date | dt.datetime | None = None,
+    clock_skew: float | None = None,
 ) -> Settings:
     """One lake URL holds both zones; separate raw and processed URLs override it."""
     lake = lake_url.rstrip("/") if lake_url else None
@@ -187,7 +223,29 @@ def parse_settings(
         max_runtime=DEFAULT_MAX_RUNTIME if max_runtime is None else float(max_runtime),
         overlap_minutes=DEFAULT_OVERLAP_MINUTES if overlap is None else float(overlap),
         batch_rows=DEFAULT_BATCH_ROWS if batch_rows is None else int(batch_rows),
+        bounds=_bounds(earliest_date, latest_date, clock_skew),
     )
+
+
+def _day(value: dt.date | dt.datetime | None, default: dt.date) -> dt.date:
+    if value is None:
+        return default
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def _bounds(earliest, latest, skew: float | None) -> Bounds:
+    bounds = Bounds(
+        _day(earliest, DEFAULT_EARLIEST_DATE),
+        _day(latest, DEFAULT_LATEST_DATE),
+        dt.timedelta(minutes=DEFAULT_CLOCK_SKEW_MINUTES if skew is None else float(skew)),
+    )
+    if bounds.earliest >= bounds.latest:
+        raise ConfigError(
+            f"the earliest plausible date {bounds.earliest} is not before the latest "
+            f"{bounds.latest}",
+            f"Check {envvar('earliest_date')} and {envvar('latest_date')}",
+        )
+    return bounds
 
 
 def _url(role: str, raw: str | None) -> URL | None:

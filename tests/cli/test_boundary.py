@@ -214,7 +214,7 @@ def test_installed_command_runs_as_a_subprocess(warehouse_url):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "warehouse initialised: created 20 objects\n"
+    assert result.stdout == "warehouse initialised: created 21 objects\n"
     assert "created table dim_date" in result.stderr
 
 

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ def _serving(warehouse_url: str, folder: Path, stop=signal.SIGINT) -> Iterator[s
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT shows where it hangs
         )
         line = proc.stdout.readline()
         if proc.poll() is not None:
@@ -66,7 +68,13 @@ def _serving(warehouse_url: str, folder: Path, stop=signal.SIGINT) -> Iterator[s
             yield f"http://127.0.0.1:{port}/"
         finally:
             proc.send_signal(stop)
-            out, _ = proc.communicate(timeout=30)
+            try:
+                out, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)
+                proc.communicate(timeout=30)
+                log.seek(0)
+                pytest.fail(f"the dashboard did not stop on {stop!r}: {log.read()}")
         log.seek(0)
         assert proc.returncode == 0, log.read()
         assert out == "dashboard stopped\n"
@@ -104,6 +112,17 @@ def test_the_dashboard_serves_its_page_figures_library_and_report(dashboard):
 def test_bad_filters_get_a_400_with_one_line(dashboard, query, message):
     status, body = _get(dashboard + query)
     assert (status, body.decode()) == (400, message + "\n")
+
+
+def test_stopping_never_waits_on_an_idle_connection(loaded, tmp_path):
+    """Browsers open spare connections and may never use them."""
+    with _serving(loaded.warehouse_url, tmp_path) as url:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        idle = socket.create_connection(("127.0.0.1", port))
+        assert _get(url + "healthy-or-not")[0] == 404  # the server still answers others
+        started = time.perf_counter()
+    assert time.perf_counter() - started < 10
+    idle.close()
 
 
 def test_unknown_paths_are_404(dashboard):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, invoke, one_error_line, require
+from tests.support import free_port, invoke, one_error_line, require, server_folder
 
 
 @dataclass
@@ -90,11 +90,14 @@ def _server_binaries() -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory) -> Iterator[TlsServer]:
+def tls_server() -> Iterator[TlsServer]:
     binaries = _server_binaries()
     require(binaries is not None, "the TLS tests need Debian's postgresql server package")
-    folder = tmp_path_factory.mktemp("tls")
-    folder.chmod(0o755)
+    with server_folder("tls") as folder:
+        yield from _tls_server(binaries, folder)
+
+
+def _tls_server(binaries: Path, folder: Path) -> Iterator[TlsServer]:
     pgdata = folder / "data"
     # PostgreSQL never runs as root: as root, run it as the package's own user
     user = "postgres" if os.geteuid() == 0 else None
@@ -105,8 +108,6 @@ def tls_server(tmp_path_factory) -> Iterator[TlsServer]:
         done = subprocess.run(args, capture_output=True, text=True, cwd=folder, **as_user)
         assert done.returncode == 0, f"{args[0]}: {done.stderr}"
 
-    for parent in (folder, *folder.parents):  # the server's user must reach its folder
-        parent.chmod(parent.stat().st_mode | 0o005)
     if user:
         shutil.chown(folder, user)
     run(str(binaries / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres")

@@ -265,11 +265,19 @@ def test_one_alarm_per_step_a_heartbeat_and_an_email(template):
 
 # ---------------------------------------------------------------- the filters on real lines
 
-_CONDITION = re.compile(r'\(?\s*\$\.(\w+)\s*=\s*"([^"]*)"\s*\)?')
+_CONDITION = re.compile(r'\(?\s*\$\.(\w+)\s*(=|>=|<=|>|<)\s*("[^"]*"|-?\d+(?:\.\d+)?)\s*\)?')
+_COMPARE = {
+    "=": lambda a, b: a == b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+}
 
 
 def matches(pattern: str, message: str) -> bool:
-    """CloudWatch JSON filter patterns of the form { ($.a = "x") && ($.b = "y") }."""
+    """CloudWatch JSON filter patterns of the form { ($.a = "x") && ($.n > 0) }: strings
+    compare equal, numbers compare only with numbers."""
     body = pattern.strip()
     assert body.startswith("{") and body.endswith("}")
     try:
@@ -278,7 +286,25 @@ def matches(pattern: str, message: str) -> bool:
         return False
     conditions = [_CONDITION.fullmatch(part.strip()) for part in body[1:-1].split("&&")]
     assert all(conditions), pattern
-    return all(event.get(c.group(1)) == c.group(2) for c in conditions)
+    for condition in conditions:
+        field, operator, literal = condition.groups()
+        value = event.get(field)
+        if literal.startswith('"'):
+            if operator != "=" or value != literal[1:-1]:
+                return False
+        elif (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not _COMPARE[operator](value, float(literal))
+        ):
+            return False
+    return True
+
+
+def metric_value(transformation: dict, message: str) -> float:
+    """The value a metric filter publishes for a matching line: a number or $.field."""
+    value = transformation["MetricValue"]
+    return float(json.loads(message)[value[2:]] if value.startswith("$.") else value)
 
 
 def test_the_evaluator_itself():
@@ -289,6 +315,46 @@ def test_the_evaluator_itself():
         '{ ($.level = "ERROR") && ($.step = "load") }', '{"level": "ERROR", "step": "extract"}'
     )
     assert not matches('{ $.message = "run succeeded" }', "plain text")
+    assert matches("{ ($.n > 0) }", '{"n": 3}')
+    assert not matches("{ ($.n > 0) }", '{"n": 0}')
+    assert not matches("{ ($.n > 0) }", '{"n": "3"}')
+    assert metric_value({"MetricValue": "$.n"}, '{"n": 3}') == 3.0
+
+
+def test_rows_set_aside_raise_the_data_quality_alarm(template, pipeline_with_a_bad_row):
+    filters = _resources(template, "AWS::Logs::MetricFilter")
+    alarm = _resources(template, "AWS::CloudWatch::Alarm")["DataQualityAlarm"]["Properties"]
+    rule = filters["RowsSetAside"]["Properties"]
+    assert alarm["MetricName"] == rule["MetricTransformations"][0]["MetricName"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert "totesys quarantine" in alarm["AlarmDescription"]
+    quarantining, clean = pipeline_with_a_bad_row
+    last = quarantining.stderr.strip().splitlines()[-1]
+    assert matches(rule["FilterPattern"], last)
+    assert metric_value(rule["MetricTransformations"][0], last) == 1
+    assert not matches(rule["FilterPattern"], clean.stderr.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def pipeline_with_a_bad_row(source_url, warehouse_url, tmp_path):
+    """(a run that set one row aside, the run before it), both with JSON logs."""
+    from sqlalchemy import text
+
+    from tests.support import Pipeline
+
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    clean = pipeline.cli("--log-format", "json", "run-all")
+    assert clean.returncode == 0, clean.stderr
+    with pipeline.source().begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE sales_order SET agreed_delivery_date = '2026-13-45', last_updated = "
+                "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE sales_order_id = 7"
+            )
+        )
+    quarantining = pipeline.cli("--log-format", "json", "run-all")
+    assert quarantining.returncode == 0, quarantining.stderr
+    return quarantining, clean
 
 
 def test_each_step_error_reaches_cloudwatch_and_alarms_its_own_step(

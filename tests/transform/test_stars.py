@@ -6,9 +6,7 @@ import datetime as dt
 import decimal
 
 import pyarrow as pa
-import pytest
 
-from totesys_cli.errors import RuntimeFailure
 from totesys_cli.schemas import source_table
 from totesys_cli.schemas.arrow import VERSION, arrow_schema
 from totesys_cli.transform import stars
@@ -87,29 +85,6 @@ def test_dim_staff_joins_the_department_and_its_null_location():
     }
 
 
-def test_dim_staff_without_its_department_names_what_to_extract():
-    staff = _source(
-        "staff",
-        [
-            {
-                "staff_id": 4,
-                "first_name": "a",
-                "last_name": "b",
-                "department_id": 9,
-                "email_address": "e",
-                "created_at": BULK,
-                "last_updated": BULK,
-            }
-        ],
-    )
-    with pytest.raises(RuntimeFailure) as caught:
-        stars.dim_staff(staff, _source("department", []))
-    assert caught.value.message == (
-        "no department row is known for staff_id 4 -> department_id 9. Extract the department "
-        "table (totesys extract --table department) and transform again"
-    )
-
-
 def test_dim_counterparty_takes_the_legal_address():
     counterparty = _source(
         "counterparty",
@@ -135,7 +110,7 @@ def test_dim_counterparty_takes_the_legal_address():
     assert "commercial_contact" not in row
 
 
-def test_dim_currency_names_come_from_iso_4217_and_unknown_codes_fail():
+def test_dim_currency_names_come_from_iso_4217():
     rows = stars.dim_currency(
         _source(
             "currency",
@@ -146,20 +121,6 @@ def test_dim_currency_names_come_from_iso_4217_and_unknown_codes_fail():
         )
     )
     assert rows.column("currency_name").to_pylist() == ["Pound Sterling", "US Dollar", "Euro"]
-    with pytest.raises(RuntimeFailure, match="the currency code 'XYZ' is not an ISO 4217 code"):
-        stars.dim_currency(
-            _source(
-                "currency",
-                [
-                    {
-                        "currency_id": 4,
-                        "currency_code": "XYZ",
-                        "created_at": BULK,
-                        "last_updated": BULK,
-                    }
-                ],
-            )
-        )
 
 
 def test_dim_transaction_keeps_null_order_ids_as_integers():
@@ -250,16 +211,6 @@ def test_fact_sales_order_splits_stamps_keeps_milliseconds_and_decimals():
     }
     assert rows.schema.field("unit_price").type == pa.decimal128(10, 2)
     assert rows.column("last_updated_time").to_pylist() == [dt.time(14, 20, 49, 962000)] * 2
-
-
-def test_a_malformed_text_date_is_named():
-    with pytest.raises(RuntimeFailure) as caught:
-        stars.fact_sales_order(
-            _source("sales_order", [_sale(1), _sale(7, agreed_delivery_date="31/01/2027")])
-        )
-    assert caught.value.problem == (
-        "sales_order 7 has agreed_delivery_date '31/01/2027', which is not a YYYY-MM-DD date"
-    )
 
 
 def test_fact_payment_drops_account_numbers():

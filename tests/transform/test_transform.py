@@ -15,6 +15,7 @@ from tests.support import Pipeline, database_name, invoke
 from totesys_cli.demo.activity import simulate_activity
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake import manifest as manifests
+from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.schemas import DIMENSIONS, STAR_TABLES, star
 from totesys_cli.schemas.arrow import VERSION
@@ -147,31 +148,33 @@ def test_a_batch_of_raw_runs_emits_each_version_once(pg, source_url, tmp_path):
     assert len(versions) == len(set(versions))
 
 
-def test_a_fact_without_its_dimensions_fails_and_commits_nothing(pg, source_url, tmp_path):
+def test_a_fact_without_its_dimensions_waits_for_them_and_then_flows(pg, source_url, tmp_path):
+    """Nothing dangling reaches a processed run: the orders wait, set aside, until their
+    dimensions are emitted, and then go through by themselves."""
     lake = lake_of(source_url, tmp_path)
     lake.extract(tables=("sales_order",))
-    with pytest.raises(RuntimeFailure) as caught:
-        lake.transform()
-    assert caught.value.problem.startswith(
-        "fact_sales_order references keys no processed run has emitted: "
-        "sales_staff_id 1, 2, 3, 4, 5 and 15 more (dim_staff); counterparty_id 1, 2, 3"
-    )
-    assert caught.value.problem.endswith(
-        "agreed_delivery_location_id 1, 2, 3, 4, 5 and 25 more (dim_location); "
-        "nothing was committed"
-    )
-    assert caught.value.hint == (
-        "Extract staff, counterparty, currency, design, address (totesys extract --table "
-        "staff --table counterparty --table currency --table design --table address) and "
-        "transform again"
-    )
-    assert manifests.latest(lake.processed, ProcessedManifest) is None
+    first = lake.transform()
+    assert "fact_sales_order" not in first.tables  # nothing dangling was written
+    assert first.quarantined == 300 * 5  # every order, each of its five dimension keys
+    entries = read_parquet(lake.processed, _processed(lake, 1).quarantine.keys)
+    assert set(entries.column("kind").to_pylist()) == {"missing_parent"}
+    assert set(entries.column("column").to_pylist()) == {
+        "sales_staff_id",
+        "counterparty_id",
+        "currency_id",
+        "design_id",
+        "agreed_delivery_location_id",
+    }
+    assert _processed(lake, 1).waiting["fact_sales_order"].rows == 300
     lake.extract()
-    result = lake.transform()
-    assert result.seq == 1 and result.raw_runs == [1, 2]
+    second = lake.transform()
+    assert second.tables["fact_sales_order"].rows == 300  # they waited, now they flow
+    assert not _processed(lake, 2).waiting  # nothing waits any more
+    resolved = read_parquet(lake.processed, _processed(lake, 2).quarantine.keys)
+    assert resolved.num_rows == 300 * 5 and all(resolved.column("resolved").to_pylist())
+    assert State.load(_processed(lake, 2)).open.num_rows == 0
     # the tables first read in full by run 2 do not make the state keep every version
-    state = State.load(_processed(lake, 1))
-    assert all(v.num_rows < 50 for v in state.seen.values())
+    assert all(v.num_rows < 50 for v in State.load(_processed(lake, 2)).seen.values())
     assert _as_warehouse(lake, "fact_sales_order") == _expected(pg, source_url, "fact_sales_order")
 
 

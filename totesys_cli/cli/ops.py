@@ -72,6 +72,31 @@ def verify(**given) -> None:
         )
 
 
+@click.command()
+@options.warehouse
+@options.as_json
+@click.option("--all", "everything", is_flag=True, help="Resolved entries too.")
+def quarantine(as_json: bool, everything: bool, **given) -> None:
+    """Row versions set aside: what is wrong with each, and which later run resolved it."""
+    import json
+
+    from totesys_cli.endpoints import WAREHOUSE, open_endpoints
+    from totesys_cli.ops.quarantine import listing
+
+    settings = options.settings_from(given)
+    with logs.step("quarantine"):
+        found = [
+            e.as_dict()
+            for e in listing(open_endpoints(settings, (WAREHOUSE,)).warehouse, everything)
+        ]
+    if as_json:
+        click.echo(json.dumps(found, indent=1))
+    elif found:
+        render.entries(found)
+    else:
+        click.echo("the quarantine holds no entries" if everything else "no open entries")
+
+
 @click.group()
 def lake() -> None:
     """Maintain the lake."""
@@ -100,4 +125,4 @@ def gc(grace_hours: float, dry_run: bool, **given) -> None:
     render.collected(result, dry_run, grace_hours)
 
 
-COMMANDS = (init, status, verify, lake)
+COMMANDS = (init, status, verify, quarantine, lake)

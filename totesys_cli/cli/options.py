@@ -28,7 +28,10 @@ def setting(name: str, **kwargs: Any) -> Decorator:
     """The option for one declared setting: --name, its variable, help and default."""
     declared = SETTINGS[name]
     if declared.default is not None:
-        kwargs.setdefault("default", declared.default)
+        default = declared.default
+        kwargs.setdefault(
+            "default", default.isoformat() if hasattr(default, "isoformat") else default
+        )
         kwargs.setdefault("show_default", True)
     return click.option(
         f"--{name.replace('_', '-')}",
@@ -91,6 +94,12 @@ deadline = setting("max_runtime", type=click.FloatRange(min=1))
 reading = compose(
     setting("overlap", type=click.FloatRange(min=0)),
     setting("batch_rows", type=click.IntRange(min=MIN_BATCH_ROWS)),
+)
+# what the quarantine sets aside as implausible
+checks = compose(
+    setting("earliest_date", type=click.DateTime(["%Y-%m-%d"])),
+    setting("latest_date", type=click.DateTime(["%Y-%m-%d"])),
+    setting("clock_skew", type=click.FloatRange(min=0)),
 )
 # what every step of the pipeline takes
 step = compose(warehouse, lake, deadline, since)

@@ -125,6 +125,32 @@ def status(result) -> None:
         click.echo(f"freshness:           {result.freshness_seconds / 60:.1f} minutes, {verdict}")
     if result.row_counts:
         table(list(result.row_counts.items()), ("star table", "rows"))
+    if result.quarantined is not None:
+        entries_word = "entry" if result.quarantined == 1 else "entries"
+        click.echo(f"quarantine:          {result.quarantined} open {entries_word}")
+        if result.quarantine:
+            entries(result.quarantine)
+            if result.quarantined > len(result.quarantine):
+                click.echo("(totesys quarantine lists them all)")
+
+
+def entries(found: list[dict]) -> None:
+    """Quarantine entries: which version of which row, what is wrong, where it stands."""
+    table(
+        [
+            (
+                e["source_table"],
+                str(e["key"]),
+                e["version"],
+                e["column"],
+                "NULL" if e["value"] is None else e["value"],
+                e["reason"],
+                f"resolved by run {e['resolved_in']}" if e["resolved_in"] else "open",
+            )
+            for e in found
+        ],
+        ("table", "key", "version (last_updated)", "column", "value", "why", ""),
+    )
 
 
 def verified(result) -> None:
@@ -140,6 +166,11 @@ def verified(result) -> None:
         f"as of the loaded snapshot {result.snapshot:%Y-%m-%d %H:%M:%S} UTC; "
         f"{plural(pending, 'source row')} changed since (left for the next run)"
     )
+    if result.quarantined:
+        keys = "; ".join(
+            f"{name} {', '.join(str(k) for k in keys)}" for name, keys in result.quarantined.items()
+        )
+        click.echo(f"quarantined, left out of both sides: {keys} (totesys quarantine says why)")
 
 
 def collected(result, dry_run: bool, grace_hours: float) -> None:

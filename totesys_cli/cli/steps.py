@@ -14,6 +14,7 @@ from totesys_cli.cli import options, render
 @options.step
 @options.tables
 @options.reading
+@options.checks
 def extract(tables: tuple[str, ...], since, **given) -> None:
     """Copy what changed in the source into the raw zone of the lake."""
     from totesys_cli import pipeline
@@ -24,6 +25,7 @@ def extract(tables: tuple[str, ...], since, **given) -> None:
 
 @click.command()
 @options.step
+@options.checks
 def transform(since, **given) -> None:
     """Remodel the raw runs not yet transformed into the star schemas (processed zone)."""
     from totesys_cli import pipeline
@@ -44,6 +46,7 @@ def load(since, **given) -> None:
 @options.source
 @options.step
 @options.reading
+@options.checks
 @click.pass_context
 def run_all(ctx: click.Context, since, **given) -> None:
     """Extract, transform and load in one run, under one lock."""

@@ -167,6 +167,7 @@ def _put_s3(url: str, body: bytes) -> None:
 class _Handler(http.server.BaseHTTPRequestHandler):
     warehouse: Warehouse
     server_version = "totesys-dashboard"
+    timeout = 30  # seconds a connection may idle: a browser's unused spare one is dropped
 
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)

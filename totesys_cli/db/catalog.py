@@ -6,20 +6,27 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 
-def present_columns(conn: Connection, tables: list[str]) -> dict[str, set[str]]:
-    """The columns each of these tables has in the current schema."""
+def columns(conn: Connection, tables: list[str]) -> dict[str, dict[str, tuple[str, bool]]]:
+    """Each of these tables' columns in the current schema: (type as PostgreSQL writes it,
+    whether NULL is allowed)."""
     rows = conn.execute(
         text(
-            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), "
+            "NOT a.attnotnull FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(:t) "
             "AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped"
         ),
         {"t": tables},
     ).all()
-    present: dict[str, set[str]] = {}
-    for table, column in rows:
-        present.setdefault(table, set()).add(column)
-    return present
+    found: dict[str, dict[str, tuple[str, bool]]] = {}
+    for table, column, kind, nullable in rows:
+        found.setdefault(table, {})[column] = (kind, nullable)
+    return found
+
+
+def present_columns(conn: Connection, tables: list[str]) -> dict[str, set[str]]:
+    """The columns each of these tables has in the current schema."""
+    return {table: set(found) for table, found in columns(conn, tables).items()}
 
 
 def has_unique_index(conn: Connection, table: str, columns: tuple[str, ...]) -> bool:

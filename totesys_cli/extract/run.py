@@ -17,20 +17,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 from sqlalchemy import Connection, text
 
-from totesys_cli import faults, logs
+from totesys_cli import faults, logs, quality
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.db.copy import copy_out
 from totesys_cli.errors import ConfigError
-from totesys_cli.extract.source import check_columns, copy_query, csv_to_arrow, set_window
+from totesys_cli.extract.source import check_columns, copy_query, set_window, typed_chunk
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import FileSet
 from totesys_cli.lake.manifest import RawManifest, TableFiles, TableState
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import SOURCE_TABLES, source_table
-from totesys_cli.settings import DEFAULT_BATCH_ROWS, DEFAULT_OVERLAP_MINUTES, Database
+from totesys_cli.settings import DEFAULT_BATCH_ROWS, DEFAULT_OVERLAP_MINUTES, Bounds, Database
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class ExtractOptions:
     since: dt.datetime | None = None
     overlap: dt.timedelta = dt.timedelta(minutes=DEFAULT_OVERLAP_MINUTES)
     batch_rows: int = DEFAULT_BATCH_ROWS
+    bounds: Bounds = field(default_factory=Bounds)
 
 
 @dataclass
@@ -65,6 +67,11 @@ class ExtractResult:
     def rows(self) -> int:
         return sum(t.rows for t in self.tables.values())
 
+    @property
+    def quarantined(self) -> int:
+        """Entries set aside by this run (a version may have several bad values)."""
+        return self.manifest.quarantine.rows
+
 
 class _ChunkWriter:
     """Parses and writes chunks on one thread beside the next COPY, across tables.
@@ -72,20 +79,27 @@ class _ChunkWriter:
     At most one chunk waits, so memory stays bounded by the batch size.
     """
 
-    def __init__(self, files: FileSet):
+    def __init__(self, files: FileSet, seq: int, snapshot: dt.datetime, bounds: Bounds):
         self.files = files
+        self.checks = (seq, snapshot, bounds)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self.pending: concurrent.futures.Future | None = None
         self.written_at: dict[str, float] = {}
+        self.set_aside: list[pa.Table] = []
 
     def submit(self, name: str, data: bytearray) -> None:
         self.wait()
         self.pending = self.pool.submit(self._write, name, data)
 
     def _write(self, name: str, data: bytearray) -> None:
-        rows = csv_to_arrow(data, source_table(name))
+        rows, entries = typed_chunk(data, source_table(name), *self.checks)
         self.files.write(name, rows, rows.column("last_updated"))
+        if entries.num_rows:
+            self.set_aside.append(entries)
         self.written_at[name] = time.perf_counter()
+
+    def entries(self) -> pa.Table:
+        return pa.concat_tables(self.set_aside) if self.set_aside else quality.ENTRY.empty_table()
 
     def wait(self) -> None:
         pending, self.pending = self.pending, None
@@ -150,10 +164,12 @@ def _copy_tables(
     last: RawManifest | None,
     options: ExtractOptions,
     deadline: Deadline,
-) -> dict[str, float]:
+    snapshot: dt.datetime,
+) -> tuple[dict[str, float], pa.Table]:
     """Every table's window into the file set; returns seconds per table (its COPY and
-    the writing of its last chunk)."""
-    writer = _ChunkWriter(files)
+    the writing of its last chunk) and the quarantine entries of the versions set aside."""
+    seq = (last.seq if last else 0) + 1
+    writer = _ChunkWriter(files, seq, snapshot, options.bounds)
     started: dict[str, float] = {}
     copied: dict[str, float] = {}
     try:
@@ -164,9 +180,10 @@ def _copy_tables(
             copied[name] = time.perf_counter()
     finally:
         writer.drain()
-    return {
+    seconds = {
         name: max(copied[name], writer.written_at.get(name, 0.0)) - started[name] for name in copied
     }
+    return seconds, writer.entries()
 
 
 def extract(
@@ -181,13 +198,15 @@ def extract(
         snapshot = _snapshot(conn, options.since)
         check_columns(conn, options.tables)
         with FileSet(raw, "extracted_date", seq, snapshot.date(), "extract.file_written") as files:
-            seconds = _copy_tables(conn, files, last, options, deadline)
+            seconds, entries = _copy_tables(conn, files, last, options, deadline, snapshot)
+            files.set_aside(entries)
             conn.rollback()  # read-only: nothing to commit in the source
             deadline.check("committing the extract")
     manifest = RawManifest(
         seq=seq,
         run_id=logs.run_id(),
         tables=files.tables,
+        quarantine=files.quarantine,
         snapshot_time=snapshot,
         extracted_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
         since=options.since,
@@ -199,9 +218,14 @@ def extract(
     faults.point("extract.after_manifest")
     result = ExtractResult(manifest, seconds, time.perf_counter() - started)
     files.log("extracted", seconds)
+    quality.warn(entries, "raw")
     log.info(
         "extract run %d committed",
         result.seq,
-        extra={"rows": result.rows, "seconds": round(result.seconds, 3)},
+        extra={
+            "rows": result.rows,
+            "quarantined": result.quarantined,
+            "seconds": round(result.seconds, 3),
+        },
     )
     return result

@@ -6,37 +6,57 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 from sqlalchemy import Connection, Table, cast, func, or_, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 
-from totesys_cli.db.catalog import present_columns
+from totesys_cli import quality
+from totesys_cli.db.catalog import columns
 from totesys_cli.errors import RuntimeFailure
-from totesys_cli.schemas import source_table
+from totesys_cli.schemas import source_key, source_table
 from totesys_cli.schemas.arrow import arrow_schema
-from totesys_cli.settings import envvar
+from totesys_cli.settings import Bounds, envvar
 
 log = logging.getLogger(__name__)
 
 _DIALECT = postgresql.dialect()
 
 
+def _declared_type(column) -> str:
+    """A declared column's type as PostgreSQL's format_type writes it."""
+    compiled = column.type.compile(dialect=_DIALECT)
+    return (
+        compiled
+        if compiled.startswith('"')
+        else (compiled.lower().replace(", ", ",").replace("varchar", "character varying"))
+    )
+
+
+def _nullability(nullable: bool) -> str:
+    return "NULL allowed" if nullable else "NOT NULL"
+
+
 def check_columns(conn: Connection, tables: tuple[str, ...]) -> None:
-    """Every declared column is there before anything is read; extra ones are a warning."""
-    present = present_columns(conn, list(tables))
+    """Every declared column is there before anything is read. An extra column is a
+    warning; so is a column whose type or nullability changed: its values that fit go
+    through, the others are set aside."""
+    present = columns(conn, list(tables))
     hint = f"Check that {envvar('source_url')} points at the totesys database"
     for name in tables:
-        declared = [c.name for c in source_table(name).columns]
+        declared = source_table(name).columns
         if name not in present:
             raise RuntimeFailure(f"the source has no table {name}", hint)
-        missing = [c for c in declared if c not in present[name]]
+        missing = [c.name for c in declared if c.name not in present[name]]
         if missing:
             raise RuntimeFailure(
                 f"the source table {name} has no column {', '.join(missing)}; nothing was "
                 "extracted",
                 hint,
             )
-        extra = sorted(present[name] - set(declared))
+        extra = sorted(set(present[name]) - {c.name for c in declared})
         if extra:
             log.warning(
                 "the source table %s has columns totesys does not read: %s",
@@ -44,6 +64,21 @@ def check_columns(conn: Connection, tables: tuple[str, ...]) -> None:
                 ", ".join(extra),
                 extra={"table": name},
             )
+        for column in declared:
+            found, nullable = present[name][column.name]
+            expected = _declared_type(column)
+            if found != expected or (nullable and not column.nullable):
+                log.warning(
+                    "the source column %s.%s is %s, %s; totesys expects %s, %s: values that "
+                    "do not fit are set aside in the quarantine",
+                    name,
+                    column.name,
+                    found,
+                    _nullability(nullable),
+                    expected,
+                    _nullability(column.nullable),
+                    extra={"table": name},
+                )
 
 
 def set_window(conn: Connection, lower: dt.datetime | None, since: dt.datetime | None) -> None:
@@ -77,12 +112,8 @@ def copy_query(table: Table, *, filtered: bool) -> str:
     return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)"
 
 
-def csv_to_arrow(data: bytes | bytearray, table: Table):
-    """Parse PostgreSQL's CSV with the declared types: NULL is an unquoted empty field."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    schema = arrow_schema(table)
+def _read_csv(data: bytes | bytearray, schema: pa.Schema) -> pa.Table:
+    """PostgreSQL's CSV with these types: NULL is an unquoted empty field."""
     return pcsv.read_csv(
         pa.BufferReader(pa.py_buffer(data)),  # no copy of the chunk
         # one thread: the parse already runs beside the COPY, more would only compete
@@ -98,4 +129,36 @@ def csv_to_arrow(data: bytes | bytearray, table: Table):
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),
-    ).cast(schema)
+    )
+
+
+def typed_chunk(
+    data: bytes | bytearray, table: Table, raw_seq: int, snapshot: dt.datetime, bounds: Bounds
+) -> tuple[pa.Table, pa.Table]:
+    """A chunk of the COPY in the declared types, and the quarantine entries of the
+    versions set aside (a value that does not fit, NULL where a value is required, an
+    implausible date, a `last_updated` in the future)."""
+    schema = arrow_schema(table)
+    relaxed = pa.schema([f.with_nullable(True) for f in schema])
+    key = source_key(table.name)
+    try:
+        rows = _read_csv(data, relaxed)
+        findings = quality.Findings(
+            table.name, rows.column(key), rows.column("last_updated"), raw_seq
+        )
+    except pa.ArrowInvalid:  # a value that does not fit its type: read it all as text
+        strings = _read_csv(data, pa.schema([(name, pa.string()) for name in schema.names]))
+        version = strings.column("last_updated")
+        findings = quality.Findings(
+            table.name,
+            pc.cast(strings.column(key), pa.int64()),
+            quality.timestamps(version),
+            raw_seq,
+            version,
+        )
+        rows = quality.convert(findings, strings, relaxed)
+    quality.check_missing(findings, rows, [f.name for f in schema if not f.nullable])
+    stamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+    quality.check_plausible(findings, rows, stamps, bounds)
+    quality.check_not_after(findings, rows, "last_updated", snapshot + bounds.skew)
+    return findings.good(rows).cast(schema), findings.entries()

@@ -25,6 +25,9 @@ from totesys_cli.lake.store import Lake
 
 log = logging.getLogger(__name__)
 
+QUARANTINE = "_quarantine"  # the folder of each zone that holds its quarantine entries
+WAITING = "_waiting"  # the processed zone's fact rows waiting on a dimension key
+
 
 def put_data(zone: Lake, key: str, data: bytes) -> None:
     """Data files are never overwritten: their names are unique to a run, and the create
@@ -52,6 +55,8 @@ class FileSet:
         self.prefix = f"{partition}={day.isoformat()}/{seq:010d}-{logs.run_id()}"
         self.fault = fault
         self.tables: dict[str, TableFiles] = {}
+        self.quarantine = TableFiles()
+        self.waiting: dict[str, TableFiles] = {}
         self.written: list[str] = []
 
     def __enter__(self) -> FileSet:
@@ -72,7 +77,18 @@ class FileSet:
 
     def write(self, name: str, rows: pa.Table, versions: pa.Array | None = None) -> None:
         """One file of `name`'s rows; `versions` are the source versions they reflect."""
-        entry = self.table(name)
+        self._write(self.table(name), name, rows, versions)
+
+    def set_aside(self, entries: pa.Table) -> None:
+        """The run's quarantine entries, in `_quarantine/`, committed with the run."""
+        self._write(self.quarantine, QUARANTINE, entries, None)
+
+    def hold(self, name: str, rows: pa.Table) -> None:
+        """Rows of `name` held back for a later run (in `_waiting/<name>/`)."""
+        entry = self.waiting.setdefault(name, TableFiles())
+        self._write(entry, f"{WAITING}/{name}", rows, None)
+
+    def _write(self, entry: TableFiles, name: str, rows: pa.Table, versions) -> None:
         if rows.num_rows == 0:
             return
         key = f"{name}/{self.prefix}-{len(entry.files):04d}.parquet"

@@ -119,10 +119,15 @@ class Manifest:
     seq: int
     run_id: str
     tables: dict[str, TableFiles]
+    quarantine: TableFiles = field(default_factory=TableFiles)  # the versions set aside
 
     def files(self, table: str) -> list[str]:
         entry = self.tables.get(table)
         return entry.keys if entry else []
+
+    def keys(self) -> list[str]:
+        """Every data file the run committed."""
+        return [k for t in (*self.tables.values(), self.quarantine) for k in t.keys]
 
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -156,6 +161,7 @@ class RawManifest(Manifest):
             "since": _stamp(self.since),
             "overlap_seconds": self.overlap.total_seconds(),
             "tables": {name: t.to_json(bounded=True) for name, t in self.tables.items()},
+            "quarantine": self.quarantine.to_json(bounded=False),
             "state": {
                 name: {"watermark": _stamp(s.watermark), "snapshot": _stamp(s.snapshot)}
                 for name, s in self.state.items()
@@ -168,6 +174,7 @@ class RawManifest(Manifest):
             seq=int(data["seq"]),
             run_id=str(data["run_id"]),
             tables={n: TableFiles.from_json(t) for n, t in data["tables"].items()},
+            quarantine=_quarantine(data),
             snapshot_time=dt.datetime.fromisoformat(data["snapshot_time"]),
             extracted_at=dt.datetime.fromisoformat(data["extracted_at"]),
             since=_time(data.get("since")),
@@ -191,6 +198,10 @@ class ProcessedManifest(Manifest):
     snapshot_time: dt.datetime | None = None
     transformed_at: dt.datetime = dt.datetime.min
     state: dict[str, Any] = field(default_factory=dict)
+    waiting: dict[str, TableFiles] = field(default_factory=dict)  # fact rows held back
+
+    def keys(self) -> list[str]:
+        return [*super().keys(), *(k for t in self.waiting.values() for k in t.keys)]
 
     @property
     def min_last_updated(self) -> dt.datetime | None:
@@ -211,6 +222,8 @@ class ProcessedManifest(Manifest):
             "min_last_updated": _stamp(self.min_last_updated),
             "max_last_updated": _stamp(self.max_last_updated),
             "tables": {name: t.to_json(bounded=False) for name, t in self.tables.items()},
+            "quarantine": self.quarantine.to_json(bounded=False),
+            "waiting": {name: t.to_json(bounded=False) for name, t in self.waiting.items()},
             "state": {"raw_seq": self.raw_seq, **self.state},
         }
 
@@ -221,13 +234,20 @@ class ProcessedManifest(Manifest):
             seq=int(data["seq"]),
             run_id=str(data["run_id"]),
             tables={n: TableFiles.from_json(t) for n, t in data["tables"].items()},
+            quarantine=_quarantine(data),
             raw_runs=[int(r) for r in data["raw_runs"]],
             raw_seq=int(state.pop("raw_seq")),
             since=_time(data.get("since")),
             snapshot_time=_time(data.get("snapshot_time")),
             transformed_at=dt.datetime.fromisoformat(data["transformed_at"]),
             state=state,
+            waiting={n: TableFiles.from_json(t) for n, t in data.get("waiting", {}).items()},
         )
+
+
+def _quarantine(data: dict[str, Any]) -> TableFiles:
+    """A run's quarantine files (manifests written before there was a quarantine: none)."""
+    return TableFiles.from_json(data["quarantine"]) if "quarantine" in data else TableFiles()
 
 
 M = TypeVar("M", bound=Manifest)

@@ -20,6 +20,7 @@ from totesys_cli.db.warehouse import check_warehouse, ensure_meta
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
+from totesys_cli.load import quarantine
 from totesys_cli.load.apply import bulk_facts, foreign_keys_checked_at_the_end
 from totesys_cli.load.tables import load_table
 from totesys_cli.runtime import Deadline
@@ -41,6 +42,7 @@ class RunLoad:
     changed: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     reload: bool = False
+    quarantined: int = 0  # entries newly recorded in the warehouse
 
 
 @dataclass
@@ -71,6 +73,7 @@ def load_run(
             if files:
                 rows, changed = load_table(conn, processed, table, files, deadline)
                 result.rows[table], result.changed[table] = rows, changed
+    result.quarantined = quarantine.record(conn, processed, manifest)
     _record(conn, manifest, sum(result.rows.values()), reload)
     faults.point("load.before_commit")
     result.seconds = time.perf_counter() - started

@@ -34,8 +34,7 @@ def committed_keys(zone: Lake, kind: type[Manifest]) -> set[str]:
     keep = {manifests.LATEST_HINT}
     for _, key in manifests.manifests_after(zone, 0):
         keep.add(key)
-        for entry in manifests.read(zone, key, kind).tables.values():
-            keep.update(entry.keys)
+        keep.update(manifests.read(zone, key, kind).keys())
     return keep
 
 

@@ -12,9 +12,11 @@ from totesys_cli.db import engine, translate_errors
 from totesys_cli.endpoints import Endpoints
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
+from totesys_cli.ops import quarantine
 from totesys_cli.schemas import LOADED_RUNS, META_SCHEMA, STAR_TABLES, star_table
 
 FRESHNESS_LIMIT = dt.timedelta(minutes=30)
+SHOWN = 10  # open quarantine entries listed (`totesys quarantine` lists them all)
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Status:
     freshness_seconds: float | None = None
     fresh: bool | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
+    quarantined: int | None = None  # open entries (None: no warehouse)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)  # the newest open ones
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +75,8 @@ def status(endpoints: Endpoints) -> Status:
         with translate_errors(db), engine(db).connect() as conn:
             loaded = _last_load(conn, result)
             result.row_counts = _row_counts(conn)
+            result.quarantined = quarantine.open_count(conn)
+            result.quarantine = [e.as_dict() for e in quarantine.entries(conn, limit=SHOWN)]
         result.not_loaded = list(range(loaded + 1, processed_seq + 1))
     return result
 

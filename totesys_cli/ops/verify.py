@@ -2,20 +2,22 @@
 
 The warehouse is exact as of the snapshot of the newest loaded extract, S. Source rows
 changed after S are not yet in it, so they are left out of both sides and reported as
-pending; every other source row must be in the warehouse exactly: the number of keys
-per table, and per currency the sums of the quantity and money columns.
+pending; so are the keys with an open quarantine entry, reported apart. Every other
+source row must be in the warehouse exactly: the number of keys per table, and per
+currency the sums of the quantity and money columns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy import Connection, func, select, table
 
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.errors import RuntimeFailure
+from totesys_cli.ops.quarantine import open_keys
 from totesys_cli.schemas import LOADED_RUNS, STARS, Star, source_key, source_table
 from totesys_cli.schemas.warehouse import Measure
 from totesys_cli.settings import Database
@@ -38,6 +40,7 @@ class VerifyResult:
     snapshot: dt.datetime
     checks: list[Check]
     pending: dict[str, int]
+    quarantined: dict[str, list[int]] = field(default_factory=dict)  # source table -> keys
 
     @property
     def drift(self) -> list[Check]:
@@ -74,15 +77,19 @@ def verify(source: Database, warehouse: Database) -> VerifyResult:
         codes = dict(src.execute(select(currency.c.currency_id, currency.c.currency_code)).all())
         checks: list[Check] = []
         pending: dict[str, int] = {}
+        quarantined = open_keys(wh)
         for star in STARS.values():
             if star.source is None:
                 continue  # the calendar is derived from the facts
-            changed = _changed_keys(src, star.source, snapshot)
+            set_aside = set(quarantined.get(star.source, ()))
+            changed = [k for k in _changed_keys(src, star.source, snapshot) if k not in set_aside]
             pending[star.name] = len(changed)
-            checks.append(_count(src, wh, star, snapshot, changed))
+            # neither side holds a quarantined key's version: both leave it out
+            left_out = changed + sorted(set_aside)
+            checks.append(_count(src, wh, star, snapshot, left_out))
             if star.measures:
-                checks += _sums(src, wh, star, snapshot, changed, codes)
-    return VerifyResult(snapshot, checks, pending)
+                checks += _sums(src, wh, star, snapshot, left_out, codes)
+    return VerifyResult(snapshot, checks, pending, quarantined)
 
 
 def _changed_keys(src: Connection, source_name: str, snapshot: dt.datetime) -> list[int]:
@@ -98,8 +105,11 @@ def _warehouse_rows(star: Star):
 
 def _count(src, wh, star: Star, snapshot, changed: list[int]) -> Check:
     rows = source_table(star.source)
+    key = rows.c[source_key(star.source)]
     expected = src.execute(
-        select(func.count()).select_from(rows).where(rows.c.last_updated <= snapshot)
+        select(func.count())
+        .select_from(rows)
+        .where(rows.c.last_updated <= snapshot, key.not_in(changed))
     ).scalar_one()
     target = _warehouse_rows(star)
     actual = wh.execute(
@@ -116,7 +126,7 @@ def _sums(src, wh, star: Star, snapshot, changed: list[int], codes) -> list[Chec
         r[0]: r[1:]
         for r in src.execute(
             select(rows.c.currency_id, *(_measure(rows, m) for m in measures))
-            .where(rows.c.last_updated <= snapshot)
+            .where(rows.c.last_updated <= snapshot, rows.c[source_key(star.source)].not_in(changed))
             .group_by(rows.c.currency_id)
         )
     }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     VARCHAR,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -253,4 +254,21 @@ DIMENSION_VERSIONS = Table(
     Column("dimension", Text, primary_key=True),
     Column("key", Integer, primary_key=True, autoincrement=False),
     Column("source_last_updated", TIMESTAMP(precision=3), nullable=False),
+)
+QUARANTINE = Table(
+    "quarantine",
+    META,
+    Column("source_table", Text, primary_key=True),
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("version", Text, primary_key=True),  # last_updated as text: a bad one may not be one
+    Column("column_name", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("last_updated", TIMESTAMP(precision=3)),
+    Column("value", Text),
+    Column("reason", Text, nullable=False),
+    Column("raw_seq", Integer, nullable=False),  # the raw run the version was read in
+    Column("found_in", Integer, nullable=False),  # the processed run that carried it
+    Column("found_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+    Column("resolved_in", Integer),
+    Column("resolved_at", TIMESTAMP(timezone=True)),
 )

@@ -89,19 +89,19 @@ class Batch:
         self.seen = {t: state.seen.get(t, version_schema(t).empty_table()) for t in SOURCE_TABLES}
         self.emitted: dict[str, list[pa.Table]] = {t: [] for t in self.seen}
 
-    def chunks(self, table: str) -> Iterator[pa.Table]:
-        """New versions of `table`, one raw file at a time."""
+    def chunks(self, table: str) -> Iterator[tuple[int, pa.Table]]:
+        """New versions of `table`, one raw file at a time, with the raw run they are from."""
         schema = arrow_schema(source_table(table))
         for run in self.runs:
             for key in run.manifest.files(table):
                 rows = read_parquet(self.raw, [key], schema)
                 fresh = self._fresh(table, rows, run.replay)
                 if fresh.num_rows:
-                    yield fresh
+                    yield run.seq, fresh
 
-    def all(self, table: str) -> pa.Table:
-        parts = list(self.chunks(table))
-        return pa.concat_tables(parts) if parts else arrow_schema(source_table(table)).empty_table()
+    def set_aside(self) -> list[str]:
+        """The quarantine files of the new raw runs: the versions their extracts set aside."""
+        return [k for r in self.runs if not r.replay for k in r.manifest.quarantine.keys]
 
     def _fresh(self, table: str, rows: pa.Table, replay: bool) -> pa.Table:
         known = pa.concat_tables(self.emitted[table]) if self.emitted[table] else None

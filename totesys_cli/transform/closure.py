@@ -1,11 +1,13 @@
 """Referential closure: every dimension key a processed run's facts reference was
-emitted by this run or an earlier one, so nothing dangling ever reaches the warehouse."""
+emitted by this run or an earlier one, so nothing dangling ever reaches the warehouse.
+A fact version that references a key not emitted yet waits for it instead."""
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from totesys_cli.errors import RuntimeFailure
+from totesys_cli import quality
 from totesys_cli.schemas import star
 from totesys_cli.transform import keys as keysets
 
@@ -22,24 +24,17 @@ class Closure:
                 self.keys.get(dimension, []), rows.column(star(dimension).key).to_numpy()
             )
 
-    def check(self, name: str, rows: pa.Table) -> None:
-        """Fail, naming the keys and the tables to extract, if a reference is dangling
-        (the calendar is continuous over every referenced date, so it is not checked)."""
-        gaps, sources = [], []
+    def dangling(self, name: str, rows: pa.Table, findings: quality.Findings) -> None:
+        """Rows referencing a dimension key no run has emitted are set aside, naming the
+        column (the calendar is continuous over every referenced date: not checked)."""
         for column, target in star(name).references.items():
-            values = rows.column(column).drop_null().to_numpy()
-            absent = keysets.missing(self.keys.get(target, []), values)
+            values = rows.column(column)
+            absent = keysets.missing(self.keys.get(target, []), values.drop_null().to_numpy())
             if absent.size:
-                shown = ", ".join(str(k) for k in absent[:5])
-                more = f" and {absent.size - 5} more" if absent.size > 5 else ""
-                gaps.append(f"{column} {shown}{more} ({target})")
-                source = star(target).source
-                if source not in sources:
-                    sources.append(source)
-        if gaps:
-            tables = " ".join(f"--table {s}" for s in sources)
-            raise RuntimeFailure(
-                f"{name} references keys no processed run has emitted: {'; '.join(gaps)}; "
-                "nothing was committed",
-                f"Extract {', '.join(sources)} (totesys extract {tables}) and transform again",
-            )
+                findings.add(
+                    pc.is_in(values, value_set=pa.array(absent, values.type)),
+                    column,
+                    values,
+                    quality.MISSING_PARENT,
+                    f"references a {target} row no processed run has emitted",
+                )

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from totesys_cli.lake.manifest import ProcessedManifest
+from totesys_cli.quality import ENTRY
 from totesys_cli.schemas import source_table
 from totesys_cli.schemas.arrow import arrow_schema, version_schema
 from totesys_cli.schemas.model import kept_sources
@@ -73,6 +74,7 @@ class State:
     keys: dict[str, keysets.Intervals] = field(default_factory=dict)
     dates: tuple[dt.date, dt.date] | None = None
     seen: dict[str, pa.Table] = field(default_factory=dict)
+    open: pa.Table = field(default_factory=ENTRY.empty_table)  # quarantine entries not resolved
 
     @classmethod
     def load(cls, manifest: ProcessedManifest | None) -> State:
@@ -91,6 +93,7 @@ class State:
             if dates
             else None,
             seen={t: unpack(v, version_schema(t)) for t, v in data["seen"].items()},
+            open=unpack(data["open"], ENTRY) if "open" in data else ENTRY.empty_table(),
         )
 
     def dump(self) -> dict[str, Any]:
@@ -100,6 +103,7 @@ class State:
             "keys": self.keys,
             "dates": [d.isoformat() for d in self.dates] if self.dates else None,
             "seen": {t: pack(v) for t, v in self.seen.items()},
+            "open": pack(self.open),
         }
 
     def parent(self, name: str) -> pa.Table:

@@ -1,0 +1,145 @@
+"""The quarantine as a transform sees it: the entries still open, the rows waiting on a
+parent, and what this run adds and resolves.
+
+An entry is resolved when another, valid version of the same key arrives from a later raw
+run, or, for a row waiting on a parent, when that very version is emitted. A run's entries
+(new ones, and those it resolved) go to its processed quarantine file, which the load
+copies into the warehouse; the still-open entries and the waiting rows travel to the
+next run.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from totesys_cli import quality
+from totesys_cli.quality import ENTRY, IDENTITY, MISSING_PARENT
+
+_VALID = pa.schema(
+    [
+        ("source_table", pa.string()),
+        ("key", pa.int64()),
+        ("valid_version", pa.string()),
+        ("seq", pa.int32()),
+    ]
+)
+_EMITTED = pa.schema([("source_table", pa.string()), ("key", pa.int64()), ("version", pa.string())])
+
+
+def _unique(entries: pa.Table) -> pa.Table:
+    """One entry per identity (an overlap or a replay can find the same one twice)."""
+    if entries.num_rows == 0:
+        return entries
+    marked = entries.append_column("_row", pa.array(range(entries.num_rows), pa.int64()))
+    first = marked.group_by(list(IDENTITY)).aggregate([("_row", "min")])
+    return entries.take(first.sort_by("_row_min").column("_row_min"))
+
+
+class Ledger:
+    def __init__(self, open_entries: pa.Table, waiting: dict[str, pa.Table]):
+        self.open = open_entries
+        self.waiting = dict(waiting)  # fact -> star rows whose dimension key is not emitted
+        self.new: list[pa.Table] = []
+        self.here: list[pa.Table] = []  # found by the transform itself, not carried
+        self.valid_parts: list[pa.Table] = []
+        self.emitted_parts: list[pa.Table] = []
+
+    def add(self, entries: pa.Table, carried: bool = False) -> None:
+        """Entries new in this run: found here, or `carried` from the batch's extracts."""
+        if entries.num_rows:
+            self.new.append(entries.cast(ENTRY))
+            if not carried:
+                self.here.append(entries.cast(ENTRY))
+
+    def valid(self, table: str, keys: pa.Array, versions: pa.Array, seq: int) -> None:
+        """Valid versions of these keys arrived from raw run `seq`."""
+        if len(keys):
+            self.valid_parts.append(
+                pa.table(
+                    {
+                        "source_table": pa.array([table] * len(keys), pa.string()),
+                        "key": pc.cast(keys, pa.int64()),
+                        "valid_version": quality.as_text(versions),
+                        "seq": pa.array([seq] * len(keys), pa.int32()),
+                    },
+                    schema=_VALID,
+                )
+            )
+
+    def emitted(self, table: str, keys: pa.Array, versions: pa.Array) -> None:
+        """These versions reached a star table (a row that waited on a parent, say)."""
+        if len(keys):
+            self.emitted_parts.append(
+                pa.table(
+                    {
+                        "source_table": pa.array([table] * len(keys), pa.string()),
+                        "key": pc.cast(keys, pa.int64()),
+                        "version": quality.as_text(versions),
+                    },
+                    schema=_EMITTED,
+                )
+            )
+
+    def found_here(self) -> pa.Table:
+        """The entries the transform itself found in this run, once each."""
+        return _unique(pa.concat_tables([ENTRY.empty_table(), *self.here]))
+
+    def found(self) -> int:
+        return self.found_here().num_rows
+
+    def close(self) -> tuple[pa.Table, pa.Table]:
+        """(this run's quarantine file: new entries and resolutions, the entries still open)."""
+        new = _unique(pa.concat_tables([ENTRY.empty_table(), *self.new]))
+        everything = _unique(pa.concat_tables([self.open, new]))
+        resolved = self._resolved(everything)
+        still = pc.invert(resolved)
+        done = everything.filter(resolved)
+        done = done.set_column(
+            done.schema.get_field_index("resolved"),
+            ENTRY.field("resolved"),
+            pa.array([True] * done.num_rows, pa.bool_()),
+        )
+        return pa.concat_tables([new, done]), everything.filter(still)
+
+    def _resolved(self, entries: pa.Table) -> pa.Array:
+        rows = entries.append_column("_row", pa.array(range(entries.num_rows), pa.int64()))
+        hit = pa.array([], pa.int64())
+        if self.valid_parts:  # another version, from a later raw run
+            valid = pa.concat_tables(self.valid_parts)
+            later = rows.join(valid, ["source_table", "key"], join_type="inner")
+            later = later.filter(
+                pc.and_(
+                    pc.greater(later.column("seq"), later.column("raw_seq")),
+                    pc.not_equal(later.column("valid_version"), later.column("version")),
+                )
+            )
+            hit = pa.concat_arrays([hit, later.column("_row").combine_chunks()])
+        if self.emitted_parts:
+            emitted = pa.concat_tables(self.emitted_parts)
+            waiting = rows.filter(pc.equal(rows.column("kind"), MISSING_PARENT))
+            same = waiting.join(emitted, ["source_table", "key", "version"], join_type="inner")
+            hit = pa.concat_arrays([hit, same.column("_row").combine_chunks()])
+        return pc.is_in(pa.array(range(entries.num_rows), pa.int64()), value_set=hit)
+
+
+def still_waiting(
+    rows: pa.Table, table: str, key: str, versions: pa.Array, open_entries: pa.Table
+) -> pa.Table:
+    """The waiting rows (of source table `table`) whose entries are still open: a row
+    whose key has since had a valid later version no longer waits."""
+    waiting = open_entries.filter(
+        pc.and_(
+            pc.equal(open_entries.column("kind"), MISSING_PARENT),
+            pc.equal(open_entries.column("source_table"), table),
+        )
+    ).select(["key", "version"])
+    marked = pa.table(
+        {
+            "key": pc.cast(rows.column(key), pa.int64()),
+            "version": quality.as_text(versions),
+            "_row": pa.array(range(rows.num_rows), pa.int64()),
+        }
+    )
+    keep = marked.join(waiting.group_by(["key", "version"]).aggregate([]), ["key", "version"])
+    return rows.take(keep.sort_by("_row").column("_row"))
