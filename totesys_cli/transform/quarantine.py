@@ -44,6 +44,9 @@ class Ledger:
         self.here: list[pa.Table] = []  # found by the transform itself, not carried
         self.valid_parts: list[pa.Table] = []
         self.emitted_parts: list[pa.Table] = []
+        # the keys with an entry, per source table: only their versions can resolve one
+        self.watched: dict[str, pa.Array] = {}
+        self._watch(open_entries)
 
     def add(self, entries: pa.Table, carried: bool = False) -> None:
         """Entries new in this run: found here, or `carried` from the batch's extracts."""
@@ -51,16 +54,40 @@ class Ledger:
             self.new.append(entries.cast(ENTRY))
             if not carried:
                 self.here.append(entries.cast(ENTRY))
+            self._watch(entries)
+
+    def _watch(self, entries: pa.Table) -> None:
+        """Entries come before the versions that can resolve them: those of a later raw
+        run of the batch, or a waiting row emitted by a later transform run."""
+        for table in pc.unique(entries.column("source_table")).to_pylist():
+            keys = entries.filter(pc.equal(entries.column("source_table"), table))
+            keys = pc.cast(keys.column("key"), pa.int64()).combine_chunks()
+            known = self.watched.get(table)
+            self.watched[table] = pc.unique(
+                keys if known is None else pa.concat_arrays([known, keys])
+            )
+
+    def _of_watched(self, table: str, keys: pa.Array, versions: pa.Array):
+        """The keys and versions among these that have an entry (usually none)."""
+        watched = self.watched.get(table)
+        if watched is None or not len(keys):
+            return None
+        keys = pc.cast(keys, pa.int64())
+        hit = pc.is_in(keys, value_set=watched)
+        if not pc.any(hit).as_py():
+            return None
+        return keys.filter(hit), quality.as_text(versions.filter(hit))
 
     def valid(self, table: str, keys: pa.Array, versions: pa.Array, seq: int) -> None:
         """Valid versions of these keys arrived from raw run `seq`."""
-        if len(keys):
+        if watched := self._of_watched(table, keys, versions):
+            keys, versions = watched
             self.valid_parts.append(
                 pa.table(
                     {
                         "source_table": pa.array([table] * len(keys), pa.string()),
-                        "key": pc.cast(keys, pa.int64()),
-                        "valid_version": quality.as_text(versions),
+                        "key": keys,
+                        "valid_version": versions,
                         "seq": pa.array([seq] * len(keys), pa.int32()),
                     },
                     schema=_VALID,
@@ -69,13 +96,14 @@ class Ledger:
 
     def emitted(self, table: str, keys: pa.Array, versions: pa.Array) -> None:
         """These versions reached a star table (a row that waited on a parent, say)."""
-        if len(keys):
+        if watched := self._of_watched(table, keys, versions):
+            keys, versions = watched
             self.emitted_parts.append(
                 pa.table(
                     {
                         "source_table": pa.array([table] * len(keys), pa.string()),
-                        "key": pc.cast(keys, pa.int64()),
-                        "version": quality.as_text(versions),
+                        "key": keys,
+                        "version": versions,
                     },
                     schema=_EMITTED,
                 )
