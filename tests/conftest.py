@@ -187,6 +187,7 @@ def _own_run(monkeypatch: pytest.MonkeyPatch) -> None:
 
     logs.set_run_id(logs.new_run_id())
     monkeypatch.setattr(logs, "_secrets", set())
+    monkeypatch.setattr(logs, "_masks", [])
 
 
 @pytest.fixture(scope="session")

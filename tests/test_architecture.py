@@ -20,7 +20,7 @@ LAYERS = (
     ("demo", "dashboard"),
     ("pipeline",),
     ("extract", "transform", "load", "ops"),
-    ("endpoints", "runtime"),
+    ("endpoints", "runtime", "lineage", "history"),
     ("lake", "db", "quality"),
     ("schemas", "settings", "logs", "errors", "faults", "aws"),
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from totesys_cli import aws, logs
 from totesys_cli.errors import ConfigError
 from totesys_cli.lake import Lake, open_lake
+from totesys_cli.lake.zone import overlap
 from totesys_cli.settings import Database, Settings, envvar, url_from_secret
 
 SOURCE, WAREHOUSE, RAW, PROCESSED = "source", "warehouse", "raw", "processed"
@@ -70,4 +71,13 @@ def open_endpoints(
         if value is None and name in required:
             raise _missing(name)
         opened[name] = value
-    return Endpoints(**opened)
+    ends = Endpoints(**opened)
+    if ends.raw is not None and ends.processed is not None and overlap(ends.raw, ends.processed):
+        same = ends.raw.url.rstrip("/") == ends.processed.url.rstrip("/")
+        raise ConfigError(
+            f"the raw zone {ends.raw.url} and the processed zone {ends.processed.url} "
+            + ("are the same place" if same else "are one inside the other"),
+            f"Give {envvar('raw_url')} and {envvar('processed_url')} places apart "
+            f"(or only {envvar('lake_url')}, which holds raw/ and processed/ side by side)",
+        )
+    return ends

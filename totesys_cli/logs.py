@@ -12,6 +12,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ LOGGER_NAME = "totesys_cli"
 _run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
 _step: contextvars.ContextVar[str | None] = contextvars.ContextVar("step", default=None)
 _secrets: set[str] = set()
+_masks: list[re.Pattern[str]] = []
 
 # attributes every LogRecord has; anything else on a record came from `extra=`
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "run_id", "step"}
@@ -61,15 +63,36 @@ def step(name: str) -> Iterator[None]:
 
 
 def register_secret(value: str | None) -> None:
-    """Never let this value reach any output, whatever message carries it: as it is, or
+    """Never let this value reach any output where it stands as a value: as it is, or
     percent-encoded as it travels in a URL."""
-    if value and len(value) >= 3:
-        _secrets.update({value, quote(value, safe="")})
+    if not value or len(value) < 3:
+        return
+    for form in {value, quote(value, safe="")} - _secrets:
+        _secrets.add(form)
+        _masks.append(_value_pattern(form))
+
+
+_KEYED = r"(?i:password|passwd|pwd|secret|token)['\"]?\s*[=:]\s*['\"]?"
+
+
+def _value_pattern(secret: str) -> re.Pattern[str]:
+    """Where a secret stands as a value: a URL's user-info (`user:SECRET@`), quoted
+    (`'SECRET'`, `"SECRET"`), or after a key that names it (`password=SECRET`,
+    `"password": "SECRET"`). Only there: masking it inside our own sentences would
+    tell whoever reads them that the password is the word that went missing."""
+    s = re.escape(secret)
+    return re.compile(
+        rf"(?P<pre>:){s}(?=@)|(?P<quote>['\"]){s}(?=(?P=quote))|(?P<key>{_KEYED}){s}(?![\w%])"
+    )
+
+
+def _masked(match: re.Match[str]) -> str:
+    return (match.group("pre") or match.group("quote") or match.group("key")) + "***"
 
 
 def redact(message: str) -> str:
-    for secret in _secrets:
-        message = message.replace(secret, "***")
+    for mask in _masks:
+        message = mask.sub(_masked, message)
     return message
 
 

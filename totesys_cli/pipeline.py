@@ -17,16 +17,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from totesys_cli import extract as extract_stage
+from totesys_cli import history, lineage, logs
 from totesys_cli import load as load_stage
-from totesys_cli import logs
 from totesys_cli import transform as transform_stage
 from totesys_cli.endpoints import PROCESSED, RAW, SOURCE, WAREHOUSE, Endpoints, open_endpoints
+from totesys_cli.errors import ConfigError
 from totesys_cli.ops import gc
 from totesys_cli.runtime import Deadline, hard_stop, run_lock
 from totesys_cli.schemas import SOURCE_TABLES
-from totesys_cli.settings import Settings
+from totesys_cli.settings import HARD_STOP_GRACE, Settings, envvar
 
 log = logging.getLogger(__name__)
+
+
+Run = tuple[Endpoints, Deadline, history.RunRecord]
 
 
 @contextlib.contextmanager
@@ -36,24 +40,32 @@ def run_step(
     required: tuple[str, ...],
     optional: tuple[str, ...] = (WAREHOUSE,),
     what: str | None = None,
-) -> Iterator[tuple[Endpoints, Deadline]]:
-    """Inside: the endpoints the step needs, under the lock, and the run's deadline.
-    `step` names the log lines (None for run-all, whose steps name their own); `what`
-    names the run in the lock's message."""
+    writes: tuple[str, ...] = (),
+) -> Iterator[Run]:
+    """Inside: the endpoints the step needs, under the lock, their lineage checked, and
+    the run's deadline. `step` names the log lines (None for run-all, whose steps name
+    their own); `what` names the run in the lock's message; `writes` the zones it writes."""
     deadline = Deadline(settings.max_runtime)
     with logs.step(step) if step else contextlib.nullcontext(), hard_stop(deadline):
         endpoints = open_endpoints(settings, required, optional)
-        with run_lock(endpoints.warehouse, what or step or "run"):
-            yield endpoints, deadline
+        record = history.start(endpoints.warehouse, what or step or "run-all", deadline.seconds)
+        try:
+            with run_lock(endpoints.warehouse, what or step or "run"):
+                lineage.check(endpoints, writes)
+                yield endpoints, deadline, record
+        except BaseException as err:
+            history.finish(record, err)
+            raise
+        history.finish(record, None)
 
 
 def _extract(
-    ends: Endpoints,
-    deadline: Deadline,
+    run: Run,
     settings: Settings,
     tables: tuple[str, ...] = (),
     since: dt.datetime | None = None,
 ) -> extract_stage.ExtractResult:
+    ends, deadline, record = run
     options = extract_stage.ExtractOptions(
         tables=tables or SOURCE_TABLES,
         since=since,
@@ -61,43 +73,80 @@ def _extract(
         batch_rows=settings.batch_rows,
         bounds=settings.bounds,
     )
-    return extract_stage.extract(ends.source, ends.raw, options, deadline)
+    result = extract_stage.extract(ends.source, ends.raw, options, deadline)
+    rows = {name: files.rows for name, files in result.tables.items()}
+    record.step("extract", rows, result.seconds, [result.seq])
+    return result
 
 
 def _transform(
-    ends: Endpoints, deadline: Deadline, settings: Settings, since: dt.datetime | None
+    run: Run, settings: Settings, since: dt.datetime | None
 ) -> transform_stage.TransformResult:
+    ends, deadline, record = run
     options = transform_stage.TransformOptions(since=since, bounds=settings.bounds)
-    return transform_stage.transform(ends.raw, ends.processed, options, deadline)
+    result = transform_stage.transform(ends.raw, ends.processed, options, deadline)
+    rows = {name: files.rows for name, files in result.tables.items()}
+    record.step("transform", rows, result.seconds, [result.seq] if result.seq else [])
+    return result
 
 
-def _load(ends: Endpoints, deadline: Deadline, since: dt.datetime | None) -> load_stage.LoadResult:
+def _loaded(record: history.RunRecord, step: str, result: load_stage.LoadResult) -> None:
+    rows: dict[str, int] = {}
+    for run in result.runs:
+        for table, changed in run.changed.items():
+            rows[table] = rows.get(table, 0) + changed
+    record.step(step, rows, result.seconds, [r.seq for r in result.runs])
+
+
+def _load(run: Run, since: dt.datetime | None) -> load_stage.LoadResult:
+    ends, deadline, record = run
     options = load_stage.LoadOptions(since=since)
-    return load_stage.load(ends.warehouse, ends.processed, options, deadline)
+    result = load_stage.load(ends.warehouse, ends.processed, options, deadline)
+    _loaded(record, "load", result)
+    return result
 
 
 def extract(
     settings: Settings, tables: tuple[str, ...] = (), since: dt.datetime | None = None
 ) -> extract_stage.ExtractResult:
-    with run_step(settings, "extract", (SOURCE, RAW)) as (ends, deadline):
-        return _extract(ends, deadline, settings, tables, since)
+    with run_step(settings, "extract", (SOURCE, RAW), writes=(RAW,)) as run:
+        return _extract(run, settings, tables, since)
 
 
 def transform(
     settings: Settings, since: dt.datetime | None = None
 ) -> transform_stage.TransformResult:
-    with run_step(settings, "transform", (RAW, PROCESSED)) as (ends, deadline):
-        return _transform(ends, deadline, settings, since)
+    with run_step(settings, "transform", (RAW, PROCESSED), writes=(PROCESSED,)) as run:
+        return _transform(run, settings, since)
 
 
 def load(settings: Settings, since: dt.datetime | None = None) -> load_stage.LoadResult:
-    with run_step(settings, "load", (WAREHOUSE, PROCESSED)) as (ends, deadline):
-        return _load(ends, deadline, since)
+    with run_step(settings, "load", (WAREHOUSE, PROCESSED), writes=(WAREHOUSE,)) as run:
+        return _load(run, since)
+
+
+def rebuild(settings: Settings) -> load_stage.LoadResult:
+    with run_step(settings, "rebuild", (WAREHOUSE, PROCESSED)) as (ends, deadline, record):
+        result = load_stage.rebuild(ends.warehouse, ends.processed, deadline)
+        _loaded(record, "rebuild", result)
+        return result
 
 
 def lake_gc(settings: Settings, grace: dt.timedelta, dry_run: bool) -> gc.GcResult:
-    with run_step(settings, "gc", (RAW, PROCESSED), what="lake gc") as (ends, _):
-        return gc.collect(ends.raw, ends.processed, grace, dry_run)
+    longest = dt.timedelta(seconds=settings.max_runtime + HARD_STOP_GRACE)
+    locked = settings.url(WAREHOUSE) is not None or settings.secret(WAREHOUSE) is not None
+    if not locked and grace < longest:
+        raise ConfigError(
+            "without a warehouse to lock, lake gc cannot tell whether a run is still "
+            f"writing, so its grace must be at least the longest run ({longest})",
+            f"Give --grace-hours {longest.total_seconds() / 3600:.2f} or more, "
+            f"or set {envvar('warehouse_url')} so that gc takes the lock",
+            step="gc",
+        )
+    with run_step(settings, "gc", (RAW, PROCESSED), what="lake gc") as (ends, _, record):
+        result = gc.collect(ends.raw, ends.processed, grace, dry_run)
+        record.step("gc", {url: len(keys) for url, keys in result.deleted.items()}, 0.0, [])
+        return result
 
 
 @dataclass
@@ -128,14 +177,14 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
             yield
         seconds[step] = time.perf_counter() - started
 
-    required = (SOURCE, WAREHOUSE, RAW, PROCESSED)
-    with run_step(settings, None, required) as (ends, deadline):
+    required, writes = (SOURCE, WAREHOUSE, RAW, PROCESSED), (RAW, PROCESSED, WAREHOUSE)
+    with run_step(settings, None, required, writes=writes) as run:
         with timed("extract"):
-            extracted = _extract(ends, deadline, settings, since=since)
+            extracted = _extract(run, settings, since=since)
         with timed("transform"):
-            transformed = _transform(ends, deadline, settings, since)
+            transformed = _transform(run, settings, since)
         with timed("load"):
-            loaded = _load(ends, deadline, since)
+            loaded = _load(run, since)
     result = RunAllResult(extracted, transformed, loaded, seconds)
     timings = {f"{step}_seconds": round(value, 3) for step, value in seconds.items()}
     log.info(

@@ -34,8 +34,8 @@ def run_lock(warehouse: Database | None, what: str) -> Iterator[None]:
     """
     if warehouse is None:
         log.warning(
-            "no warehouse is configured, so no lock is taken: only the exclusive manifest "
-            "create protects this %s from a concurrent one",
+            "no warehouse is configured, so this %s takes no lock: a concurrent run is kept "
+            "apart by the exclusive manifest create (and lake gc by its grace)",
             what,
         )
         yield

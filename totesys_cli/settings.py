@@ -257,13 +257,19 @@ def parse_database_url(role: str, raw: str, envvar: str) -> URL:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    _check_user_info(role, raw, envvar)
     try:
         url = make_url(raw)
+        port = url.port
     except (ArgumentError, ValueError):
         raise ConfigError(
             f"the {role} URL is malformed",
             f"Set {envvar} to a URL like postgresql://user:password@host:5432/dbname",
         ) from None
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(
+            f"the {role} URL's port {port} is not a TCP port", "Give a port from 1 to 65535"
+        )
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
         raise ConfigError(
@@ -291,6 +297,25 @@ def parse_database_url(role: str, raw: str, envvar: str) -> URL:
             f"Only {', '.join(URL_PARAMETERS)} are understood",
         )
     return url
+
+
+def _check_user_info(role: str, raw: str, envvar: str) -> None:
+    """A password holding `@`, `:`, `/`, `?` or `#` must be percent-encoded: otherwise
+    the URL splits in the wrong place and part of the password would be taken for the
+    host. Nothing of the user-info is echoed."""
+    _, _, rest = raw.partition("://")
+    at = rest.rfind("@")
+    if at < 0:
+        return
+    user_info, host = rest[:at], rest[at + 1 :]
+    if "@" in user_info or user_info.count(":") > 1 or any(c in user_info for c in "/?#"):
+        raise ConfigError(
+            f"the {role} URL's user name or password holds a character that must be "
+            "percent-encoded (@ : / ? #)",
+            f"Write it encoded in {envvar}: @ as %40, : as %3A, / as %2F, ? as %3F, # as %23",
+        )
+    if not host:
+        raise ConfigError(f"the {role} URL names no host after its user-info", f"Check {envvar}")
 
 
 def url_from_secret(role: str, secret_id: str, secret: Any) -> URL:
@@ -333,7 +358,13 @@ def parse_since(value: str) -> dt.datetime:
             "Give it as 2026-11-25 or 2026-11-25T09:30:00 (UTC)",
         ) from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ConfigError(
+                f"--since {value!r} is before the first representable time",
+                "Give a time from year 1 onwards, in UTC",
+            ) from None
     if parsed > dt.datetime.now(dt.UTC).replace(tzinfo=None):
         raise ConfigError(f"--since {value!r} is in the future", "Give a time in the past, in UTC")
     return parsed

@@ -9,6 +9,7 @@ import os
 import subprocess
 
 import boto3
+import pytest
 
 from tests.support import ENCODED_PASSWORD, PASSWORD, TOTESYS, invoke, leaks
 from totesys_cli import logs
@@ -62,13 +63,24 @@ def test_registered_secrets_are_masked_everywhere():
     logs.register_secret(PASSWORD)
     log, stream = _capture("json")
     try:
-        log.error("connecting with %s failed", PASSWORD)
+        log.error("connecting with %r failed", PASSWORD)
         log.error("connecting to postgresql://u:%s@h/db failed", ENCODED_PASSWORD)
     finally:
         logs.shutdown()
     assert not leaks(stream.getvalue())
-    assert "connecting with *** failed" in stream.getvalue()
+    assert "connecting with '***' failed" in stream.getvalue()
     assert "connecting to postgresql://u:***@h/db failed" in stream.getvalue()
+
+
+@pytest.mark.parametrize("password", ["warehouse", "database", "cannot"])
+def test_a_password_that_is_one_of_our_words_is_not_given_away(password):
+    """Masking our own words would say which word the password is."""
+    url = f"postgresql://etl:{password}@127.0.0.1:9/warehouse"
+    result = invoke("init", "--warehouse-url", url)
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "] cannot reach the warehouse database at 127.0.0.1:9/warehouse: " in line
+    assert "***" not in line
 
 
 def _events(group: str) -> list[dict]:
@@ -86,7 +98,7 @@ def test_cloudwatch_receives_our_json_lines(aws, warehouse_url):
     result = invoke("--cloudwatch-log-group", GROUP, "init", "--warehouse-url", warehouse_url)
     assert result.exit_code == 0, result.output
     lines = _events(GROUP)
-    assert len(lines) == 21
+    assert len(lines) == 23
     assert all(line["step"] == "init" and line["level"] == "INFO" for line in lines)
     assert len({line["run_id"] for line in lines}) == 1
     assert lines[0]["message"] == "created table dim_counterparty"

@@ -45,6 +45,12 @@ def _get(url: str) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT as a shell gives it to a foreground command (a test runner started in the
+    background inherits it ignored, and so would the dashboard)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def _serving(warehouse_url: str, folder: Path, stop=signal.SIGINT) -> Iterator[str]:
     """The real command serving a warehouse on a free loopback port, then stopped as a
@@ -58,6 +64,7 @@ def _serving(warehouse_url: str, folder: Path, stop=signal.SIGINT) -> Iterator[s
             stderr=log,
             text=True,
             env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT shows where it hangs
+            preexec_fn=_as_from_a_terminal,
         )
         line = proc.stdout.readline()
         if proc.poll() is not None:

@@ -316,7 +316,7 @@ def test_cli_extract_prints_a_summary(source_url, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].split() == ["table", "rows", "bytes", "seconds"]
     assert result.stdout.splitlines()[-1].startswith("extract run 1 committed: ")
-    assert "only the exclusive manifest create protects this extract" in result.stderr
+    assert "so this extract takes no lock: a concurrent run is kept apart" in result.stderr
     assert _manifests(tmp_path) == ["0000000001.json"]
 
 

@@ -97,6 +97,29 @@ def quarantine(as_json: bool, everything: bool, **given) -> None:
         click.echo("the quarantine holds no entries" if everything else "no open entries")
 
 
+@click.command()
+@options.warehouse
+@options.as_json
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--failed", is_flag=True, help="Only runs that failed or did not finish.")
+def runs(as_json: bool, limit: int, failed: bool, **given) -> None:
+    """Past runs of every writing command: when, how they ended, what they did."""
+    import json
+
+    from totesys_cli.endpoints import WAREHOUSE, open_endpoints
+    from totesys_cli.ops.runs import listing
+
+    settings = options.settings_from(given)
+    with logs.step("runs"):
+        found = listing(open_endpoints(settings, (WAREHOUSE,)).warehouse, limit, failed)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in found], indent=1))
+    elif found:
+        render.past_runs(found)
+    else:
+        click.echo("no failed runs recorded" if failed else "no runs recorded")
+
+
 @click.group()
 def lake() -> None:
     """Maintain the lake."""
@@ -125,4 +148,4 @@ def gc(grace_hours: float, dry_run: bool, **given) -> None:
     render.collected(result, dry_run, grace_hours)
 
 
-COMMANDS = (init, status, verify, quarantine, lake)
+COMMANDS = (init, status, verify, quarantine, runs, lake)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import click
@@ -151,6 +152,33 @@ def entries(found: list[dict]) -> None:
         ],
         ("table", "key", "version (last_updated)", "column", "value", "why", ""),
     )
+
+
+def past_runs(found) -> None:
+    """The run history, newest first; a failed run's error line under it."""
+    table(
+        [
+            (
+                r.run_id,
+                r.command,
+                r.started_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                f"{(r.ended_at - r.started_at).total_seconds():.1f}" if r.ended_at else "",
+                r.outcome if r.exit_code in (None, 0) else f"{r.outcome} (exit {r.exit_code})",
+                r.total_rows,
+                ", ".join(f"{step} {runs(seqs)}" for step, seqs in _in_order(r.lake_runs) if seqs),
+            )
+            for r in found
+        ],
+        ("run", "command", "started (UTC)", "seconds", "outcome", "rows", "lake runs"),
+    )
+    for r in found:
+        if r.error:
+            click.echo(f"{r.run_id}: {r.error}")
+
+
+def _in_order(by_step: dict) -> list[tuple]:
+    order = ("extract", "transform", "load", "rebuild", "gc")
+    return sorted(by_step.items(), key=lambda item: order.index(item[0]))
 
 
 def verified(result) -> None:

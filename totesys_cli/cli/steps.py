@@ -57,4 +57,28 @@ def run_all(ctx: click.Context, since, **given) -> None:
         render.run_summary(result)
 
 
-COMMANDS = (extract, transform, load, run_all)
+@click.command()
+@options.warehouse
+@options.lake
+@options.deadline
+@click.option("--yes", is_flag=True, help="Confirm: the warehouse's rows are replaced.")
+def rebuild(yes: bool, **given) -> None:
+    """Reload the warehouse from the configured lake, in one transaction (to move it to a
+    new lake)."""
+    from totesys_cli import pipeline
+    from totesys_cli.errors import ConfigError
+
+    if not yes:
+        raise ConfigError(
+            "rebuild empties the warehouse and loads every processed run of the configured "
+            "lake, so it needs --yes",
+            "Run totesys rebuild --yes",
+        )
+    result = pipeline.rebuild(options.settings_from(given))
+    click.echo(
+        f"rebuilt the warehouse from {render.plural(len(result.runs), 'processed run')}: "
+        f"{result.rows:,} rows in {result.seconds:.1f} s"
+    )
+
+
+COMMANDS = (extract, transform, load, run_all, rebuild)

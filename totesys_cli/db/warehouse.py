@@ -7,13 +7,24 @@ warehouse whose tables someone else created gets only what it lacks.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, inspect, select, text
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 
 from totesys_cli.db.catalog import present_columns
 from totesys_cli.errors import RuntimeFailure
-from totesys_cli.schemas import FACTS, META, META_SCHEMA, STAR_TABLES, WAREHOUSE, star
+from totesys_cli.schemas import (
+    FACTS,
+    LINEAGE,
+    LOADED_RUNS,
+    META,
+    META_SCHEMA,
+    STAR_TABLES,
+    WAREHOUSE,
+    star,
+)
 
 
 def latest_view_query(fact: str):
@@ -94,3 +105,38 @@ def check_warehouse(conn: Connection) -> None:
                 "loaded",
                 "Add it as totesys init creates it",
             )
+
+
+# ---------------------------------------------------------------- lineage
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The processed zone the warehouse is loaded from."""
+
+    zone: str | None  # None: an older warehouse that loaded runs before zones had one
+    url: str | None
+    newest_run: tuple[int, str] | None  # (seq, run id) of the newest loaded run
+
+
+def lineage(conn: Connection) -> Lineage | None:
+    """None for a warehouse that has loaded nothing (or has no bookkeeping yet)."""
+    if conn.execute(text("SELECT to_regclass('totesys_meta.loaded_runs')")).scalar() is None:
+        return None
+    newest = conn.execute(
+        select(LOADED_RUNS.c.seq, LOADED_RUNS.c.run_id).order_by(LOADED_RUNS.c.seq.desc()).limit(1)
+    ).first()
+    row = None
+    if conn.execute(text("SELECT to_regclass('totesys_meta.lineage')")).scalar() is not None:
+        row = conn.execute(select(LINEAGE.c.processed_zone, LINEAGE.c.processed_url)).first()
+    if row is None and newest is None:
+        return None
+    return Lineage(
+        row[0] if row else None, row[1] if row else None, tuple(newest) if newest else None
+    )
+
+
+def record_lineage(conn: Connection, zone: str, url: str) -> None:
+    """In the load's transaction: the first load names the zone; later ones keep it."""
+    if conn.execute(select(func.count()).select_from(LINEAGE)).scalar_one() == 0:
+        conn.execute(insert(LINEAGE).values(processed_zone=zone, processed_url=url))

@@ -199,6 +199,8 @@ class ProcessedManifest(Manifest):
     transformed_at: dt.datetime = dt.datetime.min
     state: dict[str, Any] = field(default_factory=dict)
     waiting: dict[str, TableFiles] = field(default_factory=dict)  # fact rows held back
+    raw_zone: str | None = None  # the identity of the raw zone read (older runs: unknown)
+    raw_url: str | None = None
 
     def keys(self) -> list[str]:
         return [*super().keys(), *(k for t in self.waiting.values() for k in t.keys)]
@@ -224,6 +226,8 @@ class ProcessedManifest(Manifest):
             "tables": {name: t.to_json(bounded=False) for name, t in self.tables.items()},
             "quarantine": self.quarantine.to_json(bounded=False),
             "waiting": {name: t.to_json(bounded=False) for name, t in self.waiting.items()},
+            "raw_zone": self.raw_zone,
+            "raw_url": self.raw_url,
             "state": {"raw_seq": self.raw_seq, **self.state},
         }
 
@@ -242,6 +246,8 @@ class ProcessedManifest(Manifest):
             transformed_at=dt.datetime.fromisoformat(data["transformed_at"]),
             state=state,
             waiting={n: TableFiles.from_json(t) for n, t in data.get("waiting", {}).items()},
+            raw_zone=data.get("raw_zone"),
+            raw_url=data.get("raw_url"),
         )
 
 
@@ -269,11 +275,21 @@ def read(zone: Lake, key: str, kind: type[M]) -> M:
         data = json.loads(zone.get(key))
     except ValueError:
         raise RuntimeFailure(f"{where} is not valid JSON", "The lake was changed by hand") from None
-    found = data.get("format") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise RuntimeFailure(
+            f"{where} is not a manifest (a JSON {type(data).__name__}, not an object)",
+            "The lake was changed by hand: restore the file from a backup or versioning",
+        )
+    found = data.get("format")
     if found != FORMAT:
         raise RuntimeFailure(
             f"{where} has format {found!r}; this totesys reads format {FORMAT}",
             "Upgrade totesys",
+        )
+    if "kind" not in data:
+        raise RuntimeFailure(
+            f"{where} names no kind, so it is not a {kind.KIND} manifest",
+            "The lake was changed by hand: restore the file from a backup or versioning",
         )
     if data.get("kind") != kind.KIND:
         raise RuntimeFailure(
@@ -308,13 +324,18 @@ def runs_after(zone: Lake, seq: int, kind: type[M]) -> list[M]:
     return [read(zone, key, kind) for _, key in manifests_after(zone, seq)]
 
 
-def latest(zone: Lake, kind: type[M]) -> M | None:
-    """The newest committed manifest: start from the hint, then look past it."""
+def latest_seq(zone: Lake) -> int:
+    """The newest committed run's number (0: none): from the hint, then past it."""
     hint = 0
     with contextlib.suppress(RuntimeFailure, ValueError):
         hint = int(zone.get(LATEST_HINT).decode())
     newer = manifests_after(zone, hint)
-    seq = newer[-1][0] if newer else hint
+    return newer[-1][0] if newer else hint
+
+
+def latest(zone: Lake, kind: type[M]) -> M | None:
+    """The newest committed manifest."""
+    seq = latest_seq(zone)
     return read(zone, manifest_key(seq), kind) if seq else None
 
 

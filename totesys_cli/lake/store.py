@@ -118,7 +118,8 @@ class LocalLake:
         if not base.exists():
             return []
         found = []
-        for folder, _, files in os.walk(base):
+        walked = [(base.parent, [], [base.name])] if base.is_file() else os.walk(base)
+        for folder, _, files in walked:
             for name in files:
                 path = Path(folder) / name
                 key = path.relative_to(self.root).as_posix()

@@ -12,19 +12,19 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, text, update
 
 from totesys_cli import faults
 from totesys_cli.db import engine, translate_errors
-from totesys_cli.db.warehouse import check_warehouse, ensure_meta
-from totesys_cli.lake import Lake
+from totesys_cli.db.warehouse import check_warehouse, ensure_meta, record_lineage
+from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
 from totesys_cli.load import quarantine
 from totesys_cli.load.apply import bulk_facts, foreign_keys_checked_at_the_end
 from totesys_cli.load.tables import load_table
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import FACTS, LOADED_RUNS, STAR_TABLES
+from totesys_cli.schemas import FACTS, LOADED_RUNS, META, STAR_TABLES, star
 from totesys_cli.settings import Database
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def load_run(
                 result.rows[table], result.changed[table] = rows, changed
     result.quarantined = quarantine.record(conn, processed, manifest)
     _record(conn, manifest, sum(result.rows.values()), reload)
+    if (identity := zone.identity(processed)) is not None:
+        record_lineage(conn, identity.id, processed.url)
     faults.point("load.before_commit")
     result.seconds = time.perf_counter() - started
     return result
@@ -120,6 +122,37 @@ def _pending(
         ]
     runs += [(seq, key, False) for seq, key in manifests.manifests_after(processed, loaded)]
     return runs
+
+
+def rebuild(warehouse: Database, processed: Lake, deadline: Deadline) -> LoadResult:
+    """Empty the warehouse and load every run of this processed zone, in one
+    transaction: it ends loaded from this lake, or, on any failure, as it was."""
+    started = time.perf_counter()
+    warehouse = deadline.bound(warehouse)
+    done: list[RunLoad] = []
+    with translate_errors(warehouse), engine(warehouse).connect() as conn:
+        check_warehouse(conn)
+        ensure_meta(conn)
+        conn.commit()
+        emptied = [*(star(t).table for t in STAR_TABLES), *META.sorted_tables]
+        with conn.begin():
+            conn.execute(text(f"TRUNCATE {', '.join(_quoted(t) for t in emptied)}"))
+            for _, key in manifests.manifests_after(processed, 0):
+                manifest = manifests.read(processed, key, ProcessedManifest)
+                done.append(load_run(conn, processed, manifest, False, deadline))
+    result = LoadResult(done, time.perf_counter() - started)
+    log.info(
+        "rebuilt the warehouse from %d processed runs of %s",
+        len(done),
+        processed.url,
+        extra={"rows": result.rows, "seconds": round(result.seconds, 3)},
+    )
+    return result
+
+
+def _quoted(table) -> str:
+    name = f'"{table.name}"'
+    return f'"{table.schema}".{name}' if table.schema else name
 
 
 def load(

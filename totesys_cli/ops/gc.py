@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
+from totesys_cli.lake.zone import IDENTITY_KEY
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class GcResult:
 
 def committed_keys(zone: Lake, kind: type[Manifest]) -> set[str]:
     """Every manifest and every file a manifest names."""
-    keep = {manifests.LATEST_HINT}
+    keep = {manifests.LATEST_HINT, IDENTITY_KEY}
     for _, key in manifests.manifests_after(zone, 0):
         keep.add(key)
         keep.update(manifests.read(zone, key, kind).keys())

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -26,7 +27,7 @@ from sqlalchemy import (
     Time,
     text,
 )
-from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 from totesys_cli.schemas.source import Money, source_key
 
@@ -254,6 +255,28 @@ DIMENSION_VERSIONS = Table(
     Column("dimension", Text, primary_key=True),
     Column("key", Integer, primary_key=True, autoincrement=False),
     Column("source_last_updated", TIMESTAMP(precision=3), nullable=False),
+)
+LINEAGE = Table(  # the processed zone this warehouse is loaded from: one row
+    "lineage",
+    META,
+    Column("processed_zone", Text, primary_key=True),
+    Column("processed_url", Text, nullable=False),
+    Column("since", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+)
+RUNS = Table(  # every run of every writing command, written apart from the run's own work
+    "runs",
+    META,
+    Column("run_id", Text, primary_key=True),
+    Column("command", Text, nullable=False),
+    Column("started_at", TIMESTAMP(timezone=True), nullable=False),
+    Column("max_runtime", Float),  # seconds, the run's --max-runtime
+    Column("ended_at", TIMESTAMP(timezone=True)),
+    Column("outcome", Text),  # succeeded, failed, locked
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("rows", JSONB),  # step -> table -> rows
+    Column("seconds", JSONB),  # step -> seconds
+    Column("lake_runs", JSONB),  # step -> the runs it committed (loaded, for the load)
 )
 QUARANTINE = Table(
     "quarantine",

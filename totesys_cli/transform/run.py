@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from totesys_cli import faults, logs, quality
-from totesys_cli.lake import Lake
+from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import FileSet, read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest, TableFiles
@@ -132,8 +132,11 @@ def transform(
         seen=batch.next_seen(next_horizons(newest)),
         open=still_open,
     )
+    raw_zone = zone.identity(raw)
     manifest = ProcessedManifest(
         seq=seq,
+        raw_zone=raw_zone.id if raw_zone else None,
+        raw_url=raw.url,
         run_id=logs.run_id(),
         tables=files.tables,
         quarantine=files.quarantine,

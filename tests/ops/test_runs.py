@@ -1,0 +1,59 @@
+"""`totesys runs`: every run of every writing command, however it ended."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from tests.support import Pipeline
+from totesys_cli.runtime import LOCK_KEY
+
+
+def test_runs_lists_succeeded_failed_locked_and_killed_runs(source_url, warehouse_url, tmp_path):
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    assert pipeline.cli("run-all").returncode == 0
+    unreachable = pipeline.cli("extract", TOTESYS_SOURCE_URL="postgresql://u@127.0.0.1:9/src")
+    assert unreachable.returncode == 1
+    with pipeline.warehouse().connect() as conn:  # another run holds the lock
+        conn.execute(select(func.pg_advisory_lock(LOCK_KEY)))
+        assert pipeline.cli("load").returncode == 75
+        conn.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
+    killed = pipeline.cli(
+        "run-all", TOTESYS_KILL_AT="load.before_commit", COVERAGE_PROCESS_CONFIG=None
+    )
+    assert killed.returncode == -9
+
+    listed = pipeline.cli("runs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    runs = json.loads(listed.stdout)
+    assert [(r["command"], r["outcome"], r["exit_code"]) for r in runs] == [
+        ("run-all", "did not finish", None),
+        ("load", "locked", 75),
+        ("extract", "failed", 1),
+        ("run-all", "succeeded", 0),
+    ]
+    killed_run, locked, failed, succeeded = runs
+    assert killed_run["ended_at"] is None and killed_run["started_at"].endswith("+00:00")
+    assert "another totesys run holds the warehouse lock" in locked["error"]
+    assert "cannot reach the source database at 127.0.0.1:9/src" in failed["error"]
+    assert succeeded["lake_runs"] == {"extract": [1], "transform": [1], "load": [1]}
+    assert succeeded["rows"]["extract"]["sales_order"] > 0
+    assert (
+        succeeded["rows"]["load"]["fact_sales_order"] == succeeded["rows"]["extract"]["sales_order"]
+    )
+    assert set(succeeded["seconds"]) == {"extract", "transform", "load"}
+    assert len({r["run_id"] for r in runs}) == 4
+
+    failing = json.loads(pipeline.cli("runs", "--json", "--failed").stdout)
+    assert [r["outcome"] for r in failing] == ["did not finish", "failed"]
+    assert [
+        r["command"] for r in json.loads(pipeline.cli("runs", "--json", "--limit", "1").stdout)
+    ] == ["run-all"]
+
+    text = pipeline.cli("runs").stdout
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["run", "command", "started"]
+    assert "did not finish" in lines[1] and "locked (exit 75)" in lines[2]
+    assert "failed (exit 1)" in lines[3] and "extract 1, transform 1, load 1" in lines[4]
+    assert f"{failed['run_id']}: cannot reach the source database" in text

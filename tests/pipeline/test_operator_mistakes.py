@@ -1,0 +1,228 @@
+"""Operator mistakes cannot corrupt or drift: each is refused in one line with the exit
+code the README gives, and the lake and the warehouse are exactly as they were.
+
+One pipeline, loaded once, serves every refusal (none of them changes anything, which
+each test checks); the tests that move it to another lake build their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tests.support import Pipeline, leaks
+
+
+def _lake_state(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _warehouse_state(pipeline: Pipeline) -> tuple:
+    with pipeline.warehouse().connect() as conn:
+        meta = conn.execute(
+            text("SELECT seq, run_id FROM totesys_meta.loaded_runs ORDER BY seq")
+        ).all()
+        lineage = conn.execute(text("SELECT * FROM totesys_meta.lineage")).all()
+    return pipeline.snapshot(), meta, lineage
+
+
+def _database(pg, template: str | None = None) -> str:
+    return pg.url(pg.create_database(f"mistake_{uuid.uuid4().hex[:8]}", template=template))
+
+
+@pytest.fixture(scope="module")
+def loaded(pg, source_template, tmp_path_factory) -> Pipeline:
+    pipeline = Pipeline(
+        _database(pg, source_template), _database(pg), tmp_path_factory.mktemp("m") / "lake"
+    )
+    run = pipeline.cli("run-all")
+    assert run.returncode == 0, run.stderr
+    return pipeline
+
+
+def _refused(pipeline: Pipeline, code: int, expected: str, *args: str, **env: str | None) -> str:
+    """Run the command: it exits `code` with one line holding `expected`, and changes
+    nothing in the lake or the warehouse."""
+    lake, warehouse = _lake_state(pipeline.lake), _warehouse_state(pipeline)
+    result = pipeline.cli(*args, **env)
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0], lines[0]
+    assert _lake_state(pipeline.lake) == lake
+    assert _warehouse_state(pipeline) == warehouse
+    return lines[0]
+
+
+# ---------------------------------------------------------------- 1. another lake
+
+
+def test_a_new_lake_with_the_same_warehouse_is_refused_then_rebuilt_on_purpose(
+    pg, source_template, tmp_path
+):
+    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
+    assert pipeline.cli("run-all").returncode == 0
+    new = tmp_path / "new-lake"
+    line = _refused(
+        pipeline, 2, "the warehouse was loaded from", "run-all", TOTESYS_LAKE_URL=str(new)
+    )
+    assert f"{pipeline.lake}/processed (zone " in line and f"{new}/processed (a new zone)" in line
+    assert "totesys rebuild --yes" in line
+    assert _lake_state(new) == {}  # refused before anything was written there
+    _refused(pipeline, 2, "the warehouse was loaded from", "load", TOTESYS_LAKE_URL=str(new))
+
+    # moving on purpose: fill the new lake, then rebuild the warehouse from it
+    for step in ("extract", "transform"):
+        assert pipeline.cli(step, TOTESYS_LAKE_URL=str(new)).returncode == 0
+    needs_yes = pipeline.cli("rebuild", TOTESYS_LAKE_URL=str(new))
+    assert needs_yes.returncode == 2 and "needs --yes" in needs_yes.stderr
+    rebuilt = pipeline.cli("rebuild", "--yes", TOTESYS_LAKE_URL=str(new))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilt the warehouse from 1 processed run" in rebuilt.stdout
+    assert pipeline.cli("verify").returncode == 0
+    pipeline.assert_matches_source()
+    assert pipeline.cli("run-all", TOTESYS_LAKE_URL=str(new)).returncode == 0
+    # and now the old lake is the stranger
+    _refused(pipeline, 2, "the warehouse was loaded from", "run-all")
+
+
+def test_a_rebuild_that_fails_leaves_the_warehouse_as_it_was(pg, source_template, tmp_path):
+    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
+    assert pipeline.cli("run-all").returncode == 0
+    manifest = json.loads((pipeline.lake / "processed/_manifests/0000000001.json").read_text())
+    (pipeline.lake / "processed" / manifest["tables"]["fact_payment"]["files"][0]["key"]).unlink()
+    _refused(pipeline, 1, "[rebuild] the lake file", "rebuild", "--yes")
+
+
+# ---------------------------------------------------------------- 2. zones that overlap
+
+
+@pytest.mark.parametrize(
+    "command", [("run-all",), ("transform",), ("lake", "gc", "--grace-hours", "0")]
+)
+def test_zones_that_are_the_same_place_or_nested_are_refused(loaded, command):
+    raw, processed = str(loaded.lake / "raw"), str(loaded.lake / "processed")
+    line = _refused(
+        loaded, 2, "are the same place", *command, TOTESYS_RAW_URL=raw, TOTESYS_PROCESSED_URL=raw
+    )
+    assert "places apart" in line
+    _refused(  # the processed zone inside the raw zone: gc would take it for orphans
+        loaded,
+        2,
+        "are one inside the other",
+        *command,
+        TOTESYS_RAW_URL=str(loaded.lake),
+        TOTESYS_PROCESSED_URL=processed,
+    )
+
+
+def test_zones_swapped_are_refused_by_their_identity(loaded):
+    raw, processed = str(loaded.lake / "raw"), str(loaded.lake / "processed")
+    line = _refused(
+        loaded,
+        2,
+        "is a processed zone",
+        "transform",
+        TOTESYS_RAW_URL=processed,
+        TOTESYS_PROCESSED_URL=raw,
+    )
+    assert line.endswith("Check TOTESYS_RAW_URL (or TOTESYS_LAKE_URL)")
+
+
+def test_a_processed_zone_refuses_another_raw_zone(loaded, tmp_path):
+    line = _refused(
+        loaded,
+        2,
+        "was built from the raw zone",
+        "transform",
+        TOTESYS_RAW_URL=str(tmp_path / "other-raw"),
+        TOTESYS_PROCESSED_URL=str(loaded.lake / "processed"),
+    )
+    assert f"{tmp_path}/other-raw (a new zone)" in line
+
+
+# ---------------------------------------------------------------- 3. gc without the lock
+
+
+def test_gc_without_a_warehouse_keeps_what_a_live_run_could_still_commit(loaded):
+    orphan = loaded.lake / "raw/sales_order/extracted_date=2026-01-01/0000000099-x-0000.parquet"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by a run that is still writing")
+    try:
+        line = _refused(
+            loaded,
+            2,
+            "grace must be at least the longest run (0:09:30)",
+            "lake",
+            "gc",
+            "--grace-hours",
+            "0",
+            TOTESYS_WAREHOUSE_URL=None,
+        )
+        assert "or set TOTESYS_WAREHOUSE_URL" in line
+        kept = loaded.cli("lake", "gc", "--grace-hours", "0.2", TOTESYS_WAREHOUSE_URL=None)
+        assert "kept apart by the exclusive manifest create (and lake gc by its grace)" in (
+            kept.stderr
+        )
+        assert kept.returncode == 0, kept.stderr
+        assert orphan.exists()  # younger than the grace
+        locked = loaded.cli("lake", "gc", "--grace-hours", "0")  # the lock makes 0 safe
+        assert locked.returncode == 0, locked.stderr
+        assert not orphan.exists()
+        assert (loaded.lake / "raw/_zone.json").exists()  # the identity is never collected
+    finally:
+        orphan.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- 4. secrets
+
+
+@pytest.mark.parametrize(
+    "user_info", ["etl:Tote@Secret99", "etl:Tote:Secret99", "etl:Tote/Secret99"]
+)
+def test_a_password_with_a_reserved_character_must_be_encoded_and_is_never_echoed(
+    loaded, user_info
+):
+    url = f"postgresql://{user_info}@localhost:5432/warehouse"
+    line = _refused(loaded, 2, "must be percent-encoded", "run-all", TOTESYS_WAREHOUSE_URL=url)
+    assert "Tote" not in line and "Secret99" not in line and "etl" not in line
+
+
+# ---------------------------------------------------------------- 5. exit codes
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (("extract", "--since", "0001-01-01T00:00:00+01:00"), {}, "before the first representable"),
+        (("run-all",), {"TOTESYS_SOURCE_URL": "postgresql://u@localhost:99999/s"}, "port 99999"),
+    ],
+    ids=["since-before-year-1", "port-out-of-range"],
+)
+def test_bad_values_exit_2(loaded, args, env, expected):
+    _refused(loaded, 2, expected, *args, **env)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [("[1,2]", "is not a manifest (a JSON list"), ('{"format": 1}', "names no kind")],
+)
+def test_a_manifest_of_the_wrong_shape_is_one_line_naming_it(loaded, body, problem):
+    path = loaded.lake / "raw/_manifests/0000000001.json"
+    kept = path.read_bytes()
+    path.write_text(body)
+    try:
+        line = _refused(loaded, 1, str(path), "run-all")
+        assert problem in line, line
+    finally:
+        path.write_bytes(kept)
+    assert not leaks(line)
