@@ -30,7 +30,7 @@ def check(ends: Endpoints, writes: tuple[str, ...] = ()) -> None:
     found = {}
     for role, lake in zones.items():
         if lake is not None:
-            lake.check()
+            lake.check(create=role in writes)
             found[role] = _identity(lake, role)
     if PROCESSED in writes and ends.raw is not None:
         _raw_of_processed(ends.raw, ends.processed, found[RAW])

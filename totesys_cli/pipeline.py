@@ -145,7 +145,7 @@ def lake_gc(settings: Settings, grace: dt.timedelta, dry_run: bool) -> gc.GcResu
         )
     with run_step(settings, "gc", (RAW, PROCESSED), what="lake gc") as (ends, _, record):
         result = gc.collect(ends.raw, ends.processed, grace, dry_run)
-        record.step("gc", {url: len(keys) for url, keys in result.deleted.items()}, 0.0, [])
+        record.step("gc", {url: len(files) for url, files in result.deleted.items()}, 0.0, [])
         return result
 
 

@@ -10,7 +10,15 @@ import sys
 
 import pytest
 
-from tests.support import ENCODED_PASSWORD, PASSWORD, TOTESYS, invoke, leaks, one_error_line
+from tests.support import (
+    ENCODED_PASSWORD,
+    PASSWORD,
+    TOTESYS,
+    invoke,
+    leaks,
+    one_error_line,
+    totesys,
+)
 
 
 def _plain_env() -> dict[str, str]:
@@ -237,3 +245,20 @@ def test_module_entry_point():
         check=True,
     )
     assert result.stdout.startswith("totesys")
+
+
+def test_global_options_may_follow_the_command(warehouse_url):
+    result = totesys("init", "--warehouse-url", warehouse_url, "--log-format", "json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert len(lines) == 23 and {line["step"] for line in lines} == {"init"}
+    quiet = totesys("init", "--log-level=WARNING", "--warehouse-url", warehouse_url)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_mistyped_command_gets_one_sentence_naming_the_right_one():
+    result = totesys("statu")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: No such command 'statu'. Did you mean 'status'? Run 'totesys --help' for usage\n"
+    )

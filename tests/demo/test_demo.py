@@ -28,6 +28,12 @@ def _demo_twice_then_stop(folder: Path, tmp_path: Path) -> None:
         result = totesys(*asked, "demo", "--scale", scale, env={"TOTESYS_DEMO_DIR": str(folder)})
         assert result.returncode == 0, result.stderr[-3000:]
         assert "Resetting the demo" in result.stdout
+        first = result.stdout.splitlines()[0]
+        assert first.startswith(
+            "Using the embedded PostgreSQL already running in"
+            if asked
+            else "Starting an embedded PostgreSQL in"
+        )
         assert "verify: source and warehouse reconciled" in result.stdout
         assert "Revenue by delivery country, per currency" in result.stdout
         # its tables tell the story: log lines only when a level is given
@@ -60,3 +66,16 @@ def test_the_demo_folder_is_in_home_by_default():
     home = Path(tempfile.mkdtemp())
     default = totesys("demo", "--stop", env={"HOME": str(home), "TOTESYS_DEMO_DIR": None})
     assert default.stdout == f"no demo server runs in {home / '.totesys-demo'}\n"
+
+
+def test_a_server_that_cannot_start_says_why_in_one_line(tmp_path):
+    pgdata = tmp_path / "pg"
+    pgdata.mkdir()
+    (pgdata / "PG_VERSION").write_text("15\n")  # a data folder missing everything else
+    result = totesys("demo", "--folder", str(tmp_path))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert f"[demo] the embedded PostgreSQL in {pgdata} did not start: postgres: " in line
+    assert line.endswith(
+        f"Fix what its log ({pgdata}/log) says, or remove {pgdata} to start afresh"
+    )

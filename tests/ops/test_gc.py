@@ -40,7 +40,10 @@ def test_lake_gc_on_s3_deletes_only_what_no_manifest_names(
     assert young.stdout.startswith("deleted 0 uncommitted files (0 bytes); kept 11 younger")
     done = totesys("lake", "gc", "--grace-hours", "0", env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("deleted 11 uncommitted files")
+    *files, summary = done.stdout.strip().splitlines()
+    assert summary.startswith("deleted 11 uncommitted files")
+    assert files[0].split() == ["file", "bytes", "age"] and len(files) == 12
+    assert all(f.startswith("s3://lake/prod/") and f.endswith(" h") for f in files[1:])
     assert _keys("lake") == before - orphans
     assert totesys("run-all", env=env).returncode == 0
     assert totesys("verify", env=env).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import boto3
@@ -86,6 +87,21 @@ def test_verify_names_a_corrupted_row(pipeline, tmp_path):
         "ERROR   [verify] the warehouse differs from the source: fact_payment "
         "sum(payment_amount) USD: source " in line
     )
+    with pipeline.warehouse().connect() as conn:
+        key = conn.execute(
+            text("SELECT min(payment_id) FROM fact_payment WHERE currency_id = 2")
+        ).scalar_one()
+    with pipeline.source().connect() as conn:
+        stamp = conn.execute(
+            text(f"SELECT last_updated FROM payment WHERE payment_id = {key}")
+        ).scalar_one()
+    assert line.endswith(
+        f"(fact_payment keys {key}). Reprocess them with totesys run-all --since "
+        f"{stamp.isoformat()}"
+    )
+    repaired = totesys("run-all", "--since", stamp.isoformat(), env=env)  # exactly that
+    assert repaired.returncode == 0, repaired.stderr
+    assert totesys("verify", env=env).returncode == 0
 
 
 def test_a_failed_step_stops_the_run_and_the_next_run_continues(pipeline, tmp_path):
@@ -135,8 +151,30 @@ def test_status_json_after_a_run(pipeline, tmp_path):
     assert set(status["tables"]) == set(SOURCE_TABLES)
     with pipeline.source().connect() as conn:
         newest = conn.execute(text("SELECT max(last_updated) FROM payment")).scalar_one()
-    assert status["tables"]["payment"]["watermark"] == newest.isoformat(sep=" ")
+    assert status["tables"]["payment"]["watermark"] == f"{newest.isoformat()}+00:00"
+    assert dt.datetime.fromisoformat(status["last_load"]["loaded_at"]).utcoffset() == dt.timedelta(
+        0
+    )
     assert status["row_counts"]["fact_sales_order"] == len(pipeline.expected("fact_sales_order"))
+    with pipeline.warehouse().connect() as conn:
+        conn.execute(  # a second version of one order: versions and latest rows part
+            text(
+                "INSERT INTO fact_sales_order (sales_order_id, created_date, created_time, "
+                "last_updated_date, last_updated_time, sales_staff_id, counterparty_id, "
+                "units_sold, unit_price, currency_id, design_id, agreed_payment_date, "
+                "agreed_delivery_date, agreed_delivery_location_id) "
+                "SELECT sales_order_id, created_date, created_time, last_updated_date, "
+                "last_updated_time - interval '1 second', sales_staff_id, counterparty_id, "
+                "units_sold + 1, unit_price, "
+                "currency_id, design_id, agreed_payment_date, agreed_delivery_date, "
+                "agreed_delivery_location_id FROM fact_sales_order WHERE sales_order_id = 1"
+            )
+        )
+        conn.commit()
+    counted = json.loads(totesys("status", "--json", env=env).stdout)
+    versions, latest = counted["row_counts"], counted["latest_rows"]
+    assert versions["fact_sales_order"] == latest["fact_sales_order"] + 1
+    assert latest["fact_sales_order"] == len(pipeline.expected("fact_sales_order"))
     assert totesys("extract", env=env).returncode == 0
     pending = json.loads(totesys("status", "--json", env=env).stdout)
     assert pending["not_transformed"] == [2] and pending["not_loaded"] == []
@@ -157,7 +195,9 @@ def test_status_reports_unconfigured_parts_and_an_unreachable_warehouse(tmp_path
         },
     )
     assert down.returncode == 1
-    (line,) = down.stderr.strip().splitlines()
+    raw, processed, line = down.stderr.strip().splitlines()
+    assert f"WARNING [status] the raw zone {tmp_path}/raw holds no runs" in raw  # a typo?
+    assert f"the processed zone {tmp_path}/processed holds no runs yet" in processed
     assert "[status] cannot reach the warehouse database at 127.0.0.1:9/dw" in line
     assert not leaks(down.stdout + down.stderr)
 

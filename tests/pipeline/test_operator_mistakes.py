@@ -139,6 +139,7 @@ def test_zones_swapped_are_refused_by_their_identity(loaded):
 
 
 def test_a_processed_zone_refuses_another_raw_zone(loaded, tmp_path):
+    (tmp_path / "other-raw").mkdir()
     line = _refused(
         loaded,
         2,
@@ -148,6 +149,23 @@ def test_a_processed_zone_refuses_another_raw_zone(loaded, tmp_path):
         TOTESYS_PROCESSED_URL=str(loaded.lake / "processed"),
     )
     assert f"{tmp_path}/other-raw (a new zone)" in line
+
+
+def test_only_extract_and_run_all_create_a_zone(loaded, tmp_path):
+    typo = tmp_path / "lake-typo" / "raw"
+    line = _refused(
+        loaded,
+        2,
+        f"the lake folder {typo} does not exist",
+        "transform",
+        TOTESYS_RAW_URL=str(typo),
+        TOTESYS_PROCESSED_URL=str(loaded.lake / "processed"),
+    )
+    assert line.endswith("only extract and run-all create a zone")
+    assert not typo.exists()
+    status = loaded.cli("status", TOTESYS_LAKE_URL=str(tmp_path / "lake-typo"))
+    assert f"the raw zone {typo} holds no runs" in status.stderr
+    assert not typo.exists()
 
 
 # ---------------------------------------------------------------- 3. gc without the lock
@@ -175,6 +193,23 @@ def test_gc_without_a_warehouse_keeps_what_a_live_run_could_still_commit(loaded)
         )
         assert kept.returncode == 0, kept.stderr
         assert orphan.exists()  # younger than the grace
+        dry = loaded.cli("--log-format", "json", "lake", "gc", "--dry-run", "--grace-hours", "0")
+        assert dry.returncode == 0, dry.stderr
+        header, listed, summary = dry.stdout.strip().splitlines()
+        assert header.split() == ["file", "bytes", "age"]
+        assert listed.split() == [
+            f"{loaded.lake}/{orphan.relative_to(loaded.lake)}",
+            "35",
+            "0.0",
+            "h",
+        ]
+        assert summary.startswith("would delete 1 uncommitted file (35 bytes)")
+        found = [json.loads(line) for line in dry.stderr.splitlines()]
+        raw_line = next(f for f in found if f["message"].endswith(f"{loaded.lake}/raw"))
+        assert (
+            raw_line["message"].startswith("found 1 uncommitted file in") and raw_line["files"] == 1
+        )
+        assert "rows" not in raw_line and orphan.exists()
         locked = loaded.cli("lake", "gc", "--grace-hours", "0")  # the lock makes 0 safe
         assert locked.returncode == 0, locked.stderr
         assert not orphan.exists()

@@ -24,8 +24,28 @@ class TotesysGroup(click.Group):
 
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
-        argv = list(args) if args is not None else sys.argv[1:]
+        argv = self.globals_first(list(args) if args is not None else sys.argv[1:])
         sys.exit(self.run_boundary(argv, prog_name or "totesys", extra))
+
+    def globals_first(self, argv: list[str]) -> list[str]:
+        """The group's own options (--log-level and the like) may follow the command, as
+        in `totesys run-all --log-level DEBUG`: move them before it."""
+        command = next((i for i, a in enumerate(argv) if a in self.commands), None)
+        if command is None:
+            return argv
+        own = {name for p in self.params for name in p.opts if name.startswith("--")}
+        before, after, moved = argv[:command], [], []
+        rest = iter(argv[command:])
+        for arg in rest:
+            if arg == "--":
+                after += [arg, *rest]
+                break
+            name = arg.split("=", 1)[0]
+            if name in own and name not in ("--help", "--version"):
+                moved += [arg] if "=" in arg else [arg, next(rest, "")]
+            else:
+                after.append(arg)
+        return before + moved + after
 
     def run_boundary(self, argv: list[str], prog_name: str, extra: dict) -> int:
         try:
@@ -38,7 +58,9 @@ class TotesysGroup(click.Group):
             return EXIT_RUNTIME
         except click.UsageError as err:
             where = err.ctx.command_path if err.ctx else prog_name
-            _error_line(f"{err.format_message().rstrip('.')}. Run '{where} --help' for usage", None)
+            said = err.format_message().rstrip(".")
+            said += " " if said.endswith("?") else ". "
+            _error_line(f"{said}Run '{where} --help' for usage", None)
             return EXIT_USAGE
         except TotesysError as err:
             _report(err)

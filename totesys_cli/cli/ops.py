@@ -65,9 +65,17 @@ def verify(**given) -> None:
             f"{c.table} {c.measure}: source {c.source}, warehouse {c.warehouse}"
             for c in result.drift
         )
+        keys = "; ".join(
+            f"{name} keys {render.some(keys)}" for name, keys in result.differing.items() if keys
+        )
+        repair = (
+            f"Reprocess them with totesys run-all --since {result.since.isoformat()}"
+            if result.since is not None
+            else "No source row explains it: the warehouse holds rows the source does not"
+        )
         raise RuntimeFailure(
-            f"the warehouse differs from the source: {named}",
-            "Reprocess the window with totesys run-all --since",
+            f"the warehouse differs from the source: {named} ({keys or 'no key differs'})",
+            repair,
             step="verify",
         )
 

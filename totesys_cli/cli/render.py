@@ -37,6 +37,12 @@ def runs(seqs: list[int]) -> str:
     return f"{seqs[0]}-{seqs[-1]}" if len(seqs) > 1 else str(seqs[0])
 
 
+def some(keys: list, shown: int = 5) -> str:
+    """A few of many: `1, 2, 3, 4, 5 and 12 more`."""
+    head = ", ".join(str(k) for k in keys[:shown])
+    return f"{head} and {len(keys) - shown} more" if len(keys) > shown else head
+
+
 def listing(seqs: list[int]) -> str:
     return f"{plural(len(seqs), 'run')} ({runs(seqs)})" if seqs else "none"
 
@@ -118,14 +124,17 @@ def status(result) -> None:
     click.echo(f"not loaded:          {listing(result.not_loaded)}")
     if result.last_load:
         load = result.last_load
-        click.echo(f"last load:           run {load['run']} at {load['loaded_at']} UTC")
+        click.echo(f"last load:           run {load['run']} at {load['loaded_at']}")
     else:
         click.echo("last load:           -")
     if result.freshness_seconds is not None:
         verdict = "healthy" if result.fresh else "STALE (over 30 minutes)"
         click.echo(f"freshness:           {result.freshness_seconds / 60:.1f} minutes, {verdict}")
     if result.row_counts:
-        table(list(result.row_counts.items()), ("star table", "rows"))
+        table(
+            [(t, n, result.latest_rows.get(t, "")) for t, n in result.row_counts.items()],
+            ("star table", "rows (a fact's: versions)", "latest rows"),
+        )
     if result.quarantined is not None:
         entries_word = "entry" if result.quarantined == 1 else "entries"
         click.echo(f"quarantine:          {result.quarantined} open {entries_word}")
@@ -203,6 +212,14 @@ def verified(result) -> None:
 
 def collected(result, dry_run: bool, grace_hours: float) -> None:
     verb = "would delete" if dry_run else "deleted"
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    files = [
+        (f"{url}/{item.key}", item.size, f"{(now - item.modified).total_seconds() / 3600:.1f} h")
+        for url, items in result.deleted.items()
+        for item in items
+    ]
+    if files:
+        table(files, ("file", "bytes", "age"))
     click.echo(
         f"{verb} {plural(result.count, 'uncommitted file')} ({result.bytes:,} bytes); "
         f"kept {result.kept_young} younger than {grace_hours:g} h"

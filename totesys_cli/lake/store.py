@@ -32,8 +32,9 @@ class Lake(Protocol):
 
     url: str
 
-    def check(self) -> None:
-        """Fail now, with a clear line, if the zone cannot be read and written."""
+    def check(self, create: bool = True) -> None:
+        """Fail now, with a clear line, if the zone cannot be read and written; a zone
+        that does not exist yet is created only by a step that writes it (`create`)."""
 
     def put(self, key: str, data: bytes) -> None:
         """Write a whole object; readers never see it half-written."""
@@ -68,7 +69,12 @@ class LocalLake:
         self.url = str(self.root)
         self.envvar = envvar
 
-    def check(self) -> None:
+    def check(self, create: bool = True) -> None:
+        if not create and not self.root.is_dir():
+            raise ConfigError(
+                f"the lake folder {self.root} does not exist",
+                f"Check {self.envvar}: only extract and run-all create a zone",
+            )
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".check-"):
@@ -182,7 +188,7 @@ class S3Lake:
                 "Check the network, the region and AWS_ENDPOINT_URL",
             ) from None
 
-    def check(self) -> None:
+    def check(self, create: bool = True) -> None:
         with self._errors("list objects"):
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
 

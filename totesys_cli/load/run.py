@@ -159,7 +159,7 @@ def load(
     warehouse: Database, processed: Lake, options: LoadOptions, deadline: Deadline
 ) -> LoadResult:
     started = time.perf_counter()
-    processed.check()
+    processed.check(create=False)
     warehouse = deadline.bound(warehouse)
     done: list[RunLoad] = []
     with translate_errors(warehouse), engine(warehouse).connect() as conn:

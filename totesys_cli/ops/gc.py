@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from totesys_cli.lake import Lake
+from totesys_cli.lake import Lake, StoredObject
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
 from totesys_cli.lake.zone import IDENTITY_KEY
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GcResult:
-    deleted: dict[str, list[str]] = field(default_factory=dict)
+    deleted: dict[str, list[StoredObject]] = field(default_factory=dict)  # zone -> files
     kept_young: int = 0
     bytes: int = 0
 
@@ -51,16 +51,19 @@ def collect(raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = Fal
             if item.modified > cutoff:
                 result.kept_young += 1
                 continue
-            orphans.append(item.key)
+            orphans.append(item)
             result.bytes += item.size
         if orphans and not dry_run:
-            zone.delete(orphans)
+            zone.delete([item.key for item in orphans])
         result.deleted[zone.url] = orphans
         log.info(
-            "%s %d uncommitted files in %s",
+            "%s %d uncommitted %s in %s",
             "found" if dry_run else "deleted",
             len(orphans),
+            "file" if len(orphans) == 1 else "files",
             zone.url,
-            extra={"rows": len(orphans)},
+            extra={"files": len(orphans), "bytes": sum(item.size for item in orphans)},
         )
+        for item in orphans:
+            log.debug("%s %s/%s", "would delete" if dry_run else "deleted", zone.url, item.key)
     return result

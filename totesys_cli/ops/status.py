@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy import table as relation
 
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.endpoints import Endpoints
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.ops import quarantine
-from totesys_cli.schemas import LOADED_RUNS, META_SCHEMA, STAR_TABLES, star_table
+from totesys_cli.schemas import (
+    FACTS,
+    LOADED_RUNS,
+    META_SCHEMA,
+    STAR_TABLES,
+    latest_view_name,
+    star_table,
+)
+
+log = logging.getLogger(__name__)
 
 FRESHNESS_LIMIT = dt.timedelta(minutes=30)
 SHOWN = 10  # open quarantine entries listed (`totesys quarantine` lists them all)
@@ -32,7 +43,8 @@ class Status:
     last_load: dict[str, Any] | None = None
     freshness_seconds: float | None = None
     fresh: bool | None = None
-    row_counts: dict[str, int] = field(default_factory=dict)
+    row_counts: dict[str, int] = field(default_factory=dict)  # a fact's: its versions
+    latest_rows: dict[str, int] = field(default_factory=dict)  # a fact's latest versions
     quarantined: int | None = None  # open entries (None: no warehouse)
     quarantine: list[dict[str, Any]] = field(default_factory=list)  # the newest open ones
 
@@ -45,7 +57,23 @@ def _now() -> dt.datetime:
 
 
 def _stamp(value: dt.datetime | None) -> str | None:
-    return value.isoformat(sep=" ") if value is not None else None
+    """ISO 8601 with its offset (every time here is UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def _runs_in(zone, role: str) -> None:
+    """A zone that holds no run is often a typo in its URL: say so."""
+    if not manifests.latest_seq(zone):
+        log.warning(
+            "the %s zone %s holds no runs%s",
+            role,
+            zone.url,
+            "" if role == "raw" else " yet",
+        )
 
 
 def status(endpoints: Endpoints) -> Status:
@@ -54,6 +82,7 @@ def status(endpoints: Endpoints) -> Status:
     raw_seq = transformed_raw = processed_seq = 0
     if endpoints.raw is not None:
         result.raw_url = endpoints.raw.url
+        _runs_in(endpoints.raw, "raw")
         raw = manifests.latest(endpoints.raw, RawManifest)
         raw_seq = raw.seq if raw else 0
         result.last_extract = raw_seq or None
@@ -64,6 +93,7 @@ def status(endpoints: Endpoints) -> Status:
             }
     if endpoints.processed is not None:
         result.processed_url = endpoints.processed.url
+        _runs_in(endpoints.processed, "processed")
         processed = manifests.latest(endpoints.processed, ProcessedManifest)
         processed_seq = processed.seq if processed else 0
         result.last_transform = processed_seq or None
@@ -74,7 +104,7 @@ def status(endpoints: Endpoints) -> Status:
         result.warehouse = db.where
         with translate_errors(db), engine(db).connect() as conn:
             loaded = _last_load(conn, result)
-            result.row_counts = _row_counts(conn)
+            result.row_counts, result.latest_rows = _row_counts(conn)
             result.quarantined = quarantine.open_count(conn)
             result.quarantine = [e.as_dict() for e in quarantine.entries(conn, limit=SHOWN)]
         result.not_loaded = list(range(loaded + 1, processed_seq + 1))
@@ -90,9 +120,7 @@ def _last_load(conn: Connection, result: Status) -> int:
         return 0
     result.last_load = {
         "run": last.seq,
-        "loaded_at": last.loaded_at.astimezone(dt.UTC)
-        .replace(tzinfo=None)
-        .isoformat(sep=" ", timespec="seconds"),
+        "loaded_at": _stamp(last.loaded_at),
         "snapshot_time": _stamp(last.snapshot_time),
     }
     if last.snapshot_time:
@@ -102,10 +130,20 @@ def _last_load(conn: Connection, result: Status) -> int:
     return last.seq
 
 
-def _row_counts(conn: Connection) -> dict[str, int]:
+def _row_counts(conn: Connection) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows of every star table (a fact's are its versions), and each fact's latest rows."""
     existing = set(conn.dialect.get_table_names(conn))
-    return {
+    views = set(conn.dialect.get_view_names(conn))
+    rows = {
         table: conn.execute(select(func.count()).select_from(star_table(table))).scalar_one()
         for table in STAR_TABLES
         if table in existing
     }
+    latest = {
+        fact: conn.execute(
+            select(func.count()).select_from(relation(latest_view_name(fact)))
+        ).scalar_one()
+        for fact in FACTS
+        if latest_view_name(fact) in views
+    }
+    return rows, latest

@@ -41,6 +41,8 @@ class VerifyResult:
     checks: list[Check]
     pending: dict[str, int]
     quarantined: dict[str, list[int]] = field(default_factory=dict)  # source table -> keys
+    differing: dict[str, list[int]] = field(default_factory=dict)  # star table -> keys
+    since: dt.datetime | None = None  # the --since that reprocesses every differing key
 
     @property
     def drift(self) -> list[Check]:
@@ -58,11 +60,15 @@ def _snapshot(conn: Connection) -> dt.datetime:
     return snapshot
 
 
-def _measure(rows, measure: Measure):
+def _value(rows, measure: Measure):
     value = rows.c[measure.columns[0]]
     for column in measure.columns[1:]:
         value = value * rows.c[column]
-    return func.coalesce(func.sum(value), 0)
+    return value
+
+
+def _measure(rows, measure: Measure):
+    return func.coalesce(func.sum(_value(rows, measure)), 0)
 
 
 def verify(source: Database, warehouse: Database) -> VerifyResult:
@@ -77,6 +83,8 @@ def verify(source: Database, warehouse: Database) -> VerifyResult:
         codes = dict(src.execute(select(currency.c.currency_id, currency.c.currency_code)).all())
         checks: list[Check] = []
         pending: dict[str, int] = {}
+        result_keys: dict[str, list[int]] = {}
+        earliest: dt.datetime | None = None
         quarantined = open_keys(wh)
         for star in STARS.values():
             if star.source is None:
@@ -86,10 +94,47 @@ def verify(source: Database, warehouse: Database) -> VerifyResult:
             pending[star.name] = len(changed)
             # neither side holds a quarantined key's version: both leave it out
             left_out = changed + sorted(set_aside)
-            checks.append(_count(src, wh, star, snapshot, left_out))
+            found = [_count(src, wh, star, snapshot, left_out)]
             if star.measures:
-                checks += _sums(src, wh, star, snapshot, left_out, codes)
-    return VerifyResult(snapshot, checks, pending, quarantined)
+                found += _sums(src, wh, star, snapshot, left_out, codes)
+            checks += found
+            if not all(c.ok for c in found):
+                keys, since = _differing(src, wh, star, snapshot, left_out)
+                result_keys[star.name] = keys
+                earliest = min(filter(None, (earliest, since)), default=None)
+    return VerifyResult(snapshot, checks, pending, quarantined, result_keys, earliest)
+
+
+def _differing(src, wh, star: Star, snapshot, left_out: list[int]):
+    """The keys whose latest version differs (missing, extra, or other values), and the
+    earliest source last_updated among them: a reprocess from there repairs them."""
+    rows = source_table(star.source)
+    key = rows.c[source_key(star.source)]
+    values = [_value(rows, m) for m in star.measures]
+    source = {
+        r[0]: (r[1], tuple(r[2:]))
+        for r in src.execute(
+            select(key, rows.c.last_updated, *values).where(
+                rows.c.last_updated <= snapshot, key.not_in(left_out)
+            )
+        )
+    }
+    target = _warehouse_rows(star)
+    warehouse = {
+        r[0]: tuple(r[1:])
+        for r in wh.execute(
+            select(target.c[star.key], *(_value(target, m) for m in star.measures)).where(
+                target.c[star.key].not_in(left_out)
+            )
+        )
+    }
+    keys = sorted(
+        k
+        for k in set(source) | set(warehouse)
+        if source.get(k, (None, None))[1] != warehouse.get(k)
+    )
+    stamps = [source[k][0] for k in keys if k in source]
+    return keys, min(stamps, default=None)
 
 
 def _changed_keys(src: Connection, source_name: str, snapshot: dt.datetime) -> list[int]:

@@ -96,7 +96,7 @@ def transform(
     raw: Lake, processed: Lake, options: TransformOptions, deadline: Deadline
 ) -> TransformResult:
     started = time.perf_counter()
-    raw.check()
+    raw.check(create=False)
     processed.check()
     last = manifests.latest(processed, ProcessedManifest)
     seq = (last.seq if last else 0) + 1
