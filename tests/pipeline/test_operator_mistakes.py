@@ -232,6 +232,19 @@ def test_a_password_with_a_reserved_character_must_be_encoded_and_is_never_echoe
     assert "Tote" not in line and "Secret99" not in line and "etl" not in line
 
 
+@pytest.mark.parametrize("password", ["warehouse", "database"])
+def test_a_password_that_is_one_of_our_words_cannot_be_read_off_a_line(loaded, password):
+    url = f"postgresql://etl:{password}@127.0.0.1:9/warehouse"
+    line = _refused(
+        loaded,
+        1,
+        "cannot reach the warehouse database at 127.0.0.1:9/warehouse",
+        "run-all",
+        TOTESYS_WAREHOUSE_URL=url,
+    )
+    assert "***" not in line
+
+
 # ---------------------------------------------------------------- 5. exit codes
 
 
