@@ -18,6 +18,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from sqlalchemy import text
 
 from tests.support import TOTESYS, Pipeline, free_port, require, totesys
 
@@ -349,3 +350,44 @@ def test_the_report_needs_no_server_and_keeps_no_temporary_file(loaded, tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
     assert out.stat().st_size > 1_000_000 and os.access(out, os.R_OK)
     assert Path(out).read_text().startswith("<!DOCTYPE html>")
+
+
+HOSTILE = ("Sales <!--<script>", "</script><script>window.pwned=1</script>", "A & B \u2028 C")
+LABELS = {  # every labelled dimension, through its source table
+    "design": "design_name",
+    "staff": "last_name",
+    "department": "department_name",
+    "address": "city",
+    "counterparty": "counterparty_legal_name",
+    "purchase_order": "item_code",
+}
+
+
+def test_hostile_labels_break_no_chart_on_the_page_or_in_the_report(
+    source_url, warehouse_url, browser, tmp_path
+):
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    with pipeline.source().begin() as conn:
+        for table, column in [*LABELS.items(), ("address", "country")]:
+            for n, label in enumerate(HOSTILE):  # a few rows each, so the labels are charted
+                conn.execute(
+                    text(f'UPDATE "{table}" SET {column} = :label WHERE mod({table}_id, 3) = :n'),
+                    {"label": f"{label} {n}", "n": n},
+                )
+    pipeline.run()
+    out = tmp_path / "report.html"
+    assert totesys("report", "--warehouse-url", warehouse_url, "--out", str(out)).returncode == 0
+    with _serving(warehouse_url, tmp_path) as url:
+        for where in (url, out.as_uri()):
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
+            page.goto(where)
+            _rendered_charts(page)
+            for chart in CHARTS:
+                drawn = page.locator(f"#{chart} .trace, #{chart} .point, #{chart} path.js-line")
+                assert drawn.count() > 0, (where, chart)
+            assert errors == [], where
+            assert page.evaluate("window.pwned") is None, where
+            assert "Sales <!--<script> 0" in page.inner_text("body"), where
+            page.close()

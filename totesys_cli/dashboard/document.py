@@ -63,9 +63,15 @@ setInterval(refresh, REFRESH_MS);
 """
 
 
+_SCRIPT_SAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
 def _script_json(value: Any) -> str:
-    """JSON safe inside a <script> element."""
-    return json.dumps(value).replace("</", "<\\/")
+    """JSON safe inside a <script> element: no label can close the element, open a
+    comment (`<!--` makes the parser swallow the rest of the page) or end a line."""
+    return json.dumps(value).translate(_SCRIPT_SAFE)
 
 
 def figures_json(page: Page) -> dict[str, Any]:
