@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import shutil
 import socket
@@ -108,6 +109,15 @@ def totesys(*args: str, env: dict | None = None, timeout: float = 120):
 def invoke(*args: str, env: dict | None = None) -> Result:
     """The command in this process (click's runner): for exit codes and exact lines."""
     return CliRunner().invoke(cli, list(args), env=env)
+
+
+def lake_state(root: Path) -> dict[str, str]:
+    """Every file under a lake folder, by its path, with a hash of its bytes."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def one_error_line(stderr: str) -> str:

@@ -3,7 +3,6 @@ password or secret in any output."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.support import ENCODED_PASSWORD, Pipeline, database_name, invoke, leaks
+from tests.support import ENCODED_PASSWORD, Pipeline, database_name, invoke, lake_state, leaks
 
 OUTPUTS: list[str] = []
 
@@ -43,12 +42,7 @@ def totesys(pipeline: Pipeline, *args: str, **env: str) -> subprocess.CompletedP
 
 
 def _lake_state(pipeline: Pipeline) -> dict[str, str]:
-    root = pipeline.lake
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+    return lake_state(pipeline.lake)
 
 
 def _warehouse_state(pipeline: Pipeline) -> tuple:

@@ -7,23 +7,13 @@ each test checks); the tests that move it to another lake build their own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from tests.support import Pipeline, leaks
-
-
-def _lake_state(root: Path) -> dict[str, str]:
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+from tests.support import Pipeline, lake_state, leaks
 
 
 def _warehouse_state(pipeline: Pipeline) -> tuple:
@@ -52,13 +42,13 @@ def loaded(pg, source_template, tmp_path_factory) -> Pipeline:
 def _refused(pipeline: Pipeline, code: int, expected: str, *args: str, **env: str | None) -> str:
     """Run the command: it exits `code` with one line holding `expected`, and changes
     nothing in the lake or the warehouse."""
-    lake, warehouse = _lake_state(pipeline.lake), _warehouse_state(pipeline)
+    lake, warehouse = lake_state(pipeline.lake), _warehouse_state(pipeline)
     result = pipeline.cli(*args, **env)
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert expected in lines[0], lines[0]
-    assert _lake_state(pipeline.lake) == lake
+    assert lake_state(pipeline.lake) == lake
     assert _warehouse_state(pipeline) == warehouse
     return lines[0]
 
@@ -77,7 +67,7 @@ def test_a_new_lake_with_the_same_warehouse_is_refused_then_rebuilt_on_purpose(
     )
     assert f"{pipeline.lake}/processed (zone " in line and f"{new}/processed (a new zone)" in line
     assert "totesys rebuild --yes" in line
-    assert _lake_state(new) == {}  # refused before anything was written there
+    assert lake_state(new) == {}  # refused before anything was written there
     _refused(pipeline, 2, "the warehouse was loaded from", "load", TOTESYS_LAKE_URL=str(new))
 
     # moving on purpose: fill the new lake, then rebuild the warehouse from it

@@ -16,15 +16,9 @@ import pyarrow.compute as pc
 from totesys_cli import quality
 from totesys_cli.quality import ENTRY, IDENTITY, MISSING_PARENT
 
-_VALID = pa.schema(
-    [
-        ("source_table", pa.string()),
-        ("key", pa.int64()),
-        ("valid_version", pa.string()),
-        ("seq", pa.int32()),
-    ]
-)
+# the versions that reached a star table; the valid ones, with the raw run they came from
 _EMITTED = pa.schema([("source_table", pa.string()), ("key", pa.int64()), ("version", pa.string())])
+_VALID = ("source_table", "key", "valid_version", "seq")
 
 
 def _unique(entries: pa.Table) -> pa.Table:
@@ -67,8 +61,8 @@ class Ledger:
                 keys if known is None else pa.concat_arrays([known, keys])
             )
 
-    def _of_watched(self, table: str, keys: pa.Array, versions: pa.Array):
-        """The keys and versions among these that have an entry (usually none)."""
+    def _of_watched(self, table: str, keys: pa.Array, versions: pa.Array) -> pa.Table | None:
+        """The versions among these whose key has an entry (usually none)."""
         watched = self.watched.get(table)
         if watched is None or not len(keys):
             return None
@@ -76,38 +70,26 @@ class Ledger:
         hit = pc.is_in(keys, value_set=watched)
         if not pc.any(hit).as_py():
             return None
-        return keys.filter(hit), quality.as_text(versions.filter(hit))
+        found = keys.filter(hit)
+        return pa.table(
+            [
+                pa.array([table] * len(found), pa.string()),
+                found,
+                quality.as_text(versions.filter(hit)),
+            ],
+            schema=_EMITTED,
+        )
 
     def valid(self, table: str, keys: pa.Array, versions: pa.Array, seq: int) -> None:
         """Valid versions of these keys arrived from raw run `seq`."""
-        if watched := self._of_watched(table, keys, versions):
-            keys, versions = watched
-            self.valid_parts.append(
-                pa.table(
-                    {
-                        "source_table": pa.array([table] * len(keys), pa.string()),
-                        "key": keys,
-                        "valid_version": versions,
-                        "seq": pa.array([seq] * len(keys), pa.int32()),
-                    },
-                    schema=_VALID,
-                )
-            )
+        if (part := self._of_watched(table, keys, versions)) is not None:
+            seqs = pa.array([seq] * part.num_rows, pa.int32())
+            self.valid_parts.append(part.append_column("seq", seqs).rename_columns(list(_VALID)))
 
     def emitted(self, table: str, keys: pa.Array, versions: pa.Array) -> None:
         """These versions reached a star table (a row that waited on a parent, say)."""
-        if watched := self._of_watched(table, keys, versions):
-            keys, versions = watched
-            self.emitted_parts.append(
-                pa.table(
-                    {
-                        "source_table": pa.array([table] * len(keys), pa.string()),
-                        "key": keys,
-                        "version": versions,
-                    },
-                    schema=_EMITTED,
-                )
-            )
+        if (part := self._of_watched(table, keys, versions)) is not None:
+            self.emitted_parts.append(part)
 
     def found_here(self) -> pa.Table:
         """The entries the transform itself found in this run, once each."""
