@@ -38,7 +38,7 @@ CHARTS = (
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback
             return response.status, response.read()
@@ -53,18 +53,25 @@ def _as_from_a_terminal() -> None:
 
 
 @contextlib.contextmanager
-def _serving(warehouse_url: str, folder: Path, stop=signal.SIGINT) -> Iterator[str]:
+def serving(
+    warehouse_url: str,
+    folder: Path,
+    stop=signal.SIGINT,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
     """The real command serving a warehouse on a free loopback port, then stopped as a
     person (SIGINT) or a service manager (SIGTERM) stops it; its log in a file, so a
     chatty server never blocks on a pipe nobody reads."""
     port = free_port()
     with (folder / "dashboard.log").open("w+") as log:
         proc = subprocess.Popen(
-            [TOTESYS, "dashboard", "--warehouse-url", warehouse_url, "--port", str(port)],
+            [TOTESYS, "dashboard", "--warehouse-url", warehouse_url, "--port", str(port), *args],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
-            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT shows where it hangs
+            # SIGABRT shows where it hangs
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
             preexec_fn=_as_from_a_terminal,
         )
         line = proc.stdout.readline()
@@ -90,21 +97,21 @@ def _serving(warehouse_url: str, folder: Path, stop=signal.SIGINT) -> Iterator[s
 
 @pytest.fixture(scope="module")
 def dashboard(loaded, tmp_path_factory) -> Iterator[str]:
-    with _serving(loaded.warehouse_url, tmp_path_factory.mktemp("dashboard")) as url:
+    with serving(loaded.warehouse_url, tmp_path_factory.mktemp("dashboard")) as url:
         yield url
 
 
 def test_the_dashboard_serves_its_page_figures_library_and_report(dashboard):
-    status, body = _get(dashboard)
+    status, body = get(dashboard)
     assert status == 200
     page = body.decode()
     assert all(f'id="{chart}"' in page for chart in CHARTS)
     assert '<script src="plotly.min.js">' in page  # served here: no network needed
-    status, body = _get(dashboard + "plotly.min.js")
+    status, body = get(dashboard + "plotly.min.js")
     assert status == 200 and len(body) > 1_000_000
-    status, body = _get(dashboard + "figures.json?from=2024-01-01&to=2024-06-30&currency=GBP")
+    status, body = get(dashboard + "figures.json?from=2024-01-01&to=2024-06-30&currency=GBP")
     assert status == 200 and b'"figures"' in body
-    status, body = _get(dashboard + "report.html")
+    status, body = get(dashboard + "report.html")
     assert status == 200 and b"Plotly" in body and b'src="plotly.min.js"' not in body
 
 
@@ -118,24 +125,24 @@ def test_the_dashboard_serves_its_page_figures_library_and_report(dashboard):
     ],
 )
 def test_bad_filters_get_a_400_with_one_line(dashboard, query, message):
-    status, body = _get(dashboard + query)
+    status, body = get(dashboard + query)
     assert (status, body.decode()) == (400, message + "\n")
 
 
 def test_stopping_never_waits_on_an_idle_connection(loaded, tmp_path):
     """Browsers open spare connections and may never use them."""
-    with _serving(loaded.warehouse_url, tmp_path) as url:
+    with serving(loaded.warehouse_url, tmp_path) as url:
         port = int(url.rsplit(":", 1)[1].strip("/"))
         idle = socket.create_connection(("127.0.0.1", port))
-        assert _get(url + "healthy-or-not")[0] == 404  # the server still answers others
+        assert get(url + "healthy-or-not")[0] == 404  # the server still answers others
         started = time.perf_counter()
     assert time.perf_counter() - started < 10
     idle.close()
 
 
 def test_unknown_paths_are_404(dashboard):
-    assert _get(dashboard + "../../etc/passwd")[0] == 404
-    assert _get(dashboard + "admin")[0] == 404
+    assert get(dashboard + "../../etc/passwd")[0] == 404
+    assert get(dashboard + "admin")[0] == 404
 
 
 # ---------------------------------------------------------------- in Chromium
@@ -215,7 +222,7 @@ def test_an_open_page_follows_the_warehouse_as_runs_load(
 ):
     pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
     pipeline.run()
-    with _serving(warehouse_url, tmp_path, stop=signal.SIGTERM) as url:
+    with serving(warehouse_url, tmp_path, stop=signal.SIGTERM) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         _rendered_charts(page)
@@ -352,7 +359,12 @@ def test_the_report_needs_no_server_and_keeps_no_temporary_file(loaded, tmp_path
     assert Path(out).read_text().startswith("<!DOCTYPE html>")
 
 
-HOSTILE = ("Sales <!--<script>", "</script><script>window.pwned=1</script>", "A & B \u2028 C")
+HOSTILE = (
+    "Sales <!--<script>",
+    "</script><script>window.pwned=1</script>",
+    "A & B \u2028 C",
+    "\"Q\" 'q' <img src=x onerror=alert(1)>",
+)
 LABELS = {  # every labelled dimension, through its source table
     "design": "design_name",
     "staff": "last_name",
@@ -363,6 +375,43 @@ LABELS = {  # every labelled dimension, through its source table
 }
 
 
+PIPELINE_CHARTS = ("run-durations", "step-seconds", "step-rows")
+
+
+def _hostile_run(pipeline: Pipeline) -> None:
+    """A failed run whose error quotes a label, as a failing run can."""
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO totesys_meta.runs (run_id, command, started_at, max_runtime, "
+                "ended_at, outcome, exit_code, error, rows, seconds) VALUES ('hostile', "
+                "'load', now() - interval '1 minute', 540, now(), 'failed', 1, :error, "
+                "'{}', '{\"load\": 1.5}')"
+            ),
+            {"error": " ".join(HOSTILE)},
+        )
+
+
+def _opened(browser, where: str, charts: tuple[str, ...], shot: Path) -> None:
+    """The page drawn with every chart, no script error, no dialog, nothing injected."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto(where)
+    for chart in charts:
+        page.locator(f"#{chart} svg.main-svg").first.wait_for(state="visible", timeout=20_000)
+        drawn = page.locator(f"#{chart} .trace, #{chart} .point, #{chart} path.js-line")
+        assert drawn.count() > 0, (where, chart)
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=shot, full_page=True)
+    assert errors == [], where
+    assert page.evaluate("window.pwned") is None, where
+    assert page.locator("img[src=x]").count() == 0, where
+    page.close()
+
+
 def test_hostile_labels_break_no_chart_on_the_page_or_in_the_report(
     source_url, warehouse_url, browser, tmp_path
 ):
@@ -371,23 +420,23 @@ def test_hostile_labels_break_no_chart_on_the_page_or_in_the_report(
         for table, column in [*LABELS.items(), ("address", "country")]:
             for n, label in enumerate(HOSTILE):  # a few rows each, so the labels are charted
                 conn.execute(
-                    text(f'UPDATE "{table}" SET {column} = :label WHERE mod({table}_id, 3) = :n'),
+                    text(f'UPDATE "{table}" SET {column} = :label WHERE mod({table}_id, 4) = :n'),
                     {"label": f"{label} {n}", "n": n},
                 )
-    pipeline.run()
+    result = pipeline.cli("run-all")  # through the command: the run is recorded
+    assert result.returncode == 0, result.stderr
+    _hostile_run(pipeline)
     out = tmp_path / "report.html"
     assert totesys("report", "--warehouse-url", warehouse_url, "--out", str(out)).returncode == 0
-    with _serving(warehouse_url, tmp_path) as url:
-        for where in (url, out.as_uri()):
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
-            page.goto(where)
-            _rendered_charts(page)
-            for chart in CHARTS:
-                drawn = page.locator(f"#{chart} .trace, #{chart} .point, #{chart} path.js-line")
-                assert drawn.count() > 0, (where, chart)
-            assert errors == [], where
-            assert page.evaluate("window.pwned") is None, where
-            assert "Sales <!--<script> 0" in page.inner_text("body"), where
-            page.close()
+    lake = ("--lake-url", str(pipeline.lake))
+    with serving(warehouse_url, tmp_path, args=lake) as url:
+        for where, shot in ((url, "business.png"), (out.as_uri(), "report.png")):
+            _opened(browser, where, CHARTS, tmp_path / shot)
+        _opened(browser, url + "pipeline", PIPELINE_CHARTS, tmp_path / "pipeline.png")
+        text_of = browser.new_page()
+        text_of.goto(url)
+        assert "Sales <!--<script> 0" in text_of.inner_text("body")
+        text_of.goto(url + "pipeline")
+        assert HOSTILE[3] in text_of.inner_text("body")  # the error, shown as text
+        text_of.close()
+    print(f"screenshots in {tmp_path}")

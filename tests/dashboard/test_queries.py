@@ -372,7 +372,7 @@ def test_figures_are_computed_once_per_load_and_filters(loaded):
     (That a new load shows at once is checked in the browser test.)"""
     from sqlalchemy import event
 
-    from totesys_cli.dashboard.server import Warehouse
+    from totesys_cli.dashboard.reading import Warehouse
 
     warehouse = Warehouse(loaded.warehouse_db)
     statements: list[str] = []

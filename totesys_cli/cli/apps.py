@@ -12,20 +12,21 @@ from totesys_cli.cli import options, render
 
 
 def _dashboard_server(given: dict):
-    """The dashboard's server module and the warehouse it reads, or one line on how to
-    install the dashboard."""
-    from totesys_cli.endpoints import WAREHOUSE, open_endpoints
+    """The dashboard's server module and the warehouse it reads (with the lake's zones
+    when they are given), or one line on how to install the dashboard."""
+    from totesys_cli.endpoints import PROCESSED, RAW, WAREHOUSE, open_endpoints
     from totesys_cli.errors import ConfigError
 
     try:
         from totesys_cli.dashboard import server
+        from totesys_cli.dashboard.reading import Warehouse
     except ModuleNotFoundError as err:
         raise ConfigError(
             f"the dashboard and the report need {err.name}, which is not installed",
             "Install them with pip install 'totesys[dashboard]'",
         ) from None
-    ends = open_endpoints(options.settings_from(given), (WAREHOUSE,))
-    return server, server.Warehouse(ends.warehouse)
+    ends = open_endpoints(options.settings_from(given), (WAREHOUSE,), (RAW, PROCESSED))
+    return server, Warehouse(ends.warehouse, lake=ends)
 
 
 def _filters(start, end, currency: str | None, currencies: list[str]):
@@ -46,31 +47,50 @@ def _filters(start, end, currency: str | None, currencies: list[str]):
 
 @click.command()
 @options.warehouse
+@options.lake
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8050, show_default=True, help="Port."
 )
-def dashboard(host: str, port: int, **given) -> None:
-    """Serve a live dashboard of the warehouse: sales, purchasing, payments, freshness."""
+@click.option(
+    "--token",
+    envvar="TOTESYS_DASHBOARD_TOKEN",
+    show_envvar=True,
+    help="Access token a browser shows once (?token=...); required off loopback.",
+)
+@click.option(
+    "--no-auth", is_flag=True, help="Serve a reachable address with no token (a WARNING says so)."
+)
+@click.option(
+    "--allow-host",
+    "allowed",
+    multiple=True,
+    help="Another host name requests may use (repeatable); the bind address and "
+    "localhost always may.",
+)
+def dashboard(
+    host: str, port: int, token: str | None, no_auth: bool, allowed: tuple[str, ...], **given
+) -> None:
+    """Serve a live dashboard: the business figures, and the pipeline's own health."""
     import signal
 
     server, warehouse = _dashboard_server(given)
     with logs.step("dashboard"):
+        access = server.Access.decide(host, token, no_auth, allowed)  # before any bind
         warehouse.check()
-        httpd = server.make_server(warehouse, host, port)
+        httpd = server.make_server(server.Dashboard(warehouse, access), host, port)
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"dashboard on http://{shown}:{httpd.server_address[1]}/ (Ctrl-C stops it)")
+    click.echo(f"dashboard on http://{shown}:{httpd.effective_port}/ (Ctrl-C stops it)")
 
     def terminated(*_) -> None:  # a service manager stops it as Ctrl-C does
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminated)
     try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("dashboard stopped")
+        httpd.run()  # returns on Ctrl-C (waitress closes itself)
     finally:
-        httpd.server_close()
+        warehouse.close()
+    click.echo("dashboard stopped")
 
 
 @click.command()
@@ -83,11 +103,13 @@ def dashboard(host: str, port: int, **given) -> None:
 @options.filters
 def report(out: str, start, end, currency, **given) -> None:
     """Write the dashboard as one self-contained HTML file that opens with no network."""
-    server, warehouse = _dashboard_server(given)
+    from totesys_cli.dashboard.report import write_report
+
+    _, warehouse = _dashboard_server(given)
     with logs.step("report"):
         warehouse.check()
         filters = _filters(start, end, currency, warehouse.currencies())
-        size = server.write_report(warehouse, filters, out)
+        size = write_report(warehouse, filters, out)
     click.echo(f"report written to {out} ({size / 1e6:.1f} MB, opens with no network)")
 
 

@@ -5,11 +5,12 @@ the file opens with no network)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import gzip
 import html
 import json
+from decimal import Decimal
 from typing import Any
-
-import plotly.io as pio
 
 from totesys_cli.dashboard.page import Page
 
@@ -36,13 +37,21 @@ figure { background: #fff; border-radius: 6px; margin: 0; padding: 10px;
          box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 figcaption { font-size: 14px; font-weight: 600; margin-bottom: 4px; }
 footer { padding: 16px 24px; font-size: 12px; color: #5b6476; }
+nav { margin-left: auto; display: flex; gap: 16px; font-size: 14px; }
+nav a { color: #c6cbd6; }
+table { border-collapse: collapse; background: #fff; font-size: 13px; width: 100%;
+        box-shadow: 0 1px 2px rgba(0,0,0,.08); }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #e6e9ef;
+         vertical-align: top; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.failed { color: #b42318; font-weight: 600; }
 """
 
 SCRIPT = """
 const CONFIG = {responsive: true, displaylogo: false};
 function draw(figures) {
   for (const [id, figure] of Object.entries(figures)) {
-    Plotly.react(id, figure.data, figure.layout, CONFIG);
+    Plotly.react(id, figure.data, {template: TEMPLATE, ...figure.layout}, CONFIG);
   }
 }
 draw(FIGURES);
@@ -51,10 +60,12 @@ draw(FIGURES);
 LIVE = """
 async function refresh() {
   try {
-    const response = await fetch("figures.json" + window.location.search);
+    const response = await fetch("UPDATE_URL" + window.location.search);
     if (!response.ok) return;
     const update = await response.json();
-    document.getElementById("cards").innerHTML = update.cards;
+    for (const [id, html] of Object.entries(update.html || {})) {
+      document.getElementById(id).innerHTML = html;
+    }
     document.getElementById("freshness").textContent = update.freshness;
     draw(update.figures);
   } catch (error) { /* the next refresh tries again */ }
@@ -63,22 +74,66 @@ setInterval(refresh, REFRESH_MS);
 """
 
 
+NAV = '<nav><a href="./">Business</a><a href="pipeline">Pipeline</a></nav>'
+
 _SCRIPT_SAFE = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
 
 
-def _script_json(value: Any) -> str:
-    """JSON safe inside a <script> element: no label can close the element, open a
-    comment (`<!--` makes the parser swallow the rest of the page) or end a line."""
-    return json.dumps(value).translate(_SCRIPT_SAFE)
+def script_safe(text: str) -> str:
+    """JSON made safe inside a <script> element: no label can close the element, open
+    a comment (`<!--` makes the parser swallow the rest of the page) or end a line."""
+    return text.translate(_SCRIPT_SAFE)
 
 
 def figures_json(page: Page) -> dict[str, Any]:
-    return {c.id: json.loads(pio.to_json(c.figure, validate=False)) for c in page.charts()}
+    return json.loads(figures_text(page))
 
 
-def cards_html(page: Page) -> str:
+@functools.cache
+def plotly_js() -> bytes:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode()
+
+
+@functools.cache
+def plotly_js_gzipped() -> bytes:
+    return gzip.compress(plotly_js(), compresslevel=9, mtime=0)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def figures_text(page: Page | Any) -> str:
+    """Every chart of a page as one JSON object, chart id -> figure."""
+    return json.dumps({c.id: c.figure for c in page.charts()}, default=_plain)
+
+
+@functools.cache
+def template() -> str:
+    """plotly's white theme, sent once per page rather than in every figure."""
+    import plotly.io as pio
+
+    return json.dumps(pio.templates["plotly_white"].to_plotly_json())
+
+
+def update_json(freshness: str, html_parts: dict[str, str], figures: str) -> str:
+    """What a live page fetches to refresh itself: the freshness line, the HTML of the
+    parts that change, and the figures."""
+    return (
+        f'{{"freshness": {json.dumps(freshness)}, "html": {json.dumps(html_parts)}, '
+        f'"figures": {figures}}}'
+    )
+
+
+def cards_html(page: Page | Any) -> str:
     return "".join(
         f'<div class="card"><h3>{html.escape(card.label)}</h3>'
         + "".join(f"<p>{html.escape(line)}</p>" for line in card.lines)
@@ -122,49 +177,89 @@ def describe(page: Page) -> str:
     return f"Orders created from {start} to {end}; payments falling due in that range; {currency}"
 
 
-def render(page: Page, *, plotly_js: str | None = None, live_seconds: float | None = None) -> str:
-    """The whole page. With `plotly_js` the library is inlined (the report, which must
-    open offline); without it the page loads it from the server. With `live_seconds`
-    the page has the filter form and refreshes its figures in place."""
+def charts_html(sections: list[Any]) -> str:
+    return "".join(
+        f"<section><h2>{html.escape(section.title)}</h2><div class='charts'>"
+        + "".join(
+            f"<figure><figcaption>{html.escape(chart.title)}</figcaption>"
+            f'<div class="chart" id="{chart.id}" '
+            f'style="height: {chart.figure["layout"]["height"]}px"></div></figure>'
+            for chart in section.charts
+        )
+        + "</div></section>"
+        for section in sections
+    )
+
+
+def shell(
+    *,
+    title: str,
+    freshness: str,
+    controls: str,
+    main: str,
+    footer: str,
+    figures: str,
+    plotly_js: str | None = None,
+    live: tuple[str, float] | None = None,
+) -> str:
+    """A whole page around its parts. With `plotly_js` the library is inlined (the
+    report, which must open offline); without it the page loads it from the server.
+    With `live` (the update's URL, seconds) the page refreshes itself in place."""
     library = (
         f"<script>{plotly_js}</script>"
         if plotly_js is not None
         else '<script src="plotly.min.js"></script>'
     )
-    controls = (
-        _form(page) if live_seconds else f'<div class="range">{html.escape(describe(page))}</div>'
+    refresh = (
+        LIVE.replace("UPDATE_URL", live[0]).replace("REFRESH_MS", str(int(live[1] * 1000)))
+        if live
+        else ""
     )
-    sections = "".join(
-        f"<section><h2>{html.escape(section.title)}</h2><div class='charts'>"
-        + "".join(
-            f"<figure><figcaption>{html.escape(chart.title)}</figcaption>"
-            f'<div class="chart" id="{chart.id}" '
-            f'style="height: {chart.figure.layout.height}px"></div></figure>'
-            for chart in section.charts
-        )
-        + "</div></section>"
-        for section in page.sections
-    )
-    live = LIVE.replace("REFRESH_MS", str(int(live_seconds * 1000))) if live_seconds else ""
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>totesys: how the business is doing</title>
+<title>{html.escape(title)}</title>
 <style>{STYLE}</style>
 {library}
 </head><body>
-<header><h1>totesys: how the business is doing</h1>
-<span id="freshness">{html.escape(page.freshness)}</span></header>
+<header><h1>{html.escape(title)}</h1>
+<span id="freshness">{html.escape(freshness)}</span>{NAV if live else ""}</header>
 {controls}
 <main>
-<div id="cards">{cards_html(page)}</div>
-{sections}
+{main}
 </main>
-<footer>Figures come from the warehouse's latest version of each order and payment.
-Money is shown per currency and never added across currencies. Generated {generated}.</footer>
-<script>const FIGURES = {_script_json(figures_json(page))};
-{SCRIPT}{live}</script>
+<footer>{footer}</footer>
+<script>const TEMPLATE = {template()};
+const FIGURES = {script_safe(figures)};
+{SCRIPT}{refresh}</script>
 </body></html>
 """
+
+
+def render(
+    page: Page,
+    *,
+    plotly_js: str | None = None,
+    live_seconds: float | None = None,
+    figures: str | None = None,
+) -> str:
+    """The business page. With `plotly_js` the library is inlined (the report); with
+    `live_seconds` the page has the filter form and refreshes its figures in place.
+    `figures` is `figures_text(page)` when the caller has it already."""
+    controls = (
+        _form(page) if live_seconds else f'<div class="range">{html.escape(describe(page))}</div>'
+    )
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return shell(
+        title="totesys: how the business is doing",
+        freshness=page.freshness,
+        controls=controls,
+        main=f'<div id="cards">{cards_html(page)}</div>\n{charts_html(page.sections)}',
+        footer="Figures come from the warehouse's latest version of each order and payment.\n"
+        "Money is shown per currency and never added across currencies. "
+        f"Generated {generated}.",
+        figures=figures if figures is not None else figures_text(page),
+        plotly_js=plotly_js,
+        live=("figures.json", live_seconds) if live_seconds else None,
+    )

@@ -14,23 +14,17 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
-import plotly.graph_objects as go
-
+from totesys_cli.dashboard import charts
 from totesys_cli.dashboard.queries import Filters
 
 Results = dict[str, list[dict[str, Any]]]
-
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
-STATUS_COLOURS = {"Paid": "#2ca02c", "Due": "#1f77b4", "Overdue": "#d62728"}
-HEIGHT = 360  # pixels, the least a chart gets
-FLOWS = {"SALE": "Money in (sales)", "PURCHASE": "Money out (purchases)"}
 
 
 @dataclass(frozen=True)
 class Chart:
     id: str
     title: str
-    figure: go.Figure
+    figure: dict[str, Any]  # plotly.js JSON: data and layout
 
 
 @dataclass(frozen=True)
@@ -89,126 +83,6 @@ def freshness(rows: list[dict[str, Any]]) -> str:
     return f"Data as of {as_of:%Y-%m-%d %H:%M} UTC ({_age(age)} ago), {runs} loaded"
 
 
-# ---------------------------------------------------------------- charts
-
-
-def _colours(currencies: list[str]) -> dict[str, str]:
-    return {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(currencies)}
-
-
-def _number(value: Any) -> Any:
-    return float(value) if isinstance(value, Decimal) else value
-
-
-def _layout(figure: go.Figure, **layout: Any) -> go.Figure:
-    figure.update_layout(
-        **{
-            "template": "plotly_white",
-            "height": HEIGHT,
-            "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
-            "legend": {"orientation": "h", "y": -0.15},
-            **layout,
-        }
-    )
-    if not figure.data:
-        figure.add_annotation(
-            text="Nothing for these filters", showarrow=False, font={"size": 16}, x=0.5, y=0.5
-        )
-        figure.update_xaxes(visible=False)
-        figure.update_yaxes(visible=False)
-    return figure
-
-
-def _per_currency(
-    rows: list[dict[str, Any]],
-    label: Callable[[dict[str, Any]], str],
-    value: str,
-    colours: dict[str, str],
-    horizontal: bool = True,
-) -> go.Figure:
-    """One bar series per currency: amounts in different currencies are never added."""
-    figure = go.Figure()
-    for currency in dict.fromkeys(r["currency"] for r in rows):
-        mine = [r for r in rows if r["currency"] == currency]
-        labels = [label(r) for r in mine]
-        values = [_number(r[value]) for r in mine]
-        if horizontal:
-            x, y, hover = values, labels, f"%{{y}}<br>{currency} %{{x:,.2f}}<extra></extra>"
-        else:
-            x, y, hover = labels, values, f"%{{x}}<br>{currency} %{{y:,.2f}}<extra></extra>"
-        figure.add_bar(
-            name=currency,
-            x=x,
-            y=y,
-            orientation="h" if horizontal else "v",
-            marker_color=colours.get(currency),
-            hovertemplate=hover,
-        )
-    if not horizontal:
-        return _layout(figure, barmode="group")
-    # a bar row per label, each tall enough to keep its name readable
-    labels = {label(r) for r in rows}
-    return _layout(
-        figure,
-        barmode="group",
-        yaxis={"autorange": "reversed"},
-        height=max(HEIGHT, 20 * len(labels) + 90),
-    )
-
-
-def _by_month(rows: list[dict[str, Any]], value: str, colours: dict[str, str]) -> go.Figure:
-    figure = go.Figure()
-    for currency in dict.fromkeys(r["currency"] for r in rows):
-        mine = [r for r in rows if r["currency"] == currency]
-        x = [r["month"].isoformat() for r in mine]
-        y = [_number(r[value]) for r in mine]
-        if value == "units":  # a count, so the currencies stack to the month's total
-            figure.add_bar(name=currency, x=x, y=y, marker_color=colours.get(currency))
-        else:
-            figure.add_scatter(
-                name=currency,
-                x=x,
-                y=y,
-                mode="lines+markers",
-                line_color=colours.get(currency),
-                hovertemplate=f"%{{x|%b %Y}}<br>{currency} %{{y:,.2f}}<extra></extra>",
-            )
-    return _layout(figure, barmode="stack", xaxis={"type": "date"})
-
-
-def _payments(rows: list[dict[str, Any]]) -> go.Figure:
-    figure = go.Figure()
-    x = [[FLOWS.get(r["transaction_type"], r["transaction_type"]) for r in rows]]
-    x.append([r["currency"] for r in rows])
-    if rows:
-        for status in ("Paid", "Due", "Overdue"):
-            figure.add_bar(
-                name=status,
-                x=x,
-                y=[_number(r[status.lower()]) for r in rows],
-                marker_color=STATUS_COLOURS[status],
-                hovertemplate=f"%{{x}}<br>{status} %{{y:,.2f}}<extra></extra>",
-            )
-    return _layout(figure, barmode="stack")
-
-
-def _design(r: dict[str, Any]) -> str:
-    return f"{r['design_name']} #{r['design_id']}"
-
-
-def _designs_by_units(rows: list[dict[str, Any]]) -> go.Figure:
-    figure = go.Figure()
-    if rows:
-        figure.add_bar(
-            x=[r["units"] for r in rows],
-            y=[_design(r) for r in rows],
-            orientation="h",
-            marker_color=PALETTE[4],
-            hovertemplate="%{y}<br>%{x:,} units<extra></extra>",
-        )
-    return _layout(figure, yaxis={"autorange": "reversed"})
-
-
 def _cards(results: Results) -> list[Card]:
     sales, purchases = results["sales_totals"], results["purchase_totals"]
 
@@ -241,6 +115,10 @@ def _staff(r: dict[str, Any]) -> str:
     return f"{r['staff_name']} ({r['department_name']})"
 
 
+def _item(r: dict[str, Any]) -> str:
+    return f"item {r['item_code']} ({count(r['quantity'])} units)"
+
+
 def _ranked(
     results: Results,
     colours: dict[str, str],
@@ -248,21 +126,29 @@ def _ranked(
     title: str,
     label: Callable[[dict[str, Any]], str],
     value: str = "amount",
-    horizontal: bool = True,
 ) -> Chart:
-    """One query's amounts per label, a series per currency; named as its query."""
-    figure = _per_currency(results[query], label, value, colours, horizontal)
-    return Chart(query.replace("_", "-"), title, figure)
+    """One query's top amounts per label, a panel per currency; named as its query."""
+    return Chart(
+        query.replace("_", "-"), title, charts.per_currency(results[query], label, value, colours)
+    )
 
 
-def _sales(results: Results, colours: dict[str, str]) -> Section:
+def _sales(results: Results, colours: dict[str, str], partial: dict[dt.date, str]) -> Section:
     ranked = functools.partial(_ranked, results, colours)
     by_month = results["sales_by_month"]
     return Section(
         "Sales",
         [
-            Chart("revenue-by-month", "Revenue by month", _by_month(by_month, "revenue", colours)),
-            Chart("units-by-month", "Units sold by month", _by_month(by_month, "units", colours)),
+            Chart(
+                "revenue-by-month",
+                "Revenue by month",
+                charts.by_month(by_month, "revenue", colours, partial),
+            ),
+            Chart(
+                "units-by-month",
+                "Units sold by month",
+                charts.by_month(by_month, "units", colours, partial),
+            ),
             ranked(
                 "revenue_by_country",
                 "Revenue by delivery country (top 10 per currency)",
@@ -272,16 +158,21 @@ def _sales(results: Results, colours: dict[str, str]) -> Section:
             Chart(
                 "designs-by-units",
                 "Top designs by units sold",
-                _designs_by_units(results["designs_by_units"]),
+                charts.designs_by_units(results["designs_by_units"]),
             ),
-            ranked("designs_by_revenue", "Top designs by revenue (per currency)", _design),
-            ranked("sales_by_staff", "Revenue by sales staff (top 10 per currency)", _staff),
             ranked(
-                "sales_by_department",
+                "designs_by_revenue", "Top designs by revenue (top 10 per currency)", charts.design
+            ),
+            ranked("sales_by_staff", "Revenue by sales staff (top 10 per currency)", _staff),
+            Chart(
+                "sales-by-department",
                 "Revenue by department",
-                itemgetter("department_name"),
-                "revenue",
-                horizontal=False,
+                charts.grouped(
+                    results["sales_by_department"],
+                    itemgetter("department_name"),
+                    "revenue",
+                    colours,
+                ),
             ),
         ],
     )
@@ -297,11 +188,7 @@ def _purchasing(results: Results, colours: dict[str, str]) -> Section:
                 "Purchase spend by counterparty (top 10 per currency)",
                 itemgetter("counterparty_legal_name"),
             ),
-            ranked(
-                "spend_by_item",
-                "Purchase spend by item (top 10 per currency)",
-                itemgetter("item_code"),
-            ),
+            ranked("spend_by_item", "Purchase spend by item (top 10 per currency)", _item),
         ],
     )
 
@@ -313,7 +200,7 @@ def _finance(results: Results) -> Section:
             Chart(
                 "payments-by-status",
                 "Payments falling due in the range: paid, due and overdue",
-                _payments(results["payments_by_status"]),
+                charts.payments(results["payments_by_status"]),
             ),
         ],
     )
@@ -321,13 +208,19 @@ def _finance(results: Results) -> Section:
 
 def build(results: Results, filters: Filters) -> Page:
     currencies = [r["currency"] for r in results["currencies"]]
-    colours = _colours(currencies)
-    span = results["date_span"][0] if results["date_span"] else {}
+    colours = charts.colours_for(currencies)
+    found = results["date_span"][0] if results["date_span"] else {}
+    span = (found.get("first"), found.get("last"))
+    partial = charts.partial_months(filters, span)
     return Page(
         filters=filters,
         cards=_cards(results),
-        sections=[_sales(results, colours), _purchasing(results, colours), _finance(results)],
+        sections=[
+            _sales(results, colours, partial),
+            _purchasing(results, colours),
+            _finance(results),
+        ],
         freshness=freshness(results["freshness"]),
         currencies=currencies,
-        span=(span.get("first"), span.get("last")),
+        span=span,
     )

@@ -1,252 +1,232 @@
-"""The live dashboard: a small HTTP server over the warehouse, and the report file.
+"""The live dashboard: a WSGI application over the warehouse, served by waitress.
 
-Each page view and each refresh runs the queries in one read-only transaction, so the
-figures are always the warehouse's current ones and agree with each other. The server
-binds to 127.0.0.1 unless told otherwise; it serves plotly.js itself, so it works with
-no network.
+Bounded whatever the clients do: a fixed pool of worker threads (idle connections cost
+none), a limit on open connections, idle connections dropped after a timeout, small
+request size limits, and the warehouse pool of `reading`. Every route but /healthz
+checks the request's host name and token (`access`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import http.server
+import gzip
 import json
 import logging
-import os
-import tempfile
-import threading
 import urllib.parse
-from functools import cache
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
-
-from totesys_cli.dashboard import document, queries
-from totesys_cli.dashboard import page as pages
-from totesys_cli.db import engine, translate_errors
-from totesys_cli.errors import ConfigError, RuntimeFailure, TotesysError
-from totesys_cli.settings import Database
+from totesys_cli.dashboard import document
+from totesys_cli.dashboard import pipeline as pipelines
+from totesys_cli.dashboard.access import COOKIE, Access
+from totesys_cli.dashboard.reading import Warehouse, parse_filters
+from totesys_cli.errors import ConfigError, TotesysError
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 15.0
+THREADS = 8  # requests worked on at once
+CONNECTIONS = 1000  # open client connections; idle ones hold no thread
+IDLE_SECONDS = 30  # an idle client connection is closed after this
+HEADER_LIMIT = 16 * 1024  # bytes of request line and headers
+BODY_LIMIT = 16 * 1024  # bytes of request body (the dashboard takes none)
+COMPRESSED = 1024  # bytes from which a body is sent gzipped to a client that accepts it
 
 
-@cache
-def plotly_js() -> bytes:
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs().encode()
-
-
-def parse_filters(query: dict[str, list[str]], currencies: list[str]) -> queries.Filters:
-    """Filters from a query string (?from=2025-01-01&to=2025-03-31&currency=GBP)."""
-
-    def day(name: str, default: dt.date) -> dt.date:
-        value = (query.get(name) or [""])[0].strip()
-        if not value:
-            return default
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(f"{name}={value!r} is not a date like 2025-01-31") from None
-
-    start, end = day("from", dt.date.min), day("to", dt.date.max)
-    if start > end:
-        raise ConfigError(f"from {start} is after to {end}")
-    currency = (query.get("currency") or [""])[0].strip().upper() or None
-    if currency is not None and currency not in currencies:
-        raise ConfigError(f"currency {currency!r} is not one the warehouse holds")
-    return queries.Filters(start=start, end=end, currency=currency)
+@dataclass
+class Response:
+    status: str
+    kind: str
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    gzipped: bytes | None = None  # the body compressed ahead, when it is served often
 
 
-class Warehouse:
-    """Runs the figures' queries against the warehouse.
-
-    The warehouse changes when a load commits, which `totesys_meta.loaded_runs`
-    records: each request reads that first (one small query) and reuses the figures
-    computed for the same filters since the last load, so an open page refreshing every
-    few seconds costs the warehouse almost nothing, while every new load shows at once.
-    """
-
-    CACHED = 32  # filter combinations kept
-
-    def __init__(self, db: Database):
-        self.db = db
-        self.engine: Engine = engine(db)
-        self._cache: dict[tuple, pages.Results] = {}
-        self._lock = threading.Lock()
-
-    def results(self, filters: queries.Filters) -> pages.Results:
-        figures = tuple(n for n in queries.QUERIES if n != "freshness")
-        with translate_errors(self.db), self.engine.connect() as conn:
-            fresh = queries.run_all(conn, filters, ("freshness",))
-            row = fresh["freshness"][0]
-            key = (filters, row["runs"], row["last_load"], row["checked_at"].date())
-            with self._lock:
-                results = self._cache.get(key)
-            if results is None:  # in the same snapshot as the freshness read above
-                results = {name: queries.run(conn, name, filters) for name in figures}
-                with self._lock:
-                    self._cache[key] = results
-                    while len(self._cache) > self.CACHED:
-                        del self._cache[next(iter(self._cache))]
-        return {**results, **fresh}
-
-    def currencies(self) -> list[str]:
-        with translate_errors(self.db), self.engine.connect() as conn:
-            return [r["currency"] for r in queries.run(conn, "currencies")]
-
-    def page(self, filters: queries.Filters) -> pages.Page:
-        return pages.build(self.results(filters), filters)
-
-    def check(self) -> None:
-        """Fail at once, in one line, when the warehouse lacks what the queries read."""
-        with translate_errors(self.db), self.engine.connect() as conn:
-            missing = queries.missing_relations(conn)
-        if missing:
-            raise RuntimeFailure(
-                f"the warehouse at {self.db.where} cannot answer the dashboard's queries: "
-                f"it has no {', '.join(missing)}",
-                "Run `totesys init` and `totesys run-all` first",
-            )
+def _text(status: str, line: str) -> Response:
+    return Response(status, "text/plain; charset=utf-8", f"{line}\n".encode())
 
 
-def write_report(warehouse: Warehouse, filters: queries.Filters, out: str) -> int:
-    """The report as one self-contained file (plotly.js inlined); returns its size."""
-    html = document.render(warehouse.page(filters), plotly_js=plotly_js().decode())
-    body = html.encode()
-    if out.startswith("s3://"):
-        _put_s3(out, body)
-    else:
-        _write_atomically(Path(out), body)
-    return len(body)
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+]
 
 
-def _write_atomically(path: Path, body: bytes) -> None:
-    """Whole or not at all: a reader never sees half a report."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise ConfigError(f"cannot write {path}: {folder} is not a folder")
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", delete=False) as tmp:
-            try:
-                tmp.write(body)
-                tmp.close()
-                os.replace(tmp.name, path)
-            except OSError:
-                os.unlink(tmp.name)
-                raise
-    except OSError as err:
-        raise ConfigError(f"cannot write {path}: {err.strerror}") from None
+class Dashboard:
+    """The WSGI application: routes, host and token checks, compression."""
 
-
-def _put_s3(url: str, body: bytes) -> None:
-    import botocore.exceptions
-
-    from totesys_cli import aws
-
-    parsed = urllib.parse.urlparse(url)
-    if not parsed.netloc or not parsed.path.strip("/"):
-        raise ConfigError(f"{url} names no object; give s3://bucket/path/report.html")
-    try:
-        aws.client("s3").put_object(
-            Bucket=parsed.netloc,
-            Key=parsed.path.lstrip("/"),
-            Body=body,
-            ContentType="text/html; charset=utf-8",
-        )
-    except botocore.exceptions.BotoCoreError as err:
-        raise RuntimeFailure(f"could not write {url}: {err}") from None
-    except botocore.exceptions.ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        raise ConfigError(f"could not write {url}: {code or err}") from None
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    warehouse: Warehouse
-    server_version = "totesys-dashboard"
-    timeout = 30  # seconds a connection may idle: a browser's unused spare one is dropped
-
-    def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        routes = {
-            "/": self._page,
-            "/figures.json": self._figures,
-            "/report.html": self._report,
-            "/plotly.min.js": self._plotly,
+    def __init__(self, warehouse: Warehouse, access: Access):
+        self.warehouse = warehouse
+        self.access = access
+        self.routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
+            "/": self.business,
+            "/figures.json": self.figures,
+            "/report.html": self.report,
+            "/pipeline": self.pipeline,
+            "/pipeline.json": self.pipeline_figures,
+            "/plotly.min.js": self.plotly,
         }
-        route = routes.get(url.path)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+        response = self.respond(environ)
+        accepts = environ.get("HTTP_ACCEPT_ENCODING", "")
+        body = response.body
+        headers = [("Content-Type", response.kind), *SECURITY_HEADERS, *response.headers]
+        if len(body) >= COMPRESSED:
+            headers.append(("Vary", "Accept-Encoding"))
+            if "gzip" in accepts:
+                body = response.gzipped or gzip.compress(body, 5)
+                headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response(response.status, headers)
+        return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
+
+    def respond(self, environ: dict[str, Any]) -> Response:
+        path = environ.get("PATH_INFO", "/")
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            response = _text("405 Method Not Allowed", "only GET and HEAD are served")
+            response.headers.append(("Allow", "GET, HEAD"))
+            return response
+        if path == "/healthz":  # for a load balancer: no figures, no host or token check
+            return self.health()
+        if not self.access.host_allowed(environ.get("HTTP_HOST", "")):
+            return _text(
+                "403 Forbidden",
+                "this dashboard does not answer to that host name; its server can allow "
+                "it with --allow-host",
+            )
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        if self.access.token is not None:
+            refused = self._authenticate(environ, path, query)
+            if refused is not None:
+                return refused
+        route = self.routes.get(path)
         if route is None:
-            self._send(404, "text/plain; charset=utf-8", b"not found\n")
-            return
+            return _text("404 Not Found", "not found")
         try:
-            route(urllib.parse.parse_qs(url.query))
+            return route(query)
         except ConfigError as err:
-            self._send(400, "text/plain; charset=utf-8", f"{err.problem}\n".encode())
+            return _text("400 Bad Request", err.problem)
         except TotesysError as err:
             log.error("the dashboard could not read the warehouse: %s", err.problem)
-            self._send(503, "text/plain; charset=utf-8", f"{err.problem}\n".encode())
+            return _text("503 Service Unavailable", err.problem)
 
-    def _filters(self, query: dict[str, list[str]]) -> queries.Filters:
-        return parse_filters(query, self.warehouse.currencies())
-
-    def _page(self, query: dict[str, list[str]]) -> None:
-        page = self.warehouse.page(self._filters(query))
-        body = document.render(page, live_seconds=REFRESH_SECONDS).encode()
-        self._send(200, "text/html; charset=utf-8", body)
-
-    def _figures(self, query: dict[str, list[str]]) -> None:
-        page = self.warehouse.page(self._filters(query))
-        update: dict[str, Any] = {
-            "cards": document.cards_html(page),
-            "freshness": page.freshness,
-            "figures": document.figures_json(page),
-        }
-        self._send(200, "application/json", json.dumps(update).encode())
-
-    def _report(self, query: dict[str, list[str]]) -> None:
-        page = self.warehouse.page(self._filters(query))
-        body = document.render(page, plotly_js=plotly_js().decode()).encode()
-        self._send(
-            200,
-            "text/html; charset=utf-8",
-            body,
-            {"Content-Disposition": 'attachment; filename="totesys-report.html"'},
+    def _authenticate(
+        self, environ: dict[str, Any], path: str, query: dict[str, list[str]]
+    ) -> Response | None:
+        """None when the browser showed the token; else the answer to give it. The token
+        is taken once from the URL, then kept in an HttpOnly cookie."""
+        if self.access.shown_in_cookie(environ.get("HTTP_COOKIE", "")):
+            return None
+        given = (query.get("token") or [""])[0]
+        if given and self.access.shown_in_url(given):
+            rest = urllib.parse.urlencode({k: v for k, v in query.items() if k != "token"}, True)
+            cookie = f"{COOKIE}={self.access.cookie_value()}; HttpOnly; SameSite=Strict; Path=/"
+            response = _text("303 See Other", "signed in")
+            response.headers += [
+                ("Location", path + (f"?{rest}" if rest else "")),
+                ("Set-Cookie", cookie),
+                ("Cache-Control", "no-store"),
+            ]
+            return response
+        return _text(
+            "401 Unauthorized",
+            "this dashboard needs its access token: open it once with ?token=<the token>",
         )
 
-    def _plotly(self, _query: dict[str, list[str]]) -> None:
-        self._send(
-            200,
+    # -------------------------------------------------------------- routes
+
+    def business(self, query: dict[str, list[str]]) -> Response:
+        with self.warehouse.reading() as reading:
+            rendered = reading.rendered(parse_filters(query, reading.currencies()))
+        body = document.render(
+            rendered.page, live_seconds=REFRESH_SECONDS, figures=rendered.figures
+        )
+        return Response("200 OK", "text/html; charset=utf-8", body.encode(), _no_store())
+
+    def figures(self, query: dict[str, list[str]]) -> Response:
+        with self.warehouse.reading() as reading:
+            rendered = reading.rendered(parse_filters(query, reading.currencies()))
+            freshness = reading.freshness()
+        body = document.update_json(freshness, {"cards": rendered.cards}, rendered.figures)
+        return Response("200 OK", "application/json", body.encode(), _no_store())
+
+    def report(self, query: dict[str, list[str]]) -> Response:
+        with self.warehouse.reading() as reading:
+            rendered = reading.rendered(parse_filters(query, reading.currencies()))
+        html = document.render(
+            rendered.page, plotly_js=document.plotly_js().decode(), figures=rendered.figures
+        )
+        headers = [("Content-Disposition", 'attachment; filename="totesys-report.html"')]
+        return Response("200 OK", "text/html; charset=utf-8", html.encode(), headers)
+
+    def pipeline(self, _query: dict[str, list[str]]) -> Response:
+        with self.warehouse.reading() as reading:
+            page = reading.pipeline()
+        body = pipelines.render(page, live_seconds=REFRESH_SECONDS)
+        return Response("200 OK", "text/html; charset=utf-8", body.encode(), _no_store())
+
+    def pipeline_figures(self, _query: dict[str, list[str]]) -> Response:
+        with self.warehouse.reading() as reading:
+            page = reading.pipeline()
+        return Response("200 OK", "application/json", pipelines.update(page).encode(), _no_store())
+
+    def plotly(self, _query: dict[str, list[str]]) -> Response:
+        return Response(
+            "200 OK",
             "application/javascript",
-            plotly_js(),
-            {"Cache-Control": "public, max-age=86400"},
+            document.plotly_js(),
+            [("Cache-Control", "public, max-age=86400")],
+            gzipped=document.plotly_js_gzipped(),
         )
 
-    def _send(
-        self, status: int, kind: str, body: bytes, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+    def health(self) -> Response:
+        """200 with the data's age while the warehouse answers; 503 when it does not."""
+        try:
+            with self.warehouse.reading() as reading:
+                row = reading.fresh[0]
+        except TotesysError as err:
+            body = {"warehouse": "unreachable", "problem": err.problem}
+            return Response(
+                "503 Service Unavailable", "application/json", json.dumps(body).encode()
+            )
+        as_of = row["data_as_of"]
+        age = (row["checked_at"] - as_of).total_seconds() if as_of else None
+        body = {
+            "warehouse": "ok",
+            "data_as_of": as_of.isoformat() + "Z" if as_of else None,
+            "age_seconds": round(age, 1) if age is not None else None,
+            "runs_loaded": row["runs"],
+        }
+        return Response("200 OK", "application/json", json.dumps(body).encode(), _no_store())
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+
+def _no_store() -> list[tuple[str, str]]:
+    return [("Cache-Control", "no-store")]
 
 
-def make_server(warehouse: Warehouse, host: str, port: int) -> http.server.ThreadingHTTPServer:
-    handler = type("Handler", (_Handler,), {"warehouse": warehouse})
+def make_server(app: Dashboard, host: str, port: int) -> Any:
+    """A waitress server for `app` on host:port, bounded as the module says."""
+    from waitress.server import create_server
+
     try:
-        server = http.server.ThreadingHTTPServer((host, port), handler)
+        return create_server(
+            app,
+            host=host,
+            port=port,
+            threads=THREADS,
+            connection_limit=CONNECTIONS,
+            channel_timeout=IDLE_SECONDS,
+            cleanup_interval=5,
+            max_request_header_size=HEADER_LIMIT,
+            max_request_body_size=BODY_LIMIT,
+            asyncore_use_poll=True,  # more than 1,024 sockets
+            ident="totesys-dashboard",
+            expose_tracebacks=False,
+        )
     except OSError as err:
         raise ConfigError(
             f"cannot listen on {host}:{port}: {err.strerror}",
             "Pass another --port, or stop what is using it",
         ) from None
-    server.daemon_threads = True
-    return server

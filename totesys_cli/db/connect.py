@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pg8000.dbapi
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import NullPool, QueuePool
 
 from totesys_cli.db import driver
 from totesys_cli.errors import ConfigError, RuntimeFailure, TotesysError
@@ -127,8 +128,11 @@ def _server_message(err: BaseException) -> str:
     return str(fields.get("M", err)) if fields else str(err)
 
 
-def engine(db: Database) -> Engine:
-    """An engine without a pool: each run opens few connections and must leave none behind."""
+def engine(db: Database, pool: int = 0, wait: float = 10.0) -> Engine:
+    """Without `pool`, an engine without a pool: each run opens few connections and must
+    leave none behind. With it, a long-lived server's engine that never holds more than
+    `pool` connections, whatever the number of callers: a caller waits at most `wait`
+    seconds for one, then fails in one line."""
 
     def creator() -> pg8000.dbapi.Connection:
         try:
@@ -136,7 +140,18 @@ def engine(db: Database) -> Engine:
         except (OSError, pg8000.dbapi.Error) as err:
             raise connection_error(db, err) from None
 
-    return create_engine("postgresql+pg8000://", creator=creator, poolclass=NullPool)
+    if not pool:
+        return create_engine("postgresql+pg8000://", creator=creator, poolclass=NullPool)
+    return create_engine(
+        "postgresql+pg8000://",
+        creator=creator,
+        poolclass=QueuePool,
+        pool_size=pool,
+        max_overflow=0,
+        pool_timeout=wait,
+        pool_pre_ping=True,  # a connection the server dropped is replaced, not handed out
+        pool_recycle=3600,
+    )
 
 
 @contextlib.contextmanager
@@ -146,3 +161,8 @@ def translate_errors(db: Database) -> Iterator[None]:
         yield
     except (DBAPIError, pg8000.dbapi.Error) as err:  # raw errors come from COPY
         raise connection_error(db, err) from None
+    except PoolTimeout:
+        raise RuntimeFailure(
+            f"every pooled connection to the {db.role} database at {db.where} stayed busy",
+            "Try again in a moment",
+        ) from None

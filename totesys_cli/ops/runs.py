@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import Connection, or_, select, text
 
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.runtime import LOCK_KEY
@@ -29,6 +29,7 @@ class PastRun:
     rows: dict
     seconds: dict
     lake_runs: dict
+    max_runtime: float | None = None  # seconds, the run's deadline
 
     @property
     def total_rows(self) -> int:
@@ -55,14 +56,19 @@ def _lock_held(conn) -> bool:
 
 def listing(db: Database, limit: int = 20, failed: bool = False) -> list[PastRun]:
     """The newest runs; `failed`: only those that failed or did not finish."""
+    with translate_errors(db), engine(db).connect() as conn:
+        return read(conn, limit, failed)
+
+
+def read(conn: Connection, limit: int = 20, failed: bool = False) -> list[PastRun]:
+    """`listing` through an open connection."""
     query = select(RUNS).order_by(RUNS.c.started_at.desc()).limit(limit)
     if failed:
         query = query.where(or_(RUNS.c.outcome == "failed", RUNS.c.outcome.is_(None)))
-    with translate_errors(db), engine(db).connect() as conn:
-        if not conn.dialect.has_table(conn, RUNS.name, schema=META_SCHEMA):
-            return []
-        rows = conn.execute(query).all()
-        live = _lock_held(conn)
+    if not conn.dialect.has_table(conn, RUNS.name, schema=META_SCHEMA):
+        return []
+    rows = conn.execute(query).all()
+    live = _lock_held(conn)
     newest_open = next((r.run_id for r in rows if r.outcome is None), None) if live else None
     found = [
         PastRun(
@@ -76,6 +82,7 @@ def listing(db: Database, limit: int = 20, failed: bool = False) -> list[PastRun
             r.rows or {},
             r.seconds or {},
             r.lake_runs or {},
+            r.max_runtime,
         )
         for r in rows
     ]
