@@ -85,13 +85,17 @@ class Server:
         return url
 
 
-def setup(doc: str, naive: bool = False) -> tuple[argparse.Namespace, generator.Sizes, Server]:
+def setup(
+    doc: str, naive: bool = False, base: bool = False
+) -> tuple[argparse.Namespace, generator.Sizes, Server]:
     """The options every benchmark takes, the dataset's sizes and the server."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--sales-orders", type=int, default=generator.BENCHMARK.sales_orders)
     parser.add_argument("--keep", type=Path, help="keep the embedded server in this folder")
     if naive:
         parser.add_argument("--skip-naive", action="store_true")
+    if base:
+        parser.add_argument("--base", help="another build's totesys executable, to compare")
     args = parser.parse_args()
     sizes = generator.Sizes(args.sales_orders, round(args.sales_orders * 0.42))
     return args, sizes, Server(args.keep)

@@ -112,6 +112,12 @@ SETTINGS: dict[str, Setting] = {
             "TOTESYS_CLOUDWATCH_LOG_GROUP",
             "Also send the JSON log lines to this (existing) CloudWatch log group.",
         ),
+        Setting(
+            "token",
+            "TOTESYS_DASHBOARD_TOKEN",
+            "The dashboard's access token, shown once by a browser (?token=...); required "
+            "to listen off loopback.",
+        ),
     )
 }
 

@@ -52,12 +52,7 @@ def _filters(start, end, currency: str | None, currencies: list[str]):
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8050, show_default=True, help="Port."
 )
-@click.option(
-    "--token",
-    envvar="TOTESYS_DASHBOARD_TOKEN",
-    show_envvar=True,
-    help="Access token a browser shows once (?token=...); required off loopback.",
-)
+@options.setting("token")
 @click.option(
     "--no-auth", is_flag=True, help="Serve a reachable address with no token (a WARNING says so)."
 )

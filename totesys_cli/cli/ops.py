@@ -73,6 +73,8 @@ def verify(**given) -> None:
             if result.since is not None
             else "No source row explains it: the warehouse holds rows the source does not"
         )
+        if all(c.table.startswith("totesys_meta.") for c in result.drift):
+            repair = "Drop the summaries that differ and run totesys init: it sums them again"
         raise RuntimeFailure(
             f"the warehouse differs from the source: {named} ({keys or 'no key differs'})",
             repair,

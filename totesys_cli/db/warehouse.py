@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, inspect, select, text
-from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 
+from totesys_cli.db import summaries
 from totesys_cli.db.catalog import present_columns
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.schemas import (
@@ -25,22 +25,8 @@ from totesys_cli.schemas import (
     WAREHOUSE,
     star,
 )
-
-
-def latest_view_query(fact: str):
-    """The latest version of each source row: what reports sum."""
-    table = star(fact).table
-    key = table.c[star(fact).key]
-    return (
-        select(table)
-        .ext(distinct_on(key))
-        .order_by(
-            key,
-            table.c.last_updated_date.desc(),
-            table.c.last_updated_time.desc(),
-            table.c[star(fact).record_id].desc(),
-        )
-    )
+from totesys_cli.schemas.model import latest_versions
+from totesys_cli.schemas.summaries import SUMMARIES
 
 
 def ensure_meta(conn: Connection) -> list[str]:
@@ -53,9 +39,22 @@ def ensure_meta(conn: Connection) -> list[str]:
         created.append(f"schema {META_SCHEMA}")
     existing = set(inspect(conn).get_table_names(schema=META_SCHEMA))
     for table in META.sorted_tables:
+        present: set[str | None] = set()
         if table.name not in existing:
             conn.execute(CreateTable(table, if_not_exists=True))
             created.append(f"table {table.fullname}")
+        elif table.indexes:
+            present = {i["name"] for i in inspector.get_indexes(table.name, schema=META_SCHEMA)}
+        for index in table.indexes:
+            if index.name not in present:
+                conn.execute(CreateIndex(index))
+                created.append(f"index {index.name}")
+    new = tuple(s for s in SUMMARIES if s.name not in existing)
+    if new:  # a warehouse from before the summaries: they start from the facts it holds
+        present = set(inspect(conn).get_table_names())
+        for fact in dict.fromkeys(s.fact for s in new):
+            if fact in present:
+                summaries.sum_whole(conn, fact, tuple(s for s in new if s.fact == fact))
     return created
 
 
@@ -81,7 +80,7 @@ def create_missing(conn: Connection) -> list[str]:
     for fact in FACTS:
         name = star(fact).relation
         if name not in views:
-            query = latest_view_query(fact).compile(conn, compile_kwargs={"literal_binds": True})
+            query = latest_versions(fact).compile(conn, compile_kwargs={"literal_binds": True})
             view = conn.dialect.identifier_preparer.quote(name)
             conn.execute(text(f"CREATE VIEW {view} AS {query}"))
             created.append(f"view {name}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, func, insert, select, text, update
 
 from totesys_cli import faults
-from totesys_cli.db import engine, translate_errors
+from totesys_cli.db import engine, summaries, translate_errors
 from totesys_cli.db.warehouse import check_warehouse, ensure_meta, record_lineage
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
@@ -179,4 +179,15 @@ def load(
                 result.seq,
                 extra={"rows": sum(result.changed.values()), "seconds": round(result.seconds, 3)},
             )
+        if any(r.reload for r in done):
+            _summed_again(conn, done)
     return LoadResult(done, time.perf_counter() - started)
+
+
+def _summed_again(conn: Connection, done: list[RunLoad]) -> None:
+    """A reload repairs facts someone changed outside the load, which the summaries
+    never followed: the reloaded facts' summaries are summed again from the facts."""
+    reloaded = [f for f in FACTS if any(r.reload and f in r.rows for r in done)]
+    with conn.begin():
+        for fact in reloaded:
+            summaries.sum_whole(conn, fact)

@@ -14,6 +14,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, exists, func, select, text
 from sqlalchemy.schema import CreateTable, DropTable
 
+from totesys_cli.db import summaries
 from totesys_cli.db.copy import copy_in
 from totesys_cli.lake import Lake
 from totesys_cli.lake.files import read_parquet
@@ -66,6 +67,8 @@ def _straight_in(
         repeated = select(*version).group_by(*version).having(func.count() > 1).limit(1)
         if conn.execute(repeated).first() is not None:
             raise _NotStraight(table)
+    if star(table).is_fact:
+        summaries.sum_whole(conn, table)
     return total
 
 
@@ -86,6 +89,7 @@ def _staged(
     # a big stage and scans the whole warehouse table instead of probing its index
     conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(stage.name)}"))
     if star(table).is_fact:
+        summaries.follow(conn, stage, table)
         changed = apply.apply_fact(conn, stage, table)
     elif star(table).is_dimension:
         changed = apply.apply_dimension(conn, stage, table)

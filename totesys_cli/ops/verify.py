@@ -15,10 +15,10 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, func, select, table
 
-from totesys_cli.db import engine, translate_errors
+from totesys_cli.db import engine, summaries, translate_errors
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.ops.quarantine import open_keys
-from totesys_cli.schemas import LOADED_RUNS, STARS, Star, source_key, source_table
+from totesys_cli.schemas import LOADED_RUNS, META_SCHEMA, STARS, Star, source_key, source_table
 from totesys_cli.schemas.warehouse import Measure
 from totesys_cli.settings import Database
 
@@ -102,6 +102,10 @@ def verify(source: Database, warehouse: Database) -> VerifyResult:
                 keys, since = _differing(src, wh, star, snapshot, left_out)
                 result_keys[star.name] = keys
                 earliest = min(filter(None, (earliest, since)), default=None)
+        checks += [
+            Check(f"{META_SCHEMA}.{name}", "groups unlike the facts", 0, n)
+            for name, n in summaries.drifted(wh).items()
+        ]
     return VerifyResult(snapshot, checks, pending, quarantined, result_keys, earliest)
 
 

@@ -14,6 +14,7 @@ from totesys_cli.schemas.model import (
     star,
 )
 from totesys_cli.schemas.source import SOURCE, SOURCE_TABLES, source_key, source_table
+from totesys_cli.schemas.summaries import SUMMARIES
 from totesys_cli.schemas.warehouse import (
     DIMENSION_VERSIONS,
     LINEAGE,
@@ -44,6 +45,7 @@ __all__ = [
     "STARS",
     "STAR_TABLES",
     "STREAMED_SOURCES",
+    "SUMMARIES",
     "WAREHOUSE",
     "WHOLE_SOURCES",
     "Star",

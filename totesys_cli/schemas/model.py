@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from totesys_cli.schemas.source import SOURCE_TABLES, grows, source_key, source_table
+from totesys_cli.schemas.summaries import SUMMARIES
 from totesys_cli.schemas.warehouse import (
     LOADED_RUNS,
     STAR_TABLES,
@@ -144,5 +146,26 @@ def kept_sources() -> tuple[str, ...]:
 
 
 def relations() -> tuple[str, ...]:
-    """Everything reports read: the dimensions, the facts' latest views, the load record."""
-    return (*(s.relation for s in STARS.values()), LOADED_RUNS.fullname)
+    """Everything reports read: the dimensions, the facts' latest views, the summaries,
+    the load record."""
+    return (
+        *(s.relation for s in STARS.values()),
+        *(s.fullname for s in SUMMARIES),
+        LOADED_RUNS.fullname,
+    )
+
+
+def latest_versions(fact: str):
+    """The latest version of each source row: what reports sum (the `*_latest` views)."""
+    table = star(fact).table
+    key = table.c[star(fact).key]
+    return (
+        select(table)
+        .ext(distinct_on(key))
+        .order_by(
+            key,
+            table.c.last_updated_date.desc(),
+            table.c.last_updated_time.desc(),
+            table.c[star(fact).record_id].desc(),
+        )
+    )

@@ -1,0 +1,70 @@
+"""The summaries the dashboard reads stay equal to the sums of the facts' latest versions
+through every way the load changes the facts, and `verify` notices when they do not."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import text
+
+from tests.support import Pipeline
+from totesys_cli.db import summaries
+from totesys_cli.schemas import SUMMARIES
+
+
+def _drift(pipeline: Pipeline) -> dict[str, int]:
+    with pipeline.warehouse().connect() as conn:
+        return summaries.drifted(conn)
+
+
+def _rows(pipeline: Pipeline) -> dict[str, int]:
+    with pipeline.warehouse().connect() as conn:
+        return {
+            s.name: conn.execute(text(f"SELECT count(*) FROM {s.fullname}")).scalar_one()
+            for s in SUMMARIES
+        }
+
+
+def test_summaries_follow_first_loads_amendments_reloads_and_rebuilds(
+    source_url, warehouse_url, tmp_path
+):
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    pipeline.run()  # the facts start empty: summed whole
+    assert all(_rows(pipeline).values())
+    assert set(_drift(pipeline).values()) == {0}
+    # amended orders, paid payments, new ones: only the touched keys' groups change
+    pipeline.activity(step=1, sales_orders=30, purchase_orders=20, payments_paid=40)
+    pipeline.run()
+    assert set(_drift(pipeline).values()) == {0}
+    pipeline.activity(step=2)
+    pipeline.process()
+    before = _rows(pipeline)
+    pipeline.load()
+    pipeline.load(since=dt.datetime(2000, 1, 1))  # a reload changes no sum
+    assert set(_drift(pipeline).values()) == {0} and _rows(pipeline) != before
+    assert pipeline.cli("rebuild", "--yes").returncode == 0
+    assert set(_drift(pipeline).values()) == {0}
+
+
+def test_a_summary_that_drifts_fails_verify_and_init_sums_it_again(
+    source_url, warehouse_url, tmp_path
+):
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    assert pipeline.cli("run-all").returncode == 0
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE totesys_meta.sales_by_day_design SET revenue = revenue + 1 "
+                "WHERE ctid = (SELECT min(ctid) FROM totesys_meta.sales_by_day_design)"
+            )
+        )
+    verified = pipeline.cli("verify")
+    assert verified.returncode == 1
+    assert "totesys_meta.sales_by_day_design groups unlike the facts: source 0, warehouse 2" in (
+        verified.stderr
+    )
+    assert "Drop the summaries that differ and run totesys init" in verified.stderr
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(text("DROP TABLE totesys_meta.sales_by_day_design"))
+    assert pipeline.cli("init").stdout == "warehouse initialised: created 1 object\n"
+    assert pipeline.cli("verify").returncode == 0

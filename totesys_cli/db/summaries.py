@@ -1,0 +1,149 @@
+"""Keeping the summaries (`schemas.summaries`) current, in the load's transaction.
+
+A fact's summaries change only where the run touches the fact: before the run's rows
+are merged, the latest version of every key the run brings is read, the latest after
+the merge follows from it and the run's rows, and the summaries take the difference.
+So a run of a few thousand rows costs a few index probes, whatever the size of the
+facts, and a replayed run changes nothing. A fact filled from empty (a first
+load) and a summary created on a warehouse that already holds facts are summed whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import Connection, Table, any_, func, select, text
+
+from totesys_cli.schemas import data_columns, star
+from totesys_cli.schemas.model import latest_versions
+from totesys_cli.schemas.summaries import SUMMARIES, Summary, of_fact
+
+log = logging.getLogger(__name__)
+
+_CHANGE = "summary_change"
+
+
+def _sql(query, conn: Connection) -> str:
+    return str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+
+
+def _sums(summary: Summary) -> dict[str, str]:
+    """Each summed column and what it sums over signed fact rows `f`."""
+    return {
+        summary.counted: "f.sign",
+        **{m: f"f.sign * ({e})" for m, e in summary.measures.items()},
+    }
+
+
+def _join(summary: Summary, rows: str, few: bool) -> str:
+    """The summary's dimension, as `t`. For `few` rows (a temporary table), only its
+    rows that they name are read, through its primary key."""
+    if summary.joined is None:
+        return ""
+    dimension, key = summary.joined
+    join = f"JOIN {dimension} t ON t.{key} = f.{key}"
+    return f"{join} AND t.{key} = ANY(ARRAY(SELECT DISTINCT {key} FROM {rows}))" if few else join  # nosec B608
+
+
+def _grouped(summary: Summary, rows: str, few: bool = False) -> str:
+    """The sums of `rows` (fact rows with a `sign`: +1 to add, -1 to take away) per
+    the summary's keys, leaving out groups whose sums are all zero."""
+    days = [f"f.{summary.day}"] if summary.day else []
+    groups = [*days, "f.currency_id", *(g.expression for g in summary.groups)]
+    sums = _sums(summary).values()
+    return (
+        f"SELECT {', '.join(groups)}, {', '.join(f'sum({s})' for s in sums)} "  # nosec B608
+        f"FROM {rows} f {_join(summary, rows, few)} "
+        f"GROUP BY {', '.join(groups)} "
+        f"HAVING {' OR '.join(f'sum({s}) <> 0' for s in sums)}"
+    )
+
+
+def _add(conn: Connection, summary: Summary, rows: str, few: bool = False) -> None:
+    """Add the sums of `rows` to the summary."""
+    sums = _sums(summary)
+    conn.execute(
+        text(
+            f"INSERT INTO {summary.fullname} ({', '.join([*summary.keys, *sums])}) "  # nosec B608
+            f"{_grouped(summary, rows, few)} "
+            f"ON CONFLICT ({', '.join(summary.keys)}) DO UPDATE SET "
+            + ", ".join(f"{c} = {summary.name}.{c} + excluded.{c}" for c in sums)
+        )
+    )
+
+
+def _latest(conn: Connection, fact: str) -> str:
+    whole = _sql(latest_versions(fact), conn)
+    return f"(SELECT 1 AS sign, l.* FROM ({whole}) l)"  # nosec B608
+
+
+def drifted(conn: Connection) -> dict[str, int]:
+    """Per summary, how many of its groups differ from the sums of the facts' latest
+    versions (none, unless something other than the load wrote to either)."""
+    found = {}
+    for summary in SUMMARIES:
+        sums = _sums(summary)
+        stored = (
+            f"SELECT {', '.join([*summary.keys, *sums])} FROM {summary.fullname} "  # nosec B608
+            f"WHERE {' OR '.join(f'{c} <> 0' for c in sums)}"
+        )
+        fresh = _grouped(summary, _latest(conn, summary.fact))
+        found[summary.name] = conn.execute(
+            text(
+                f"SELECT count(*) FROM (({stored} EXCEPT ALL {fresh}) "  # nosec B608
+                f"UNION ALL ({fresh} EXCEPT ALL {stored})) d"
+            )
+        ).scalar_one()
+    return found
+
+
+def _timed(fact: str, started: float) -> None:
+    log.debug(
+        "the summaries of %s are current",
+        fact,
+        extra={"summaries_seconds": round(time.perf_counter() - started, 3)},
+    )
+
+
+def sum_whole(conn: Connection, fact: str, summaries: tuple[Summary, ...] | None = None) -> None:
+    """Sum the fact's latest versions into its summaries, from nothing."""
+    started = time.perf_counter()
+    latest = _latest(conn, fact)
+    for summary in summaries if summaries is not None else of_fact(fact):
+        conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
+        _add(conn, summary, latest)
+    _timed(fact, started)
+
+
+def follow(conn: Connection, stage: Table, fact: str) -> None:
+    """Before `stage` is merged into `fact`: move the summaries by the change the merge
+    makes. The latest version of each key the run brings is read from the fact once;
+    after the merge it is the newest of that and the run's versions of the key (the
+    run's own where they share a version: the merge corrects it in place)."""
+    started = time.perf_counter()
+    table = star(fact).table
+    key = star(fact).key
+    # = ANY(ARRAY(...)): the keys' versions through the version index, not a scan
+    touched = latest_versions(fact).where(
+        table.c[key] == any_(func.array(select(stage.c[key]).scalar_subquery()))
+    )
+    columns = ", ".join(data_columns(table))
+    after = (
+        f"SELECT DISTINCT ON ({key}) {columns} FROM ("  # nosec B608
+        f"SELECT 0 AS older, {columns} FROM {stage.name} "
+        f"UNION ALL SELECT 1, {columns} FROM before) candidates "
+        f"ORDER BY {key}, last_updated_date DESC, last_updated_time DESC, older"
+    )
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {_CHANGE} ON COMMIT DROP AS "  # nosec B608
+            f"WITH before AS MATERIALIZED ({_sql(touched, conn)}) "
+            f"SELECT 1 AS sign, a.* FROM ({after}) a "
+            f"UNION ALL SELECT -1, {columns} FROM before"
+        )
+    )
+    for summary in of_fact(fact):
+        _add(conn, summary, _CHANGE, few=True)
+    conn.execute(text(f"DROP TABLE {_CHANGE}"))
+    _timed(fact, started)
