@@ -201,3 +201,20 @@ def test_300_idle_connections_and_100_concurrent_requests_stay_bounded(
         assert seen["rss"] < 200_000, seen
         assert request(url)[0] == 200
     watcher.dispose()
+
+
+def test_an_unexpected_failure_is_one_error_line_and_a_500(caplog):
+    from totesys_cli.dashboard.server import Dashboard
+
+    class Broken:
+        def reading(self):
+            raise ValueError("not what anyone expected")
+
+    app = Dashboard(Broken(), Access.decide("127.0.0.1", None, no_auth=False))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_HOST": "localhost"}
+    started: list[str] = []
+    with caplog.at_level(logging.ERROR):
+        body = app(environ, lambda status, headers: started.append(status))
+    assert started == ["500 Internal Server Error"]
+    assert body == [b"the dashboard failed; its log says why\n"]
+    assert "the dashboard failed on /" in caplog.text

@@ -54,17 +54,17 @@ def test_a_summary_that_drifts_fails_verify_and_init_sums_it_again(
     with pipeline.warehouse().begin() as conn:
         conn.execute(
             text(
-                "UPDATE totesys_meta.sales_by_day_design SET revenue = revenue + 1 "
-                "WHERE ctid = (SELECT min(ctid) FROM totesys_meta.sales_by_day_design)"
+                "UPDATE totesys_meta.sales_by_design SET revenue = revenue + 1 "
+                "WHERE ctid = (SELECT min(ctid) FROM totesys_meta.sales_by_design)"
             )
         )
     verified = pipeline.cli("verify")
     assert verified.returncode == 1
-    assert "totesys_meta.sales_by_day_design groups unlike the facts: source 0, warehouse 2" in (
+    assert "totesys_meta.sales_by_design groups unlike the facts: source 0, warehouse 2" in (
         verified.stderr
     )
     assert "Drop the summaries that differ and run totesys init" in verified.stderr
     with pipeline.warehouse().begin() as conn:
-        conn.execute(text("DROP TABLE totesys_meta.sales_by_day_design"))
+        conn.execute(text("DROP TABLE totesys_meta.sales_by_design"))
     assert pipeline.cli("init").stdout == "warehouse initialised: created 1 object\n"
     assert pipeline.cli("verify").returncode == 0

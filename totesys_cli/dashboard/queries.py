@@ -63,6 +63,24 @@ def _summed(name: str, alias: str, keys: tuple[str, ...]) -> str:
   JOIN dim_currency c ON c.currency_id = x.currency_id AND {_CURRENCY}"""  # nosec B608
 
 
+def _from_facts(view: str, alias: str, measures: str, keys: tuple[str, ...]) -> str:
+    """As `_summed`, from a fact's latest versions (what no summary holds per day: a
+    ranking of designs or items in a date range), as `x` with the currency `c`."""
+    grouped = ", ".join(str(n) for n in range(1, len(keys) + 2))
+    return f"""(
+  SELECT {"".join(f"{k}, " for k in keys)}{alias}.currency_id, count(*) AS orders, {measures}
+  FROM {view} {alias}
+  WHERE {alias}.created_date BETWEEN :start AND :end
+  GROUP BY {grouped}) x
+  JOIN dim_currency c ON c.currency_id = x.currency_id AND {_CURRENCY}"""  # nosec B608
+
+
+SALES_MEASURES = "sum(s.units_sold) AS units, sum(s.units_sold * s.unit_price) AS revenue"
+PURCHASE_MEASURES = (
+    "sum(p.item_quantity) AS quantity, sum(p.item_quantity * p.item_unit_price) AS spend"
+)
+
+
 def _sales(by: str, *keys: str) -> str:
     return _summed(f"sales_by_day_{by}", "s", keys)
 
@@ -151,8 +169,12 @@ ORDER BY month, currency""",  # nosec B608
         "revenue",
         UNITS,
     ),
-    "designs_by_units": _designs_by_units(_sales("design", "s.design_id")),
-    "designs_by_revenue": _designs_by_revenue(_sales("design", "s.design_id")),
+    "designs_by_units": _designs_by_units(
+        _from_facts("fact_sales_order_latest", "s", SALES_MEASURES, ("s.design_id",))
+    ),
+    "designs_by_revenue": _designs_by_revenue(
+        _from_facts("fact_sales_order_latest", "s", SALES_MEASURES, ("s.design_id",))
+    ),
     "sales_by_staff": _top_per_currency(
         "st.staff_id, st.first_name || ' ' || st.last_name AS staff_name, st.department_name",
         "st.staff_id, st.first_name, st.last_name, st.department_name",
@@ -174,12 +196,12 @@ ORDER BY currency, revenue DESC, st.department_name""",  # nosec B608
         "spend",
         QUANTITY,
     ),
-    "spend_by_item": _items(
-        f"""SELECT p.item_code, sum(p.quantity) AS quantity, sum(p.spend) AS amount
-    FROM {summary("purchases_by_day_item").fullname} p
-    WHERE p.currency_id = c.currency_id AND p.created_date BETWEEN :start AND :end
-    GROUP BY p.item_code HAVING sum(p.orders) > 0
-    ORDER BY amount DESC, p.item_code LIMIT :top"""  # nosec B608
+    "spend_by_item": _top_per_currency(
+        "x.item_code",
+        "x.item_code",
+        _from_facts("fact_purchase_orders_latest", "p", PURCHASE_MEASURES, ("p.item_code",)),
+        "spend",
+        QUANTITY,
     ),
     # finance: money coming in (sales) and going out (purchases), by whether it is paid,
     # due, or overdue (unpaid and due before today)
@@ -215,8 +237,9 @@ FROM totesys_meta.loaded_runs""",
 }
 
 
-# The rankings over every date (the first view) read the summaries over all time: one
-# row per label rather than one per label and day.
+# The rankings of many labels (designs, items) read summaries over all time for the
+# first view (every date); in a date range they read the facts' latest versions, since
+# a summary per label and day would be nearly as big as the facts.
 WHOLE_RANGE: dict[str, str] = {
     "designs_by_units": _designs_by_units(_summed("sales_by_design", "s", ("s.design_id",))),
     "designs_by_revenue": _designs_by_revenue(_summed("sales_by_design", "s", ("s.design_id",))),

@@ -111,6 +111,9 @@ class Dashboard:
         except TotesysError as err:
             log.error("the dashboard could not read the warehouse: %s", err.problem)
             return _text("503 Service Unavailable", err.problem)
+        except Exception:  # one ERROR line (the alarm's), one 500; the server goes on
+            log.exception("the dashboard failed on %s", path)
+            return _text("500 Internal Server Error", "the dashboard failed; its log says why")
 
     def _authenticate(
         self, environ: dict[str, Any], path: str, query: dict[str, list[str]]

@@ -21,7 +21,7 @@ from totesys_cli.schemas.summaries import SUMMARIES, Summary, of_fact
 
 log = logging.getLogger(__name__)
 
-_CHANGE = "summary_change"
+_CHANGE, _LATEST = "summary_change", "summary_latest"
 
 
 def _sql(query, conn: Connection) -> str:
@@ -74,8 +74,9 @@ def _add(conn: Connection, summary: Summary, rows: str, few: bool = False) -> No
 
 
 def _latest(conn: Connection, fact: str) -> str:
+    """The fact's latest versions, each with the sign +1."""
     whole = _sql(latest_versions(fact), conn)
-    return f"(SELECT 1 AS sign, l.* FROM ({whole}) l)"  # nosec B608
+    return f"SELECT 1 AS sign, l.* FROM ({whole}) l"  # nosec B608
 
 
 def drifted(conn: Connection) -> dict[str, int]:
@@ -88,7 +89,7 @@ def drifted(conn: Connection) -> dict[str, int]:
             f"SELECT {', '.join([*summary.keys, *sums])} FROM {summary.fullname} "  # nosec B608
             f"WHERE {' OR '.join(f'{c} <> 0' for c in sums)}"
         )
-        fresh = _grouped(summary, _latest(conn, summary.fact))
+        fresh = _grouped(summary, f"({_latest(conn, summary.fact)})")
         found[summary.name] = conn.execute(
             text(
                 f"SELECT count(*) FROM (({stored} EXCEPT ALL {fresh}) "  # nosec B608
@@ -107,12 +108,34 @@ def _timed(fact: str, started: float) -> None:
 
 
 def sum_whole(conn: Connection, fact: str, summaries: tuple[Summary, ...] | None = None) -> None:
-    """Sum the fact's latest versions into its summaries, from nothing."""
+    """Sum the fact's latest versions into its summaries, from nothing: the latest
+    versions are found once (when every key has one version, they are the fact), and
+    each summary is filled in its keys' order."""
     started = time.perf_counter()
-    latest = _latest(conn, fact)
+    table = star(fact).table
+    key = star(fact).key
+    one_each = conn.execute(
+        select(func.count() == func.count(func.distinct(table.c[key])))
+    ).scalar_one()
+    if one_each:
+        rows = f"(SELECT 1 AS sign, f.* FROM {fact} f)"  # nosec B608
+    else:
+        conn.execute(
+            text(f"CREATE TEMPORARY TABLE {_LATEST} ON COMMIT DROP AS {_latest(conn, fact)}")
+        )
+        rows = _LATEST
     for summary in summaries if summaries is not None else of_fact(fact):
+        columns = ", ".join([*summary.keys, *_sums(summary)])
+        in_key_order = ", ".join(str(n) for n in range(1, len(summary.keys) + 1))
         conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
-        _add(conn, summary, latest)
+        conn.execute(
+            text(
+                f"INSERT INTO {summary.fullname} ({columns}) "  # nosec B608
+                f"{_grouped(summary, rows)} ORDER BY {in_key_order}"
+            )
+        )
+    if not one_each:
+        conn.execute(text(f"DROP TABLE {_LATEST}"))
     _timed(fact, started)
 
 

@@ -103,14 +103,6 @@ SUMMARIES: tuple[Summary, ...] = (
         "orders",
         _SALES,
     ),
-    _summary(
-        "sales_by_day_design",
-        "fact_sales_order",
-        "created_date",
-        _by("design_id"),
-        "orders",
-        _SALES,
-    ),
     # the rankings over all time (the first view): a ranking reads one row per label
     # instead of one per label and day
     _summary("sales_by_design", "fact_sales_order", None, _by("design_id"), "orders", _SALES),
@@ -119,14 +111,6 @@ SUMMARIES: tuple[Summary, ...] = (
         "fact_purchase_orders",
         "created_date",
         _by("counterparty_id"),
-        "orders",
-        _PURCHASES,
-    ),
-    _summary(
-        "purchases_by_day_item",
-        "fact_purchase_orders",
-        "created_date",
-        _by("item_code", VARCHAR),
         "orders",
         _PURCHASES,
     ),
