@@ -68,3 +68,18 @@ def test_a_summary_that_drifts_fails_verify_and_init_sums_it_again(
         conn.execute(text("DROP TABLE totesys_meta.sales_by_design"))
     assert pipeline.cli("init").stdout == "warehouse initialised: created 1 object\n"
     assert pipeline.cli("verify").returncode == 0
+
+
+def test_a_first_load_with_several_versions_of_a_key_counts_the_latest(
+    source_url, warehouse_url, tmp_path
+):
+    """Two extracts before the first transform: the first load brings two versions of
+    every amended order, and the summaries count each order once, at its latest."""
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    pipeline.extract()
+    pipeline.activity(step=1, sales_orders=30, purchase_orders=20, payments_paid=40)
+    pipeline.extract()
+    pipeline.transform()
+    pipeline.load()
+    assert set(_drift(pipeline).values()) == {0}
+    assert all(_rows(pipeline).values())

@@ -15,6 +15,7 @@ import time
 
 from sqlalchemy import Connection, Table, any_, func, select, text
 
+from totesys_cli.db.copy import copy_in, copy_out
 from totesys_cli.schemas import data_columns, star
 from totesys_cli.schemas.model import latest_versions
 from totesys_cli.schemas.summaries import SUMMARIES, Summary, of_fact
@@ -32,7 +33,9 @@ def _sums(summary: Summary) -> dict[str, str]:
     """Each summed column and what it sums over signed fact rows `f`."""
     return {
         summary.counted: "f.sign",
-        **{m: f"f.sign * ({e})" for m, e in summary.measures.items()},
+        **{
+            m: " * ".join(["f.sign", *(f"f.{c}" for c in cs)]) for m, cs in summary.measures.items()
+        },
     }
 
 
@@ -170,3 +173,105 @@ def follow(conn: Connection, stage: Table, fact: str) -> None:
         _add(conn, summary, _CHANGE, few=True)
     conn.execute(text(f"DROP TABLE {_CHANGE}"))
     _timed(fact, started)
+
+
+class FirstFill:
+    """A fact's summaries summed from the rows copied into it while it was empty (the
+    first load), file by file as they pass, instead of reading the fact back: each file
+    is summed per summary on the way, the sums are added up at the end and copied in.
+    That holds when the run brings one version per key (a first extract does); when it
+    does not, the summaries are summed from the fact (`sum_whole`)."""
+
+    def __init__(self, conn: Connection, fact: str):
+        self.conn = conn
+        self.fact = fact
+        self.summaries = of_fact(fact)
+        self.keys: list = []
+        self.parts: dict[str, list] = {s.name: [] for s in self.summaries}
+        self.lookups: dict[tuple[str, str], object] = {}
+
+    def add(self, rows) -> None:
+        """Sum one file's rows (an Arrow table of the fact's columns)."""
+        self.keys.append(rows.column(star(self.fact).key))
+        for summary in self.summaries:
+            self.parts[summary.name].append(self._summed(summary, self._joined(summary, rows)))
+
+    def _joined(self, summary: Summary, rows):
+        if summary.joined is None:
+            return rows
+        if summary.joined not in self.lookups:
+            self.lookups[summary.joined] = self._lookup(summary)
+        return rows.join(self.lookups[summary.joined], summary.joined[1])
+
+    def _lookup(self, summary: Summary):
+        """The joined dimension's key and the columns the summary groups by."""
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        dimension, key = summary.joined or ("", "")
+        names = [key, *(g.name for g in summary.groups if g.joined)]
+        query = f"COPY (SELECT {', '.join(names)} FROM {dimension}) TO STDOUT (FORMAT csv)"  # nosec B608
+        types = {key: pa.int32(), **{n: pa.string() for n in names[1:]}}
+        chunks = [
+            pcsv.read_csv(
+                pa.py_buffer(bytes(chunk)),
+                read_options=pcsv.ReadOptions(column_names=names),
+                convert_options=pcsv.ConvertOptions(column_types=types),
+            )
+            for chunk in copy_out(self.conn, query, 1_000_000)
+        ]
+        return pa.concat_tables(chunks) if chunks else pa.table({n: [] for n in names}, types)
+
+    @staticmethod
+    def _summed(summary: Summary, rows):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        columns = {k: rows.column(k) for k in summary.keys}
+        columns[summary.counted] = pa.array([1] * rows.num_rows, pa.int64())
+        for measure, factors in summary.measures.items():
+            product = rows.column(factors[0])
+            for factor in factors[1:]:
+                product = pc.multiply(_decimal(product), _decimal(rows.column(factor)))
+            columns[measure] = _decimal(product)
+        return _sum_by(pa.table(columns), summary)
+
+    def finish(self) -> None:
+        """Copy the sums into the summaries, in the fact's transaction."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        started = time.perf_counter()
+        keys = pa.chunked_array(self.keys) if self.keys else pa.chunked_array([], pa.int32())
+        if pc.count_distinct(keys).as_py() != len(keys):
+            sum_whole(self.conn, self.fact)  # several versions of a key: the latest count
+            return
+        for summary in self.summaries:
+            conn = self.conn
+            conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
+            parts = self.parts[summary.name]
+            if not parts:
+                continue
+            copy_in(conn, summary.fullname, _sum_by(pa.concat_tables(parts), summary))
+        _timed(self.fact, started)
+
+
+def _sum_by(table, summary: Summary):
+    """The table's counted and measure columns summed per the summary's keys."""
+    import pyarrow as pa
+
+    summed = [summary.counted, *summary.measures]
+    out = table.group_by(summary.keys).aggregate([(c, "sum") for c in summed])
+    return pa.table(
+        {
+            **{k: out.column(k) for k in summary.keys},
+            **{c: out.column(f"{c}_sum") for c in summed},
+        }
+    )
+
+
+def _decimal(values):
+    """Integers as decimals, so products and sums of money stay exact."""
+    import pyarrow as pa
+
+    return values.cast(pa.decimal128(10, 0)) if pa.types.is_integer(values.type) else values

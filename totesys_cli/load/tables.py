@@ -46,9 +46,12 @@ def _straight_in(
     keys."""
     schema = output_schema(table)
     total = 0
+    fill = summaries.FirstFill(conn, table) if star(table).is_fact else None
     for key in files:
         deadline.check(f"loading {table}")
         rows = read_parquet(processed, [key], schema)
+        if fill is not None:
+            fill.add(rows)
         if VERSION in schema.names:
             copy_in(conn, table, rows.drop_columns([VERSION]))
             versions = pa.table(
@@ -67,8 +70,8 @@ def _straight_in(
         repeated = select(*version).group_by(*version).having(func.count() > 1).limit(1)
         if conn.execute(repeated).first() is not None:
             raise _NotStraight(table)
-    if star(table).is_fact:
-        summaries.sum_whole(conn, table)
+    if fill is not None:
+        fill.finish()
     return total
 
 

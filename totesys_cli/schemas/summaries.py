@@ -28,9 +28,14 @@ from totesys_cli.schemas.warehouse import META
 
 @dataclass(frozen=True)
 class Group:
-    name: str  # the summary's column
-    expression: str  # over the fact row `f` (and `t`, the summary's join)
+    name: str  # the summary's column, and the fact's (or its joined dimension's)
     type: type
+    joined: bool = False  # a column of the summary's joined dimension, not of the fact
+
+    @property
+    def expression(self) -> str:
+        """In SQL, over the fact row `f` and the joined dimension `t`."""
+        return f"{'t' if self.joined else 'f'}.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Summary:
     day: str | None  # the fact's date column the figures filter on; None: all time
     groups: tuple[Group, ...]
     counted: str  # the column counting the latest versions
-    measures: dict[str, str]  # column -> expression summed over the fact row `f`
+    measures: dict[str, tuple[str, ...]]  # column -> the fact's columns whose product it sums
     joined: tuple[str, str] | None = None  # (dimension, key): a dimension the groups read, as `t`
 
     @property
@@ -63,7 +68,7 @@ def _summary(
     day: str | None,
     groups: tuple[Group, ...],
     counted: str,
-    measures: dict[str, str],
+    measures: dict[str, tuple[str, ...]],
     joined: tuple[str, str] | None = None,
 ) -> Summary:
     table = Table(
@@ -78,12 +83,12 @@ def _summary(
     return Summary(table, fact, day, groups, counted, measures, joined)
 
 
-_SALES = {"units": "f.units_sold", "revenue": "f.units_sold * f.unit_price"}
-_PURCHASES = {"quantity": "f.item_quantity", "spend": "f.item_quantity * f.item_unit_price"}
+_SALES = {"units": ("units_sold",), "revenue": ("units_sold", "unit_price")}
+_PURCHASES = {"quantity": ("item_quantity",), "spend": ("item_quantity", "item_unit_price")}
 
 
 def _by(column: str, kind: type = Integer) -> tuple[Group, ...]:
-    return (Group(column, f"f.{column}", kind),)
+    return (Group(column, kind),)
 
 
 SUMMARIES: tuple[Summary, ...] = (
@@ -126,9 +131,9 @@ SUMMARIES: tuple[Summary, ...] = (
         "payments_by_day",
         "fact_payment",
         "payment_date",
-        (Group("transaction_type", "t.transaction_type", Text), Group("paid", "f.paid", Boolean)),
+        (Group("transaction_type", Text, joined=True), Group("paid", Boolean)),
         "payments",
-        {"amount": "f.payment_amount"},
+        {"amount": ("payment_amount",)},
         joined=("dim_transaction", "transaction_id"),
     ),
 )
