@@ -16,7 +16,7 @@ import time
 from sqlalchemy import Connection, Table, any_, func, select, text
 
 from totesys_cli.db.copy import copy_in, copy_out
-from totesys_cli.schemas import data_columns, star
+from totesys_cli.schemas import star
 from totesys_cli.schemas.model import latest_versions
 from totesys_cli.schemas.summaries import SUMMARIES, Summary, of_fact
 
@@ -142,6 +142,18 @@ def sum_whole(conn: Connection, fact: str, summaries: tuple[Summary, ...] | None
     _timed(fact, started)
 
 
+def _needed(fact: str) -> list[str]:
+    """The fact's columns its summaries read, with its key and version."""
+    found = [star(fact).key, "last_updated_date", "last_updated_time"]
+    for summary in of_fact(fact):
+        found += [
+            *(k for k in summary.keys if k not in {g.name for g in summary.groups if g.joined})
+        ]
+        found += [c for factors in summary.measures.values() for c in factors]
+        found += [summary.joined[1]] if summary.joined else []
+    return list(dict.fromkeys(found))
+
+
 def follow(conn: Connection, stage: Table, fact: str) -> None:
     """Before `stage` is merged into `fact`: move the summaries by the change the merge
     makes. The latest version of each key the run brings is read from the fact once;
@@ -154,7 +166,7 @@ def follow(conn: Connection, stage: Table, fact: str) -> None:
     touched = latest_versions(fact).where(
         table.c[key] == any_(func.array(select(stage.c[key]).scalar_subquery()))
     )
-    columns = ", ".join(data_columns(table))
+    columns = ", ".join(_needed(fact))
     after = (
         f"SELECT DISTINCT ON ({key}) {columns} FROM ("  # nosec B608
         f"SELECT 0 AS older, {columns} FROM {stage.name} "
