@@ -10,8 +10,10 @@ load) and a summary created on a warehouse that already holds facts are summed w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 from sqlalchemy import Connection, Table, any_, func, select, text
 
@@ -264,8 +266,34 @@ class FirstFill:
             parts = self.parts[summary.name]
             if not parts:
                 continue
-            copy_in(conn, summary.fullname, _sum_by(pa.concat_tables(parts), summary))
+            with _key_built_after(conn, summary):
+                copy_in(conn, summary.fullname, _sum_by(pa.concat_tables(parts), summary))
         _timed(self.fact, started)
+
+
+@contextlib.contextmanager
+def _key_built_after(conn: Connection, summary: Summary) -> Iterator[None]:
+    """Around filling an empty summary: its primary key dropped, then built once from
+    the rows (several times faster than growing its index row by row). Inside the
+    transaction, so no other session sees it without its key."""
+    name = conn.execute(
+        text(
+            "SELECT conname FROM pg_constraint "
+            "WHERE conrelid = to_regclass(:table) AND contype = 'p'"
+        ),
+        {"table": summary.fullname},
+    ).scalar()
+    quoted = conn.dialect.identifier_preparer.quote
+    if name is not None:
+        conn.execute(text(f"ALTER TABLE {summary.fullname} DROP CONSTRAINT {quoted(name)}"))
+    yield
+    key = quoted(name or f"{summary.name}_pkey")
+    conn.execute(
+        text(
+            f"ALTER TABLE {summary.fullname} ADD CONSTRAINT {key} "
+            f"PRIMARY KEY ({', '.join(summary.keys)})"
+        )
+    )
 
 
 def _sum_by(table, summary: Summary):
