@@ -63,7 +63,8 @@ def count(value: int | None) -> str:
     return f"{value or 0:,}"
 
 
-def _age(seconds: float) -> str:
+def age(seconds: float) -> str:
+    """A duration in the unit that reads best."""
     minutes = int(seconds // 60)
     if minutes < 1:
         return "under a minute"
@@ -78,9 +79,9 @@ def freshness(rows: list[dict[str, Any]]) -> str:
     as_of = row.get("data_as_of")
     if as_of is None:
         return "No run has been loaded yet"
-    age = (row["checked_at"] - as_of).total_seconds()
+    elapsed = (row["checked_at"] - as_of).total_seconds()
     runs = f"{count(row['runs'])} run{'s' if row['runs'] != 1 else ''}"
-    return f"Data as of {as_of:%Y-%m-%d %H:%M} UTC ({_age(age)} ago), {runs} loaded"
+    return f"Data as of {as_of:%Y-%m-%d %H:%M} UTC ({age(elapsed)} ago), {runs} loaded"
 
 
 def _cards(results: Results) -> list[Card]:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, select
 
 from totesys_cli.dashboard import document
 from totesys_cli.dashboard.charts import layout
-from totesys_cli.dashboard.page import Card, Chart, Section, count
+from totesys_cli.dashboard.page import Card, Chart, Section, age, count
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.ops import quarantine
@@ -144,13 +144,7 @@ def read(conn: Connection, endpoints: Any = None) -> Facts:
 
 
 def _ago(when: dt.datetime, now: dt.datetime) -> str:
-    minutes = int((now - when).total_seconds() // 60)
-    if minutes < 1:
-        return "just now"
-    if minutes < 120:
-        return f"{minutes} min ago"
-    hours = minutes // 60
-    return f"{hours} h ago" if hours < 48 else f"{hours // 24} days ago"
+    return f"{age((now - when).total_seconds())} ago"
 
 
 def _megabytes(size: int) -> str:
