@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TOTESYS_LOG_FORMAT=json
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin totesys
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels totesys==0.1.0 \
+RUN pip install --no-cache-dir --no-index /wheels/*.whl \
     && rm -rf /wheels
 USER 10001
 WORKDIR /home/totesys

@@ -28,15 +28,16 @@ class Endpoints:
 
 
 def database(settings: Settings, role: str) -> Database | None:
-    """The URL wins over the secret; neither means this database is not configured."""
-    url = settings.url(role)
-    if url is not None:
+    """A URL with its password stands alone. A secret gives the whole connection, or
+    only the user name and password when a URL without a password gives the address (a
+    secret RDS manages for a master user holds only those two). Neither: not configured."""
+    url, secret_id = settings.url(role), settings.secret(role)
+    if url is not None and (url.password is not None or not secret_id):
         db = Database(role, url, envvar(f"{role}_url"))
-    elif settings.secret(role):
-        secret_id = settings.secret(role)
+    elif secret_id:
         variable = envvar(f"{role}_secret")
         value = aws.read_secret(role, secret_id, variable)
-        db = Database(role, url_from_secret(role, secret_id, value), variable)
+        db = Database(role, url_from_secret(role, secret_id, value, address=url), variable)
     else:
         return None
     logs.register_secret(db.url.password)

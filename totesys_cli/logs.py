@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 LOGGER_NAME = "totesys_cli"
+# the step of every line a command logs before its own step begins (settings, secrets,
+# connections, the lock): no line, and no error, is without a step
+STARTUP = "startup"
 
 _run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
 _step: contextvars.ContextVar[str | None] = contextvars.ContextVar("step", default=None)

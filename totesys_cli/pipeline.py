@@ -44,13 +44,17 @@ def run_step(
 ) -> Iterator[Run]:
     """Inside: the endpoints the step needs, under the lock, their lineage checked, and
     the run's deadline. `step` names the log lines (None for run-all, whose steps name
-    their own); `what` names the run in the lock's message; `writes` the zones it writes."""
+    their own; until they begin, its lines keep the command's `startup` step); `what`
+    names the run in the lock's message; `writes` the zones it writes. A step that
+    writes the warehouse first checks that `totesys init` created it."""
     deadline = Deadline(settings.max_runtime)
     with logs.step(step) if step else contextlib.nullcontext(), hard_stop(deadline):
         endpoints = open_endpoints(settings, required, optional)
         record = history.start(endpoints.warehouse, what or step or "run-all", deadline.seconds)
         try:
             with run_lock(endpoints.warehouse, what or step or "run"):
+                if WAREHOUSE in writes:  # before anything is written: not yet initialised?
+                    load_stage.check_ready(endpoints.warehouse)
                 lineage.check(endpoints, writes)
                 yield endpoints, deadline, record
         except BaseException as err:

@@ -324,20 +324,32 @@ def _check_user_info(role: str, raw: str, envvar: str) -> None:
         raise ConfigError(f"the {role} URL names no host after its user-info", f"Check {envvar}")
 
 
-def url_from_secret(role: str, secret_id: str, secret: Any) -> URL:
-    """A URL from a secret's JSON object, in the RDS shape or ours."""
+def url_from_secret(role: str, secret_id: str, secret: Any, address: URL | None = None) -> URL:
+    """A URL from a secret's JSON object, in the RDS shape or ours. With `address` (the
+    role's URL, without a password), the secret gives only the user name and password,
+    and the URL the host, port, database and options."""
     from sqlalchemy.engine import URL
 
-    try:
-        user = secret.get("user") or secret["username"]
-        database = secret.get("database") or secret["dbname"]
-        host = secret["host"]
-    except (KeyError, TypeError, AttributeError):
+    credentials = isinstance(secret, dict) and (secret.get("user") or secret.get("username"))
+    if not credentials or "password" not in secret:
         raise ConfigError(
-            f"the {role} secret {secret_id!r} is not a JSON object with host, port, "
-            "user (or username), password and database (or dbname)",
+            f"the {role} secret {secret_id!r} is not a JSON object with user (or "
+            "username) and password, and host, port and database (or dbname) unless "
+            f"{envvar(f'{role}_url')} gives them",
             "Store the secret in that shape",
-        ) from None
+        )
+    if address is not None:
+        return address.set(username=str(credentials), password=str(secret["password"]))
+    database = secret.get("database") or secret.get("dbname")
+    host = secret.get("host")
+    if not (database and host):
+        raise ConfigError(
+            f"the {role} secret {secret_id!r} holds credentials but no host and database "
+            "(or dbname)",
+            f"Set {envvar(f'{role}_url')} to the address without a password "
+            "(postgresql://HOST:5432/DATABASE?sslmode=require), or add host and dbname "
+            "to the secret",
+        )
     port = int(secret.get("port") or 5432)
     query = {name: str(secret[name]) for name in ("sslmode", "sslrootcert") if secret.get(name)}
     if str(host).startswith("/"):  # a socket folder, as libpq reads it
@@ -345,8 +357,8 @@ def url_from_secret(role: str, secret_id: str, secret: Any) -> URL:
         host = None
     return URL.create(
         "postgresql+pg8000",
-        username=str(user),
-        password=secret.get("password"),
+        username=str(credentials),
+        password=str(secret["password"]),
         host=host,
         port=None if host is None else port,
         database=str(database),

@@ -68,7 +68,7 @@ def test_malformed_source_url(ready):
     _fails_cleanly(
         ready,
         2,
-        "ERROR   the source URL is malformed",
+        "ERROR   [startup] the source URL is malformed",
         "run-all",
         TOTESYS_SOURCE_URL=f"postgresql://u:{ENCODED_PASSWORD}@host:port/db",
     )

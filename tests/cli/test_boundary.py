@@ -63,7 +63,7 @@ def test_malformed_url_exits_2_with_one_line():
     result = invoke("init", "--warehouse-url", "postgresql://user:pw@host:notaport/db")
     assert result.exit_code == 2
     assert one_error_line(result.stderr).endswith(
-        "ERROR   the warehouse URL is malformed. Set TOTESYS_WAREHOUSE_URL to a URL like "
+        "ERROR   [startup] the warehouse URL is malformed. Set TOTESYS_WAREHOUSE_URL to a URL like "
         "postgresql://user:password@host:5432/dbname"
     )
 

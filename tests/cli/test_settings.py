@@ -98,9 +98,38 @@ def test_secret_in_our_spelling_by_name(aws):
     )
 
 
-def test_url_wins_over_secret(aws):
-    db = opened(source_url="postgresql://u@h/a", source_secret="never-read").source
-    assert db.url.database == "a"
+def test_a_url_with_its_password_wins_over_the_secret(aws):
+    db = opened(source_url="postgresql://u:pw@h/a", source_secret="never-read").source
+    assert (db.url.database, db.url.password, db.envvar) == ("a", "pw", "TOTESYS_SOURCE_URL")
+
+
+def test_an_rds_master_user_secret_takes_its_address_from_the_url(aws):
+    """RDS keeps only username and password in the secret it manages for a master user:
+    the URL, without a password, gives the host, port, database and options."""
+    arn = _secret("rds!db-0123", {"username": "postgres", "password": PASSWORD})
+    db = opened(
+        warehouse_url="postgresql://dw.internal:5433/warehouse?sslmode=verify-full",
+        warehouse_secret=arn,
+    ).warehouse
+    assert (db.url.username, db.url.password, db.url.host, db.url.port, db.url.database) == (
+        "postgres",
+        PASSWORD,
+        "dw.internal",
+        5433,
+        "warehouse",
+    )
+    assert db.sslmode == "verify-full" and db.envvar == "TOTESYS_WAREHOUSE_SECRET"
+
+
+def test_a_credentials_only_secret_without_a_url_says_what_to_set(aws):
+    arn = _secret("rds!db-0456", {"username": "postgres", "password": PASSWORD})
+    with pytest.raises(ConfigError) as caught:
+        opened(warehouse_secret=arn)
+    assert caught.value.message.startswith(
+        f"the warehouse secret {arn!r} holds credentials but no host and database (or "
+        "dbname). Set TOTESYS_WAREHOUSE_URL to the address without a password"
+    )
+    assert not leaks(caught.value.message)
 
 
 def test_missing_secret_is_a_configuration_error(aws):
@@ -117,7 +146,7 @@ def test_secret_in_the_wrong_shape_is_a_configuration_error(aws):
     _secret("bad", {"host": "h", "password": PASSWORD})
     with pytest.raises(ConfigError) as caught:
         opened(warehouse_secret="bad")
-    assert "is not a JSON object with host, port" in caught.value.message
+    assert "is not a JSON object with user (or username) and password" in caught.value.message
     assert not leaks(caught.value.message)
 
 

@@ -62,7 +62,7 @@ def _resources(template: dict, kind: str) -> dict[str, dict]:
     [
         ["hadolint", "Dockerfile"],
         ["actionlint", ".github/workflows/ci.yml", ".github/workflows/deploy.yml"],
-        ["cfn-lint", "deploy/totesys.yaml"],
+        ["cfn-lint", "deploy/totesys.yaml", "deploy/deploy-role.yaml"],
     ],
 )
 def test_linters_are_clean(command):
@@ -79,6 +79,8 @@ def test_the_image_runs_as_non_root_from_a_pinned_slim_base():
     assert "AS build" in dockerfile and "COPY --from=build" in dockerfile
     assert re.search(r"^USER 10001$", dockerfile, re.MULTILINE)
     assert 'ENTRYPOINT ["totesys"]' in dockerfile and 'CMD ["run-all"]' in dockerfile
+    # it installs the wheels its build stage made, whatever the project's version
+    assert "totesys==" not in dockerfile and "/wheels/*.whl" in dockerfile
 
 
 def test_the_wheel_installs_into_a_fresh_venv_as_the_image_does(tmp_path):
@@ -93,15 +95,7 @@ def test_the_wheel_installs_into_a_fresh_venv_as_the_image_does(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--no-index",
-            "--find-links",
-            str(wheels),
-            "totesys==0.1.0",
-        ],
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--no-index", *wheels.glob("*.whl")],
         check=True,
         timeout=600,
     )
@@ -162,7 +156,10 @@ def test_the_stack_deploys_into_moto(aws):
     ]
     assert task["family"] == "totesys-run-all" and task["memory"] == "2048"
     (container,) = task["containerDefinitions"]
-    env = {e["name"]: e["value"] for e in container["environment"]}
+    # moto leaves an AWS::NoValue entry as null where CloudFormation drops it
+    env = {e["name"]: e["value"] for e in container["environment"] if e}
+    assert "TOTESYS_SOURCE_URL" not in env and "TOTESYS_WAREHOUSE_URL" not in env
+    assert env["TOTESYS_MAX_RUNTIME"] == "540"
     assert env["TOTESYS_SOURCE_SECRET"] == PARAMETERS["SourceSecretArn"]
     assert env["TOTESYS_WAREHOUSE_SECRET"] == PARAMETERS["WarehouseSecretArn"]
     assert env["TOTESYS_RAW_URL"] == f"s3://{outputs['IngestionBucketName']}"
@@ -176,10 +173,19 @@ def test_the_stack_deploys_into_moto(aws):
     assert len([r for r in roles if r.startswith("totesys-")]) == 3
 
     events = boto3.client("events")
-    (rule,) = events.list_rules()["Rules"]
-    assert rule["ScheduleExpression"] == "rate(10 minutes)"
-    (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-    assert target["EcsParameters"]["TaskDefinitionArn"] == outputs["TaskDefinitionArn"]
+    rules = {r["ScheduleExpression"]: r for r in events.list_rules()["Rules"]}
+    assert set(rules) == {"rate(10 minutes)", "cron(30 3 * * ? *)"}
+    assert {r["State"] for r in rules.values()} == {"ENABLED"}
+    for expression, command in (("rate(10 minutes)", None), ("cron(30 3 * * ? *)", "lake gc")):
+        (target,) = events.list_targets_by_rule(Rule=rules[expression]["Name"])["Targets"]
+        assert target["EcsParameters"]["TaskDefinitionArn"] == outputs["TaskDefinitionArn"]
+        overrides = json.loads(target.get("Input", "{}")).get("containerOverrides", [])
+        assert [" ".join(o["command"]) for o in overrides] == ([command] if command else [])
+        assert overrides == [] or overrides[0]["name"] == container["name"]
+    assert outputs["RunTaskNetworkConfiguration"] == (
+        "awsvpcConfiguration={subnets=[subnet-0a1b2c3d,subnet-4e5f6a7b],"
+        "securityGroups=[sg-0123456789abcdef0],assignPublicIp=DISABLED}"
+    )
 
     groups = {g["logGroupName"]: g for g in boto3.client("logs").describe_log_groups()["logGroups"]}
     assert groups[outputs["LogGroupName"]]["retentionInDays"] == 90
@@ -263,9 +269,59 @@ def test_one_alarm_per_step_a_heartbeat_and_an_email(template):
     assert subscription["Endpoint"] == {"Ref": "AlarmEmail"}
 
 
+def test_the_schedules_start_as_the_parameter_says_and_the_heartbeat_follows(template):
+    state = template["Parameters"]["ScheduleState"]
+    assert state["Default"] == "ENABLED"  # an existing stack keeps running on update
+    for rule in ("ScheduleRule", "LakeGcRule"):
+        assert template["Resources"][rule]["Properties"]["State"] == {"Ref": "ScheduleState"}
+    heartbeat = template["Resources"]["HeartbeatAlarm"]["Properties"]
+    assert heartbeat["ActionsEnabled"] == {"Fn::If": ["ScheduleOn", True, False]}
+    assert template["Conditions"]["ScheduleOn"] == {
+        "Fn::Equals": [{"Ref": "ScheduleState"}, "ENABLED"]
+    }
+
+
+def test_the_dashboard_charts_every_metric_and_alarm_against_the_deadline(template):
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    substituted = re.sub(r"\$\{MaxRuntimeSeconds\}", "540", body)
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", substituted))["widgets"]
+    charted = {m[1] for w in widgets if w["type"] == "metric" for m in w["properties"]["metrics"]}
+    filters = _resources(template, "AWS::Logs::MetricFilter")
+    published = {
+        f["Properties"]["MetricTransformations"][0]["MetricName"] for f in filters.values()
+    }
+    assert published - charted == {"RowsSetAside"}  # charted as RowsQuarantined
+    (seconds,) = [w for w in widgets if "deadline" in w["properties"]["title"]]
+    (line,) = seconds["properties"]["annotations"]["horizontal"]
+    assert line["value"] == 540
+    (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
+    named = set(re.findall(r"alarm:\$\{(\w+)\}", body))
+    assert named == set(_resources(template, "AWS::CloudWatch::Alarm"))
+    assert len(alarm_widget["properties"]["alarms"]) == len(named)
+
+
+def test_a_credentials_only_secret_takes_its_address_from_a_stack_parameter(template):
+    env = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0][
+        "Environment"
+    ]
+    conditional = [e["Fn::If"] for e in env if "Fn::If" in e]
+    assert conditional == [
+        [
+            "SourceAddress",
+            {"Name": "TOTESYS_SOURCE_URL", "Value": {"Ref": "SourceUrl"}},
+            {"Ref": "AWS::NoValue"},
+        ],
+        [
+            "WarehouseAddress",
+            {"Name": "TOTESYS_WAREHOUSE_URL", "Value": {"Ref": "WarehouseUrl"}},
+            {"Ref": "AWS::NoValue"},
+        ],
+    ]
+
+
 # ---------------------------------------------------------------- the filters on real lines
 
-_CONDITION = re.compile(r'\(?\s*\$\.(\w+)\s*(=|>=|<=|>|<)\s*("[^"]*"|-?\d+(?:\.\d+)?)\s*\)?')
+_CONDITION = re.compile(r'\(?\s*\$\.(\w+)\s*(!=|=|>=|<=|>|<)\s*("[^"]*"|-?\d+(?:\.\d+)?)\s*\)?')
 _COMPARE = {
     "=": lambda a, b: a == b,
     ">": lambda a, b: a > b,
@@ -276,8 +332,8 @@ _COMPARE = {
 
 
 def matches(pattern: str, message: str) -> bool:
-    """CloudWatch JSON filter patterns of the form { ($.a = "x") && ($.n > 0) }: strings
-    compare equal, numbers compare only with numbers."""
+    """CloudWatch JSON filter patterns of the form { ($.a = "x") && ($.b != "y") &&
+    ($.n > 0) }: strings compare equal or not equal, numbers only with numbers."""
     body = pattern.strip()
     assert body.startswith("{") and body.endswith("}")
     try:
@@ -290,7 +346,8 @@ def matches(pattern: str, message: str) -> bool:
         field, operator, literal = condition.groups()
         value = event.get(field)
         if literal.startswith('"'):
-            if operator != "=" or value != literal[1:-1]:
+            assert operator in ("=", "!="), pattern
+            if (value == literal[1:-1]) != (operator == "="):
                 return False
         elif (
             not isinstance(value, int | float)
@@ -319,6 +376,9 @@ def test_the_evaluator_itself():
     assert not matches("{ ($.n > 0) }", '{"n": 0}')
     assert not matches("{ ($.n > 0) }", '{"n": "3"}')
     assert metric_value({"MetricValue": "$.n"}, '{"n": 3}') == 3.0
+    other = '{ ($.level = "ERROR") && ($.step != "load") && ($.step != "gc") }'
+    assert matches(other, '{"level": "ERROR", "step": "init"}')
+    assert not matches(other, '{"level": "ERROR", "step": "gc"}')
 
 
 def test_rows_set_aside_raise_the_data_quality_alarm(template, pipeline_with_a_bad_row):
@@ -357,9 +417,11 @@ def pipeline_with_a_bad_row(source_url, warehouse_url, tmp_path):
     return quarantining, clean
 
 
-def test_each_step_error_reaches_cloudwatch_and_alarms_its_own_step(
-    template, moto_endpoint, pg, source_url, warehouse_url, tmp_path
+def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
+    template, moto_endpoint, pg, source_url, warehouse_url, empty_db, tmp_path
 ):
+    """Each failure the schedules can meet, as the real CLI logs it to CloudWatch: its
+    ERROR line matches one error filter, that of the alarm named for it, and no other."""
     group = "/totesys/prod"
     logs = boto3.client("logs")
     logs.create_log_group(logGroupName=group)
@@ -368,16 +430,41 @@ def test_each_step_error_reaches_cloudwatch_and_alarms_its_own_step(
     broken_lake = tmp_path / "broken"
     (broken_lake / "raw" / "_manifests").mkdir(parents=True)
     (broken_lake / "raw" / "_manifests" / "0000000001.json").write_text("{ not json")
-    commands = {
-        "extract": ["extract", "--source-url", unreachable, "--lake-url", str(tmp_path / "a")],
-        "transform": ["transform", "--lake-url", str(broken_lake)],
-        "load": ["load", "--warehouse-url", unreachable, "--lake-url", str(tmp_path / "a")],
+    lake = ["--lake-url", str(tmp_path / "a")]
+    uninitialised = pg.url(empty_db)
+    failures = {  # the alarm's filter: (command, extra environment, exit code)
+        "ExtractErrors": (["extract", "--source-url", unreachable, *lake], {}, 1),
+        "TransformErrors": (["transform", "--lake-url", str(broken_lake)], {}, 1),
+        "LoadErrors": (["load", "--warehouse-url", unreachable, *lake], {}, 1),
+        "StartupErrors": [
+            # a setting missing from the task definition
+            (["run-all", "--warehouse-url", uninitialised, *lake], {}, 2),
+            # Secrets Manager does not answer
+            (
+                ["run-all", *lake],
+                {
+                    "TOTESYS_SOURCE_SECRET": "totesys/source",
+                    "TOTESYS_WAREHOUSE_SECRET": "totesys/warehouse",
+                    "AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:9",
+                },
+                1,
+            ),
+            # the schedule ran before `totesys init`
+            (
+                ["run-all", "--source-url", source_url, "--warehouse-url", uninitialised, *lake],
+                {},
+                1,
+            ),
+        ],
+        "GcErrors": (["lake", "gc", "--grace-hours", "0", *lake], {}, 2),
+        "OtherErrors": (["init", "--warehouse-url", unreachable], {}, 1),
     }
-    for args in commands.values():
-        result = subprocess.run(
-            [TOTESYS, *args], capture_output=True, text=True, env=env, check=False
-        )
-        assert result.returncode == 1, result.stderr
+    for commands in failures.values():
+        for args, extra, code in commands if isinstance(commands, list) else [commands]:
+            result = subprocess.run(
+                [TOTESYS, *args], capture_output=True, text=True, env={**env, **extra}, check=False
+            )
+            assert result.returncode == code, (args, result.stderr)
     init_warehouse(database(warehouse_url))
     good = subprocess.run(
         [
@@ -405,17 +492,50 @@ def test_each_step_error_reaches_cloudwatch_and_alarms_its_own_step(
                 "events"
             ]
         ]
-    assert len({json.loads(line)["run_id"] for line in lines}) == 4  # one stream per run
+    assert len({json.loads(line)["run_id"] for line in lines}) == 9  # one stream per run
     filters = _resources(template, "AWS::Logs::MetricFilter")
-    for step in commands:
-        pattern = filters[f"{step.capitalize()}Errors"]["Properties"]["FilterPattern"]
-        selected = [json.loads(line) for line in lines if matches(pattern, line)]
-        assert len(selected) == 1, (step, selected)
-        assert selected[0]["step"] == step and selected[0]["level"] == "ERROR"
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    error_filters = {
+        name: f["Properties"]["FilterPattern"]
+        for name, f in filters.items()
+        if '$.level = "ERROR"' in f["Properties"]["FilterPattern"]
+    }
+    assert set(error_filters) == set(failures)
+    errors = [line for line in lines if json.loads(line)["level"] == "ERROR"]
+    assert len(errors) == 8
+    for line in errors:
+        matched = [name for name, pattern in error_filters.items() if matches(pattern, line)]
+        assert len(matched) == 1, (line, matched)
+    for name, commands in failures.items():
+        selected = [json.loads(line) for line in errors if matches(error_filters[name], line)]
+        expected = len(commands) if isinstance(commands, list) else 1
+        assert len(selected) == expected, (name, selected)
+        (alarm,) = [a for a in alarms.values() if a["Properties"]["MetricName"] == name]
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert alarm["Properties"]["Period"] <= 600  # within one schedule period
+    startup = [json.loads(line) for line in errors if matches(error_filters["StartupErrors"], line)]
+    assert any("the warehouse is not initialised" in e["message"] for e in startup)
+    assert any("Secrets Manager" in e["message"] for e in startup)
+    (described,) = [
+        a["Properties"]["AlarmDescription"]
+        for a in alarms.values()
+        if a["Properties"]["MetricName"] == "StartupErrors"
+    ]
+    assert "totesys init" in described
     heartbeat = filters["RunsSucceeded"]["Properties"]["FilterPattern"]
-    (success,) = [json.loads(line) for line in lines if matches(heartbeat, line)]
+    (line,) = [line for line in lines if matches(heartbeat, line)]
+    success = json.loads(line)
     assert success["message"] == "run succeeded" and success["extracted"] > 0
+    # the dashboard's metrics: each a number the success line carries
+    published = {
+        name: metric_value(f["Properties"]["MetricTransformations"][0], line)
+        for name, f in filters.items()
+        if matches(f["Properties"]["FilterPattern"], line)
+    }
+    assert published["RowsExtracted"] == success["extracted"] > 0
+    assert published["RowsLoaded"] == success["loaded"] > 0
+    assert published["RowsQuarantined"] == 0 and published["RunsSucceeded"] == 1
+    steps = published["ExtractSeconds"] + published["TransformSeconds"] + published["LoadSeconds"]
+    assert 0 < steps == pytest.approx(success["seconds"], abs=0.01)
     infos = [line for line in lines if json.loads(line)["level"] == "INFO"]
-    for step in commands:
-        pattern = filters[f"{step.capitalize()}Errors"]["Properties"]["FilterPattern"]
-        assert not any(matches(pattern, line) for line in infos)
+    assert not any(matches(p, line) for p in error_filters.values() for line in infos)

@@ -134,7 +134,7 @@ def test_a_second_run_exits_75_at_once_while_the_lock_is_held(pipeline, tmp_path
         second = totesys("run-all", env=env, timeout=60)
     assert second.returncode == 75
     (line,) = second.stderr.strip().splitlines()
-    assert "WARNING another totesys run holds the warehouse lock" in line
+    assert "WARNING [startup] another totesys run holds the warehouse lock" in line
     first = totesys("run-all", env=env)  # its own steps never report 75
     assert first.returncode == 0, first.stderr
 

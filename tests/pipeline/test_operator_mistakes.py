@@ -264,3 +264,22 @@ def test_a_manifest_of_the_wrong_shape_is_one_line_naming_it(loaded, body, probl
     finally:
         path.write_bytes(kept)
     assert not leaks(line)
+
+
+# ---------------------------------------------------------------- a schedule before init
+
+
+def test_run_all_before_init_says_so_at_startup_and_extracts_nothing(pg, source_template, tmp_path):
+    """A stack whose schedule starts before `totesys init`: one line naming the fix,
+    from the startup step (its own alarm), and the lake stays empty."""
+    pipeline = Pipeline(
+        _database(pg, source_template), _database(pg), tmp_path / "lake", init=False
+    )
+    result = pipeline.cli("run-all")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(
+        "ERROR   [startup] the warehouse is not initialised: it has none of the star tables; "
+        "nothing was loaded. Run totesys init first"
+    )
+    assert lake_state(pipeline.lake) == {}

@@ -49,7 +49,8 @@ class TotesysGroup(click.Group):
 
     def run_boundary(self, argv: list[str], prog_name: str, extra: dict) -> int:
         try:
-            code = super().main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
+            with logs.step(logs.STARTUP):
+                code = super().main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
             return code if isinstance(code, int) else EXIT_OK
         except click.exceptions.Exit as done:
             return done.exit_code

@@ -87,15 +87,26 @@ def create_missing(conn: Connection) -> list[str]:
     return created + ensure_meta(conn)
 
 
-def check_warehouse(conn: Connection) -> None:
-    """Every star table with every column, before anything is written."""
+def check_tables(conn: Connection) -> dict[str, set[str]]:
+    """Every star table, before anything is written; their columns, as they are."""
     present = present_columns(conn, list(STAR_TABLES))
     missing_tables = [t for t in STAR_TABLES if t not in present]
+    if len(missing_tables) == len(STAR_TABLES):
+        raise RuntimeFailure(
+            "the warehouse is not initialised: it has none of the star tables; nothing was loaded",
+            "Run totesys init first",
+        )
     if missing_tables:
         raise RuntimeFailure(
             f"the warehouse has no table {', '.join(missing_tables)}; nothing was loaded",
             "Run totesys init first",
         )
+    return present
+
+
+def check_warehouse(conn: Connection) -> None:
+    """Every star table with every column, before anything is written."""
+    present = check_tables(conn)
     for table in STAR_TABLES:
         missing = [c.name for c in star(table).table.columns if c.name not in present[table]]
         if missing:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, insert, select, text, update
 
 from totesys_cli import faults
 from totesys_cli.db import engine, summaries, translate_errors
-from totesys_cli.db.warehouse import check_warehouse, ensure_meta, record_lineage
+from totesys_cli.db.warehouse import check_tables, check_warehouse, ensure_meta, record_lineage
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
@@ -122,6 +122,14 @@ def _pending(
         ]
     runs += [(seq, key, False) for seq, key in manifests.manifests_after(processed, loaded)]
     return runs
+
+
+def check_ready(warehouse: Database) -> None:
+    """Whether the warehouse has every star table, asked before a run extracts anything:
+    a schedule that starts before `totesys init` says so at once, not in its load (which
+    checks every column too, in its own transaction)."""
+    with translate_errors(warehouse), engine(warehouse).connect() as conn:
+        check_tables(conn)
 
 
 def rebuild(warehouse: Database, processed: Lake, deadline: Deadline) -> LoadResult:
