@@ -131,7 +131,8 @@ PARAMETERS = {
 }
 
 
-def test_the_stack_deploys_into_moto(aws):
+def deploy_into_moto() -> dict[str, str]:
+    """The stack named totesys, created from the template with PARAMETERS: its outputs."""
     cloudformation = boto3.client("cloudformation")
     cloudformation.create_stack(
         StackName="totesys",
@@ -139,9 +140,13 @@ def test_the_stack_deploys_into_moto(aws):
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
-    stack = cloudformation.describe_stacks(StackName="totesys")["Stacks"][0]
+    (stack,) = cloudformation.describe_stacks(StackName="totesys")["Stacks"]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+
+def test_the_stack_deploys_into_moto(aws):
+    outputs = deploy_into_moto()
 
     s3 = boto3.client("s3")
     for bucket in (outputs["IngestionBucketName"], outputs["ProcessedBucketName"]):

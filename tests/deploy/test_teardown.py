@@ -7,7 +7,7 @@ import runpy
 import boto3
 import pytest
 
-from tests.deploy.test_deploy import PARAMETERS, TEMPLATE
+from tests.deploy.test_deploy import deploy_into_moto
 from tests.support import ROOT
 
 SCRIPT = ROOT / "deploy" / "teardown.py"
@@ -16,15 +16,7 @@ SCRIPT = ROOT / "deploy" / "teardown.py"
 @pytest.fixture
 def stack(aws) -> dict[str, str]:
     """The stack, an image in its repository, versioned buckets with a file each."""
-    cloudformation = boto3.client("cloudformation")
-    cloudformation.create_stack(
-        StackName="totesys",
-        TemplateBody=TEMPLATE.read_text(),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
-        Capabilities=["CAPABILITY_IAM"],
-    )
-    (found,) = cloudformation.describe_stacks(StackName="totesys")["Stacks"]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in found["Outputs"]}
+    outputs = deploy_into_moto()
     repository = outputs["RepositoryUri"].split("/", 1)[1]
     boto3.client("ecr").put_image(
         repositoryName=repository,
