@@ -86,7 +86,7 @@ class Server:
 
 
 def setup(
-    doc: str, naive: bool = False, base: bool = False
+    doc: str, naive: bool = False, base: bool = False, scale: bool = False
 ) -> tuple[argparse.Namespace, generator.Sizes, Server]:
     """The options every benchmark takes, the dataset's sizes and the server."""
     parser = argparse.ArgumentParser(description=doc)
@@ -96,6 +96,9 @@ def setup(
         parser.add_argument("--skip-naive", action="store_true")
     if base:
         parser.add_argument("--base", help="another build's totesys executable, to compare")
+    if scale:
+        parser.add_argument("--scale", type=int, default=5, help="times the dataset")
+        parser.add_argument("--max-runtime", type=float, default=60, help="seconds per run")
     args = parser.parse_args()
     sizes = generator.Sizes(args.sales_orders, round(args.sales_orders * 0.42))
     return args, sizes, Server(args.keep)

@@ -176,8 +176,9 @@ class Pipeline:
                 rows += read_parquet(self.processed, manifest.files(table)).to_pylist()
         return rows
 
-    def load(self, since: dt.datetime | None = None):
-        return load(self.warehouse_db, self.processed, LoadOptions(since=since), Deadline(None))
+    def load(self, since: dt.datetime | None = None, budget: float | None = None):
+        options = LoadOptions(since=since, budget=budget)
+        return load(self.warehouse_db, self.processed, options, Deadline(None))
 
     def process(self):
         """Extract, then transform: the lake without the warehouse."""

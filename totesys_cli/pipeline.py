@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 
 Run = tuple[Endpoints, Deadline, history.RunRecord]
 
+# the share of --max-runtime after which an extract starts no new range of keys: the
+# rest commits it (extract alone), or transforms and loads what it read (run-all), so a
+# backlog keeps all three steps moving and every run ends within its deadline
+EXTRACT_SHARE = {"extract": 0.8, "run-all": 0.4}
+# the share of --max-runtime a load keeps in hand: it starts no new processed run after
+LOAD_RESERVE = 0.2
+
 
 @contextlib.contextmanager
 def run_step(
@@ -63,9 +70,16 @@ def run_step(
         history.finish(record, None)
 
 
+def _share_left(deadline: Deadline, share: float) -> float | None:
+    """Seconds left until `share` of the deadline is spent (None: no deadline)."""
+    left = deadline.remaining()
+    return None if left is None else max(left - deadline.seconds * (1 - share), 0.0)
+
+
 def _extract(
     run: Run,
     settings: Settings,
+    share: float,
     tables: tuple[str, ...] = (),
     since: dt.datetime | None = None,
 ) -> extract_stage.ExtractResult:
@@ -76,6 +90,8 @@ def _extract(
         overlap=settings.overlap,
         batch_rows=settings.batch_rows,
         bounds=settings.bounds,
+        budget=_share_left(deadline, share),
+        range_rows=settings.range_rows,
     )
     result = extract_stage.extract(ends.source, ends.raw, options, deadline)
     rows = {name: files.rows for name, files in result.tables.items()}
@@ -104,7 +120,7 @@ def _loaded(record: history.RunRecord, step: str, result: load_stage.LoadResult)
 
 def _load(run: Run, since: dt.datetime | None) -> load_stage.LoadResult:
     ends, deadline, record = run
-    options = load_stage.LoadOptions(since=since)
+    options = load_stage.LoadOptions(since=since, budget=_share_left(deadline, 1 - LOAD_RESERVE))
     result = load_stage.load(ends.warehouse, ends.processed, options, deadline)
     _loaded(record, "load", result)
     return result
@@ -114,7 +130,7 @@ def extract(
     settings: Settings, tables: tuple[str, ...] = (), since: dt.datetime | None = None
 ) -> extract_stage.ExtractResult:
     with run_step(settings, "extract", (SOURCE, RAW), writes=(RAW,)) as run:
-        return _extract(run, settings, tables, since)
+        return _extract(run, settings, EXTRACT_SHARE["extract"], tables, since)
 
 
 def transform(
@@ -166,6 +182,7 @@ class RunAllResult:
             "transformed": self.transform.rows,
             "loaded": self.load.rows,
             "quarantined": self.extract.quarantined + self.transform.quarantined,
+            "tables_left": len(self.extract.left),
         }
 
 
@@ -184,15 +201,16 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
     required, writes = (SOURCE, WAREHOUSE, RAW, PROCESSED), (RAW, PROCESSED, WAREHOUSE)
     with run_step(settings, None, required, writes=writes) as run:
         with timed("extract"):
-            extracted = _extract(run, settings, since=since)
+            extracted = _extract(run, settings, EXTRACT_SHARE["run-all"], since=since)
         with timed("transform"):
             transformed = _transform(run, settings, since)
         with timed("load"):
             loaded = _load(run, since)
     result = RunAllResult(extracted, transformed, loaded, seconds)
     timings = {f"{step}_seconds": round(value, 3) for step, value in seconds.items()}
-    log.info(
-        "run succeeded",
-        extra={**result.counts(), "seconds": round(sum(seconds.values()), 3), **timings},
-    )
+    with logs.step("run-all"):
+        log.info(
+            "run succeeded",
+            extra={**result.counts(), "seconds": round(sum(seconds.values()), 3), **timings},
+        )
     return result

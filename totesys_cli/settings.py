@@ -23,6 +23,9 @@ HARD_STOP_GRACE = 30  # seconds past the deadline before the process is ended
 DEFAULT_OVERLAP_MINUTES = 15
 DEFAULT_BATCH_ROWS = 250_000
 MIN_BATCH_ROWS = 100
+# keys per range when a run has a budget: a range takes a few seconds at most, so the
+# run stops close to its budget (a small window is one range: one COPY per table)
+DEFAULT_RANGE_ROWS = 1_000_000
 DEFAULT_GRACE_HOURS = 24
 DEFAULT_EARLIEST_DATE = dt.date(1900, 1, 1)
 DEFAULT_LATEST_DATE = dt.date(2100, 12, 31)
@@ -83,6 +86,12 @@ SETTINGS: dict[str, Setting] = {
             "TOTESYS_BATCH_ROWS",
             "Rows per extracted file; bounds memory.",
             DEFAULT_BATCH_ROWS,
+        ),
+        Setting(
+            "range_rows",
+            "TOTESYS_RANGE_ROWS",
+            "Keys per range when a big window is read over several runs.",
+            DEFAULT_RANGE_ROWS,
         ),
         Setting(
             "earliest_date",
@@ -188,6 +197,7 @@ class Settings:
     max_runtime: float = DEFAULT_MAX_RUNTIME
     overlap_minutes: float = DEFAULT_OVERLAP_MINUTES
     batch_rows: int = DEFAULT_BATCH_ROWS
+    range_rows: int = DEFAULT_RANGE_ROWS
     bounds: Bounds = Bounds()
 
     @property
@@ -213,6 +223,7 @@ def parse_settings(
     max_runtime: float | None = None,
     overlap: float | None = None,
     batch_rows: int | None = None,
+    range_rows: int | None = None,
     earliest_date: dt.date | dt.datetime | None = None,
     latest_date: dt.date | dt.datetime | None = None,
     clock_skew: float | None = None,
@@ -229,6 +240,7 @@ def parse_settings(
         max_runtime=DEFAULT_MAX_RUNTIME if max_runtime is None else float(max_runtime),
         overlap_minutes=DEFAULT_OVERLAP_MINUTES if overlap is None else float(overlap),
         batch_rows=DEFAULT_BATCH_ROWS if batch_rows is None else int(batch_rows),
+        range_rows=DEFAULT_RANGE_ROWS if range_rows is None else int(range_rows),
         bounds=_bounds(earliest_date, latest_date, clock_skew),
     )
 

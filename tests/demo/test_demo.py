@@ -37,7 +37,7 @@ def _demo_twice_then_stop(folder: Path, tmp_path: Path) -> None:
         assert "verify: source and warehouse reconciled" in result.stdout
         assert "Revenue by delivery country, per currency" in result.stdout
         # its tables tell the story: log lines only when a level is given
-        assert result.stderr.count("INFO    [demo] run succeeded") == (2 if asked else 0)
+        assert result.stderr.count("INFO    [run-all] run succeeded") == (2 if asked else 0)
         # the warehouse it leaves is the independent expectation of its source
         demo = Pipeline(
             _told(result.stdout, "TOTESYS_SOURCE_URL"),

@@ -160,19 +160,75 @@ def test_a_row_committed_late_is_caught_by_the_overlap(pg, source_url, tmp_path)
     assert managers[1] == "Late O'Brien"
 
 
-def test_without_overlap_the_late_row_would_be_missed(pg, source_url, tmp_path):
-    """The same story with overlap 0 loses the row: the overlap is what saves it."""
+_LATE_WRITES = {
+    "updated": (
+        "UPDATE department SET manager = 'Late', last_updated = "
+        "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE department_id = 1 "
+        "RETURNING department_id"
+    ),
+    "inserted": (
+        "INSERT INTO department (department_name, location, manager, created_at, "
+        "last_updated) VALUES ('Late', 'Leeds', 'Late', (now() AT TIME ZONE 'UTC')::timestamp(3), "
+        "(now() AT TIME ZONE 'UTC')::timestamp(3)) RETURNING department_id"
+    ),
+}
+
+
+def _late_commit(pg, source_url, tmp_path, how: str) -> tuple[int, Lake]:
+    """A transaction writes a row with last_updated = now() and stays open across two
+    extracts with overlap 0 (a newer row commits and is read meanwhile), then commits:
+    the id it wrote, and the raw zone after a third extract."""
     engine = pg.engine(_db(source_url))
-    _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+    no_overlap = {"overlap": dt.timedelta(0)}
+    _extract(source_url, tmp_path, **no_overlap)
     late = engine.connect()
     try:
-        late.execute(
-            text(
-                "UPDATE department SET manager = 'Late', last_updated = "
-                "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE department_id = 1"
-            )
-        )
-        with engine.begin() as conn:
+        written = late.execute(text(_LATE_WRITES[how])).scalar_one()
+        for run in (2, 3):
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "UPDATE department SET manager = :who, last_updated = "
+                        "(clock_timestamp() AT TIME ZONE 'UTC')::timestamp(3) "
+                        "WHERE department_id = 2"
+                    ),
+                    {"who": f"Early {run}"},
+                )
+            _, raw = _extract(source_url, tmp_path, **no_overlap)
+            assert [r["department_id"] for r in _run_rows(raw, run, "department")] == [2]
+        late.commit()
+    finally:
+        late.close()
+    _extract(source_url, tmp_path, **no_overlap)
+    return written, raw
+
+
+@pytest.mark.parametrize("how", ["updated", "inserted"])
+def test_a_row_committed_late_is_caught_whatever_the_overlap(pg, source_url, tmp_path, how):
+    """Its last_updated is older than the window of every run after it commits: the
+    snapshot each extract records is what catches it."""
+    written, raw = _late_commit(pg, source_url, tmp_path, how)
+    rows = _run_rows(raw, 4, "department")
+    assert [(r["department_id"], r["manager"]) for r in rows] == [(written, "Late")]
+    assert rows[0]["last_updated"] < _manifest(raw, 3).snapshot_time
+    assert _manifest(raw, 3).state["department"].xids.count(":") == 2
+    _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+    assert _run_rows(raw, 5, "department") == []  # read once, not again
+
+
+def test_when_the_transaction_counter_went_backwards_it_falls_back_with_a_warning(
+    pg, source_url, tmp_path, caplog
+):
+    """A restore or a failover to another cluster: the recorded snapshot is ahead of the
+    source's counter. The window is then by last_updated alone, as the WARNING says, and
+    (overlap 0) a row committed late is missed, as it was before snapshots were recorded."""
+    engine = pg.engine(_db(source_url))
+    no_overlap = {"overlap": dt.timedelta(0)}
+    _extract(source_url, tmp_path, **no_overlap)
+    late = engine.connect()
+    try:
+        late.execute(text(_LATE_WRITES["updated"]))
+        with engine.begin() as conn:  # newer, committed first: the watermark passes the late row
             conn.execute(
                 text(
                     "UPDATE department SET manager = 'Early', last_updated = "
@@ -180,12 +236,23 @@ def test_without_overlap_the_late_row_would_be_missed(pg, source_url, tmp_path):
                     "WHERE department_id = 2"
                 )
             )
-        _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+        _, raw = _extract(source_url, tmp_path, **no_overlap)
         late.commit()
     finally:
         late.close()
-    _, raw = _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+    (written,) = tmp_path.rglob("0000000002.json")  # as a cluster with a later counter wrote it
+    body = json.loads(written.read_text())
+    for state in body["state"].values():
+        state["xids"] = "4000000000:4000000001:"
+    written.write_text(json.dumps(body))
+    with caplog.at_level("WARNING", logger="totesys_cli"):
+        _extract(source_url, tmp_path, **no_overlap)
     assert _run_rows(raw, 3, "department") == []
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "the source's transaction counter went backwards since the last extract of department" in m
+        for m in warned
+    ), warned
 
 
 def test_large_tables_are_written_in_bounded_chunks(pg, source_url, tmp_path):
@@ -444,3 +511,74 @@ def test_installed_extract_reaches_s3_through_aws_endpoint_url(moto_endpoint, so
     assert lines[-1]["message"] == "extract run 1 committed"
     raw = open_lake("s3://ingest/lake/raw", "TEST")
     assert manifests.latest(raw, RawManifest).seq == 1
+
+
+def _source_keys(pg, url: str, table: str) -> list[tuple]:
+    return sorted(_key(table)(r) for r in _source_rows(pg, url, table))
+
+
+def test_a_window_bigger_than_the_budget_is_read_over_runs_in_key_ranges(pg, source_url, tmp_path):
+    """With its budget spent (0 s), a run reads one range of keys and commits it; the next
+    goes on above the last key. A row changed behind the pass is read again once it ends,
+    a row ahead of it in its new version; every table's watermark waits for its pass."""
+    ranged = {"budget": 0, "range_rows": 100}
+    results = []
+    while not results or results[-1].left:
+        result, raw = _extract(source_url, tmp_path, **ranged)
+        assert result.rows > 0  # every run commits progress
+        results.append(result)
+        if len(results) > 60:
+            raise AssertionError("the pass does not end")
+    assert len(results) > 10
+    middle = next(r for r in results if (s := r.manifest.state.get("sales_order")) and s.passing)
+    pass_ = middle.manifest.state["sales_order"].passing
+    assert pass_.after % 100 == 0 and pass_.first == 1 and pass_.last == 300
+    assert middle.manifest.state["sales_order"].watermark is None
+    for table in SOURCE_TABLES:
+        read = sorted(_key(table)(row) for r in results for row in _run_rows(raw, r.seq, table))
+        assert read == _source_keys(pg, source_url, table), table
+    states = [r.manifest.state.get("sales_order") for r in results]
+    passing = [s.passing if s else None for s in states]
+    began = next(r for r, p in zip(results, passing, strict=True) if p)
+    ended = next(
+        r for r, p in zip(results, passing, strict=True) if r.seq > began.seq and p is None
+    )
+    assert ended.manifest.state["sales_order"].snapshot == began.snapshot  # S0
+
+
+def test_rows_changed_during_a_pass_are_read_in_their_newest_version(pg, source_url, tmp_path):
+    ranged = {"budget": 0, "range_rows": 100, "tables": ("sales_order",)}
+    _extract(source_url, tmp_path, **ranged)  # keys 1-100
+    engine = pg.engine(_db(source_url))
+    with engine.begin() as conn:  # one behind the pass, one ahead of it
+        conn.execute(
+            text(
+                "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = "
+                "(clock_timestamp() AT TIME ZONE 'UTC')::timestamp(3) "
+                "WHERE sales_order_id IN (50, 250)"
+            )
+        )
+    seqs = []
+    while True:
+        result, raw = _extract(source_url, tmp_path, **ranged)
+        seqs.append(result.seq)
+        if not result.left:
+            break
+    result, raw = _extract(source_url, tmp_path, **ranged)  # the next window, after the pass
+    rows = {
+        (r["sales_order_id"], r["units_sold"])
+        for seq in [1, *seqs, result.seq]
+        for r in _run_rows(raw, seq, "sales_order")
+    }
+    current = {
+        (r["sales_order_id"], r["units_sold"])
+        for r in _source_rows(
+            pg, source_url, "sales_order", lambda t: t.c.sales_order_id.in_([50, 250])
+        )
+    }
+    assert current <= rows
+    # behind the pass: read by the window after it (from S0 of the pass, with the overlap)
+    after = {
+        (r["sales_order_id"], r["units_sold"]) for r in _run_rows(raw, result.seq, "sales_order")
+    }
+    assert {row for row in current if row[0] == 50} <= after

@@ -94,6 +94,7 @@ deadline = setting("max_runtime", type=click.FloatRange(min=1))
 reading = compose(
     setting("overlap", type=click.FloatRange(min=0)),
     setting("batch_rows", type=click.IntRange(min=MIN_BATCH_ROWS)),
+    setting("range_rows", type=click.IntRange(min=1)),
 )
 # what the quarantine sets aside as implausible
 checks = compose(

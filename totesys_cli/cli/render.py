@@ -118,6 +118,20 @@ def status(result) -> None:
             ],
             ("table", "watermark", "last extract"),
         )
+    if result.passes:
+        table(
+            [
+                (
+                    t,
+                    f"{p['percent']:.1f} %",
+                    f"{p['rows']:,}",
+                    str(p["runs"]),
+                    "?" if p["runs_left"] is None else f"about {p['runs_left']}",
+                )
+                for t, p in result.passes.items()
+            ],
+            ("read over several runs", "key range", "rows so far", "runs", "runs left"),
+        )
     click.echo(f"last extract run:    {result.last_extract or '-'}")
     click.echo(f"not transformed:     {listing(result.not_transformed)}")
     click.echo(f"last transform run:  {result.last_transform or '-'}")

@@ -20,7 +20,13 @@ _LENGTH = struct.Struct("!i").unpack_from
 _COPY_DATA, _ERROR, _READY = ord("d"), ord("E"), ord("Z")
 
 
-def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytearray]:
+class Chunk(bytearray):
+    """Rows of a COPY, as their bytes, knowing how many rows they are."""
+
+    rows = 0
+
+
+def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[Chunk]:
     """Run `COPY (...) TO STDOUT` and yield its bytes, at most `rows_per_chunk` rows at a
     time, so one scan reads a table of any size in bounded memory.
 
@@ -35,7 +41,7 @@ def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytear
     payload = sql.encode() + b"\0"
     sock.write(b"Q" + struct.pack("!i", len(payload) + 4) + payload)
     sock.flush()
-    out = bytearray()
+    out = Chunk()
     rows = 0
     pending = b""
     error: dict[str, str] | None = None
@@ -60,8 +66,9 @@ def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytear
                     out += view[pos + 5 : end]
                     rows += 1
                     if rows == rows_per_chunk:
+                        out.rows = rows
                         yield out
-                        out, rows = bytearray(), 0
+                        out, rows = Chunk(), 0
                 elif code == _ERROR:
                     error = _error_fields(bytes(view[pos + 5 : end]))
                 elif code == _READY:
@@ -70,6 +77,7 @@ def copy_out(conn: Connection, sql: str, rows_per_chunk: int) -> Iterator[bytear
                     if error is not None:
                         raise pg8000.dbapi.DatabaseError(error)
                     if out:
+                        out.rows = rows
                         yield out
                     return
                 pos = end

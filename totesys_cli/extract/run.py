@@ -3,8 +3,10 @@
 Every table is read inside one read-only REPEATABLE READ transaction with
 `COPY (SELECT ...) TO STDOUT`. A table is read from `last_updated > min(W, S - overlap)`,
 where W is the largest `last_updated` read before and S the previous snapshot's
-database time: a row that a transaction shorter than the overlap committed late is
-still caught, and a quiet source is not re-read at all. The run becomes visible only
+database time, and a quiet source is not re-read at all. Each run also records its
+snapshot's transactions (`pg_current_snapshot()`); the next one also reads every version
+whose transaction that snapshot did not see, so a row committed late, however late, is
+caught whatever its `last_updated`. The run becomes visible only
 when its manifest is created, after all its files.
 """
 
@@ -15,7 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 from sqlalchemy import Connection, text
@@ -24,14 +26,27 @@ from totesys_cli import faults, logs, quality
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.db.copy import copy_out
 from totesys_cli.errors import ConfigError
-from totesys_cli.extract.source import check_columns, copy_query, set_window, typed_chunk
+from totesys_cli.extract.source import (
+    check_columns,
+    copy_query,
+    key_span,
+    range_end,
+    set_window,
+    typed_chunk,
+)
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import FileSet
-from totesys_cli.lake.manifest import RawManifest, TableFiles, TableState
+from totesys_cli.lake.manifest import Pass, RawManifest, TableFiles, TableState
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import SOURCE_TABLES, source_table
-from totesys_cli.settings import DEFAULT_BATCH_ROWS, DEFAULT_OVERLAP_MINUTES, Bounds, Database
+from totesys_cli.settings import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_OVERLAP_MINUTES,
+    DEFAULT_RANGE_ROWS,
+    Bounds,
+    Database,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +58,10 @@ class ExtractOptions:
     overlap: dt.timedelta = dt.timedelta(minutes=DEFAULT_OVERLAP_MINUTES)
     batch_rows: int = DEFAULT_BATCH_ROWS
     bounds: Bounds = field(default_factory=Bounds)
+    # seconds after which no new range of keys starts (None: read every window whole,
+    # one COPY per table); the run then commits what it read and the next goes on
+    budget: float | None = None
+    range_rows: int = DEFAULT_RANGE_ROWS
 
 
 @dataclass
@@ -50,6 +69,7 @@ class ExtractResult:
     manifest: RawManifest
     table_seconds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    unread: tuple[str, ...] = ()  # tables the budget left for the next run
 
     @property
     def seq(self) -> int:
@@ -71,6 +91,12 @@ class ExtractResult:
     def quarantined(self) -> int:
         """Entries set aside by this run (a version may have several bad values)."""
         return self.manifest.quarantine.rows
+
+    @property
+    def left(self) -> list[str]:
+        """The tables this run did not finish: an unfinished pass, or not reached."""
+        passing = [name for name, state in self.manifest.state.items() if state.passing]
+        return passing + [name for name in self.unread if name not in passing]
 
 
 class _ChunkWriter:
@@ -113,49 +139,186 @@ class _ChunkWriter:
             self.pool.shutdown()
 
 
-def _copy_table(
+@dataclass(frozen=True)
+class _Window:
+    """What a table's read takes: last_updated > lower (None: every row), or written by
+    a transaction the snapshot `late` did not see, or last_updated >= since; and, for a
+    pass that goes on, only the keys above `after`."""
+
+    lower: dt.datetime | None
+    late: str | None
+    since: dt.datetime | None
+    after: int | None = None
+
+
+def _window(previous: TableState | None, options: ExtractOptions, xids: str, name: str) -> _Window:
+    ongoing = previous.passing if previous else None
+    if ongoing is not None:
+        return _Window(ongoing.lower, ongoing.late, ongoing.since, ongoing.after)
+    lower = manifests.lower_bound(previous, options.overlap)
+    late = _late_since(previous, xids, name) if lower is not None else None
+    return _Window(lower, late, options.since)
+
+
+def _copy_range(
     conn: Connection,
     writer: _ChunkWriter,
     name: str,
-    lower: dt.datetime | None,
+    window: _Window,
+    rows: int,
     options: ExtractOptions,
     deadline: Deadline,
-) -> None:
-    """One scan per table, cut into files of at most batch_rows rows as it streams
-    (closed at once on failure, so a connection left mid-COPY is discarded at once)."""
-    writer.files.table(name).lower_bound = lower
-    filtered = lower is not None or options.since is not None
-    if filtered:
-        set_window(conn, lower, options.since)
-    query = copy_query(source_table(name), filtered=filtered)
-    with contextlib.closing(copy_out(conn, query, options.batch_rows)) as chunks:
+) -> int:
+    """One COPY, of the window (`rows` 0) or of its next `rows` keys in key order, cut
+    into files of at most batch_rows rows as it streams (closed at once on failure, so a
+    connection left mid-COPY is discarded at once); returns the rows it read."""
+    table = source_table(name)
+    filtered = window.lower is not None or window.since is not None
+    late = window.lower is not None and window.late is not None
+    shape = {"filtered": filtered, "late": late, "after": window.after is not None, "rows": rows}
+    if filtered or window.after is not None:
+        set_window(conn, window.lower, window.since, window.late if late else None, window.after)
+    read = 0
+    with contextlib.closing(
+        copy_out(conn, copy_query(table, **shape), options.batch_rows)
+    ) as chunks:
         for data in chunks:
+            read += data.rows
             writer.submit(name, data)
             deadline.check(f"extracting {name}")
+    return read
 
 
-def _next_state(
-    state: dict[str, TableState], tables: dict[str, TableFiles], snapshot: dt.datetime
-) -> dict[str, TableState]:
-    """Watermarks only ever move forward, whatever --since re-read."""
-    new = dict(state)
-    for name, extracted in tables.items():
-        previous = state.get(name)
-        marks = [m for m in (previous and previous.watermark, extracted.max_last_updated) if m]
-        new[name] = TableState(max(marks) if marks else None, snapshot)
-    return new
+@dataclass
+class _Read:
+    """What one run read of a table: its window, and where it stopped (None: the end)."""
+
+    window: _Window
+    after: int | None = None
+    rows: int = 0
 
 
-def _snapshot(conn: Connection, since: dt.datetime | None) -> dt.datetime:
+def _read_table(
+    conn: Connection,
+    writer: _ChunkWriter,
+    name: str,
+    window: _Window,
+    options: ExtractOptions,
+    deadline: Deadline,
+    spent,
+) -> _Read:
+    """The table's window: whole in one COPY without a budget; with one, in ranges of
+    range_rows keys, stopping after the range that ends the budget (`spent()`)."""
+    writer.files.table(name).lower_bound = window.lower
+    if options.budget is None:
+        return _Read(window, None, _copy_range(conn, writer, name, window, 0, options, deadline))
+    read = _Read(window)
+    current = window
+    while True:
+        rows = _copy_range(conn, writer, name, current, options.range_rows, options, deadline)
+        read.rows += rows
+        if rows < options.range_rows:
+            return read
+        read.after = range_end(
+            conn,
+            source_table(name),
+            filtered=current.lower is not None or current.since is not None,
+            late=current.lower is not None and current.late is not None,
+            after=current.after is not None,
+            rows=options.range_rows,
+        )
+        current = replace(current, after=read.after)
+        if spent():
+            return read
+
+
+def _state(
+    conn: Connection,
+    name: str,
+    previous: TableState | None,
+    read: _Read,
+    extracted: TableFiles,
+    snapshot: dt.datetime,
+    xids: str,
+) -> TableState:
+    """The table's state after this run. Watermarks only ever move forward, whatever
+    --since re-read; while a pass goes on they stay, and when it ends the table stands
+    as of the snapshot the pass began in."""
+    ongoing = previous.passing if previous else None
+    newest = [m for m in (ongoing and ongoing.newest, extracted.max_last_updated) if m]
+    if read.after is None:  # the window is read to its end
+        marks = [m for m in (previous and previous.watermark, *newest) if m]
+        mark = max(marks) if marks else None
+        if ongoing is not None:
+            return TableState(mark, ongoing.snapshot, ongoing.xids)
+        return TableState(mark, snapshot, xids)
+    if ongoing is None:
+        first, last = key_span(conn, source_table(name))
+        ongoing = Pass(
+            snapshot,
+            xids,
+            read.window.lower,
+            read.window.late,
+            read.window.since,
+            read.after,
+            first,
+            last,
+            0,
+            0,
+            None,
+        )
+    passing = replace(
+        ongoing,
+        after=read.after,
+        rows=ongoing.rows + read.rows,
+        runs=ongoing.runs + 1,
+        newest=max(newest) if newest else None,
+    )
+    if previous is None:
+        return TableState(None, snapshot, None, passing)
+    return replace(previous, passing=passing)
+
+
+def _snapshot(conn: Connection, since: dt.datetime | None) -> tuple[dt.datetime, str]:
+    """The snapshot's database time, and its transactions (pg_current_snapshot())."""
     conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-    snapshot = conn.execute(text("SELECT statement_timestamp() AT TIME ZONE 'UTC'")).scalar_one()
+    snapshot, xids = conn.execute(
+        text("SELECT statement_timestamp() AT TIME ZONE 'UTC', pg_current_snapshot()::text")
+    ).one()
     if since is not None and since > snapshot:
         raise ConfigError(
             f"--since {since.isoformat(sep=' ')} is after the source's clock "
             f"({snapshot.isoformat(sep=' ', timespec='seconds')} UTC)",
             "Give a time in the past, in UTC",
         )
-    return snapshot
+    return snapshot, xids
+
+
+# the age(xmin) test that keeps the late-commit read cheap works within 2^31 transactions
+_XID_REACH = 2**31 - 2**20
+
+
+def _late_since(previous: TableState | None, xids: str, name: str) -> str | None:
+    """The previous snapshot's transactions, when this one can be compared with it. When
+    the source's transaction counter went backwards (a restore, a failover to a new
+    cluster) or ran too far, the window is by last_updated alone, with a WARNING."""
+    if previous is None or previous.xids is None:
+        return None
+    before_xmin, before_xmax = (int(x) for x in previous.xids.split(":")[:2])
+    now_xmax = int(xids.split(":")[1])
+    if now_xmax < before_xmax or now_xmax - before_xmin > _XID_REACH:
+        log.warning(
+            "the source's transaction counter %s since the last extract of %s (%s, now %s): "
+            "a restore or a failover to another cluster? This run reads it by last_updated "
+            "alone, so a row committed later than the overlap after it was written is missed",
+            "went backwards" if now_xmax < before_xmax else "moved more than 2^31",
+            name,
+            previous.xids,
+            xids,
+            extra={"table": name},
+        )
+        return None
+    return previous.xids
 
 
 def _copy_tables(
@@ -165,25 +328,40 @@ def _copy_tables(
     options: ExtractOptions,
     deadline: Deadline,
     snapshot: dt.datetime,
-) -> tuple[dict[str, float], pa.Table]:
-    """Every table's window into the file set; returns seconds per table (its COPY and
-    the writing of its last chunk) and the quarantine entries of the versions set aside."""
+    xids: str,
+) -> tuple[dict[str, float], pa.Table, dict[str, TableState]]:
+    """Every table's window into the file set, until the budget is spent; returns
+    seconds per table (its COPY and the writing of its last chunk), the quarantine
+    entries of the versions set aside, and the tables' states for the manifest (a
+    table the budget left unread keeps its state)."""
     seq = (last.seq if last else 0) + 1
     writer = _ChunkWriter(files, seq, snapshot, options.bounds)
+    began = time.perf_counter()
+
+    def spent() -> bool:
+        return options.budget is not None and time.perf_counter() - began >= options.budget
+
+    state = dict(last.state) if last else {}
     started: dict[str, float] = {}
     copied: dict[str, float] = {}
+    reads: dict[str, _Read] = {}
     try:
         for name in options.tables:
+            # a run goes on until it has read something: it always progresses
+            if spent() and any(read.rows for read in reads.values()):
+                break
             started[name] = time.perf_counter()
-            lower = manifests.lower_bound(last.state.get(name) if last else None, options.overlap)
-            _copy_table(conn, writer, name, lower, options, deadline)
+            window = _window(state.get(name), options, xids, name)
+            reads[name] = _read_table(conn, writer, name, window, options, deadline, spent)
             copied[name] = time.perf_counter()
     finally:
         writer.drain()
+    for name, read in reads.items():
+        state[name] = _state(conn, name, state.get(name), read, files.table(name), snapshot, xids)
     seconds = {
         name: max(copied[name], writer.written_at.get(name, 0.0)) - started[name] for name in copied
     }
-    return seconds, writer.entries()
+    return seconds, writer.entries(), state
 
 
 def extract(
@@ -195,10 +373,12 @@ def extract(
     seq = (last.seq if last else 0) + 1
     source = deadline.bound(source)
     with translate_errors(source), engine(source).connect() as conn:
-        snapshot = _snapshot(conn, options.since)
+        snapshot, xids = _snapshot(conn, options.since)
         check_columns(conn, options.tables)
         with FileSet(raw, "extracted_date", seq, snapshot.date(), "extract.file_written") as files:
-            seconds, entries = _copy_tables(conn, files, last, options, deadline, snapshot)
+            seconds, entries, state = _copy_tables(
+                conn, files, last, options, deadline, snapshot, xids
+            )
             files.set_aside(entries)
             conn.rollback()  # read-only: nothing to commit in the source
             deadline.check("committing the extract")
@@ -211,17 +391,19 @@ def extract(
         extracted_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
         since=options.since,
         overlap=options.overlap,
-        state=_next_state(last.state if last else {}, files.tables, snapshot),
+        state=state,
     )
     faults.point("extract.before_manifest")
     manifests.commit(raw, manifest, files.written, "extract")
     faults.point("extract.after_manifest")
-    result = ExtractResult(manifest, seconds, time.perf_counter() - started)
+    unread = tuple(name for name in options.tables if name not in seconds)
+    result = ExtractResult(manifest, seconds, time.perf_counter() - started, unread)
     files.log("extracted", seconds)
     quality.warn(entries, "raw")
     log.info(
-        "extract run %d committed",
+        "extract run %d committed%s",
         result.seq,
+        f"; the next run goes on with {', '.join(result.left)}" if result.left else "",
         extra={
             "rows": result.rows,
             "quarantined": result.quarantined,

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from sqlalchemy import Connection, Table, cast, func, or_, select, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy.dialects.postgresql import BIGINT, TIMESTAMP
 
 from totesys_cli import quality
 from totesys_cli.db.catalog import columns
@@ -81,7 +81,13 @@ def check_columns(conn: Connection, tables: tuple[str, ...]) -> None:
                 )
 
 
-def set_window(conn: Connection, lower: dt.datetime | None, since: dt.datetime | None) -> None:
+def set_window(
+    conn: Connection,
+    lower: dt.datetime | None,
+    since: dt.datetime | None,
+    xids: str | None = None,
+    after: int | None = None,
+) -> None:
     """COPY takes no bind parameters: the window travels through set_config."""
     for name, value, default in (
         ("totesys.lower", lower, "-infinity"),
@@ -89,6 +95,26 @@ def set_window(conn: Connection, lower: dt.datetime | None, since: dt.datetime |
     ):
         stamp = value.isoformat(sep=" ") if value is not None else default
         conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": stamp})
+    for name, value in (("totesys.xids", xids or ""), ("totesys.after", str(after or 0))):
+        conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+
+
+# A version written by a transaction the previous snapshot did not see (in progress
+# then, or begun after), whatever its last_updated. xmin is 32 bits: it is widened to
+# xid8 with the epoch of this snapshot's xmax, one epoch less when that would pass xmax.
+# age(xmin), cheap, first keeps only versions no older than the previous snapshot's xmin.
+_XIDS = "current_setting('totesys.xids')::pg_snapshot"
+_XMAX = "(SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint)"
+_EPOCH = f"(SELECT ({_XMAX} >> 32) << 32)"
+_WIDE = f"({_EPOCH} | xmin::text::bigint)"
+_LATE = f"""(
+    age(xmin) <= (SELECT age((pg_snapshot_xmin({_XIDS})::text::bigint & 4294967295)::text::xid))
+    AND NOT pg_visible_in_snapshot(
+        GREATEST(CASE WHEN {_WIDE} >= {_XMAX} THEN {_WIDE} - 4294967296 ELSE {_WIDE} END, 3)
+            ::text::xid8,
+        (SELECT {_XIDS})
+    )
+)"""
 
 
 def _setting(name: str, kind):
@@ -96,20 +122,51 @@ def _setting(name: str, kind):
     return select(cast(func.current_setting(name), kind)).scalar_subquery()
 
 
-def _changed(table: Table):
-    """last_updated > totesys.lower, or >= totesys.since when reprocessing a window."""
+def _changed(table: Table, late: bool):
+    """last_updated > totesys.lower, or >= totesys.since when reprocessing a window, or
+    (`late`) written by a transaction the snapshot totesys.xids did not see."""
     since = _setting("totesys.since", TIMESTAMP)
     lower = _setting("totesys.lower", TIMESTAMP)
-    return or_(table.c.last_updated > lower, table.c.last_updated >= since)
+    changed = [table.c.last_updated > lower, table.c.last_updated >= since]
+    return or_(*changed, text(_LATE)) if late else or_(*changed)
 
 
-def copy_query(table: Table, *, filtered: bool) -> str:
-    """COPY of the table's declared columns; every value comes from set_config."""
+def _range(table: Table, filtered: bool, late: bool, after: bool, rows: int):
+    """The window's next `rows` keys in key order (all of them when `rows` is 0), above
+    totesys.after when `after`."""
+    key = table.c[source_key(table.name)]
     query = select(*table.columns)
     if filtered:
-        query = query.where(_changed(table))
+        query = query.where(_changed(table, late))
+    if after:
+        query = query.where(key > _setting("totesys.after", BIGINT))
+    return query.order_by(key).limit(rows) if rows else query
+
+
+def copy_query(
+    table: Table, *, filtered: bool, late: bool = False, after: bool = False, rows: int = 0
+) -> str:
+    """COPY of the table's declared columns, the window or its next range of keys; every
+    value comes from set_config."""
+    query = _range(table, filtered, late, after, rows)
     sql = query.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
     return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)"
+
+
+def range_end(
+    conn: Connection, table: Table, *, filtered: bool, late: bool, after: bool, rows: int
+) -> int:
+    """The largest key of the range `copy_query` read with the same arguments."""
+    key = source_key(table.name)
+    inner = _range(table, filtered, late, after, rows).subquery()
+    return conn.execute(select(func.max(inner.c[key]))).scalar_one()
+
+
+def key_span(conn: Connection, table: Table) -> tuple[int, int]:
+    """The table's smallest and largest keys (its primary-key index answers at once)."""
+    key = table.c[source_key(table.name)]
+    low, high = conn.execute(select(func.min(key), func.max(key))).one()
+    return low or 0, high or 0
 
 
 def _read_csv(data: bytes | bytearray, schema: pa.Schema) -> pa.Table:

@@ -94,11 +94,71 @@ class TableFiles:
 
 
 @dataclass(frozen=True)
+class Pass:
+    """A table's change window read in primary-key ranges over several runs (a first
+    load, a backlog): the window as the run that began it fixed it, and how far it got."""
+
+    snapshot: dt.datetime  # S0, of the run that began it: the table's snapshot once done
+    xids: str  # S0's transactions
+    lower: dt.datetime | None  # the window: last_updated > lower (None: every row) ...
+    late: str | None  # ... or written by a transaction these did not see ...
+    since: dt.datetime | None  # ... or last_updated >= since
+    after: int  # every key up to this one is read; the next run reads the keys above
+    first: int  # the table's smallest and largest keys when it began (for progress)
+    last: int
+    rows: int  # read so far
+    runs: int  # runs so far
+    newest: dt.datetime | None  # the largest last_updated read so far
+
+    @property
+    def done(self) -> float:
+        """The share of the key range read, 0 to 1."""
+        span = self.last - self.first
+        return 1.0 if span <= 0 else min(max((self.after - self.first) / span, 0.0), 1.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot": _stamp(self.snapshot),
+            "xids": self.xids,
+            "lower": _stamp(self.lower),
+            "late": self.late,
+            "since": _stamp(self.since),
+            "after": self.after,
+            "first": self.first,
+            "last": self.last,
+            "rows": self.rows,
+            "runs": self.runs,
+            "newest": _stamp(self.newest),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Pass:
+        return cls(
+            snapshot=dt.datetime.fromisoformat(data["snapshot"]),
+            xids=str(data["xids"]),
+            lower=_time(data.get("lower")),
+            late=data.get("late"),
+            since=_time(data.get("since")),
+            after=int(data["after"]),
+            first=int(data["first"]),
+            last=int(data["last"]),
+            rows=int(data["rows"]),
+            runs=int(data["runs"]),
+            newest=_time(data.get("newest")),
+        )
+
+
+@dataclass(frozen=True)
 class TableState:
-    """Where a table's extraction stands: the newest version read (W) and when (S)."""
+    """Where a table's extraction stands: the newest version read (W), when (S), and
+    the source's transactions as that snapshot saw them (`pg_current_snapshot()` as
+    text, xmin:xmax:in-progress; None before they were recorded); and its unfinished
+    pass, if a run stopped in the middle of one."""
 
     watermark: dt.datetime | None
     snapshot: dt.datetime
+    xids: str | None = None
+    passing: Pass | None = None
 
 
 def lower_bound(state: TableState | None, overlap: dt.timedelta) -> dt.datetime | None:
@@ -163,7 +223,12 @@ class RawManifest(Manifest):
             "tables": {name: t.to_json(bounded=True) for name, t in self.tables.items()},
             "quarantine": self.quarantine.to_json(bounded=False),
             "state": {
-                name: {"watermark": _stamp(s.watermark), "snapshot": _stamp(s.snapshot)}
+                name: {
+                    "watermark": _stamp(s.watermark),
+                    "snapshot": _stamp(s.snapshot),
+                    **({"xids": s.xids} if s.xids else {}),
+                    **({"pass": s.passing.to_json()} if s.passing else {}),
+                }
                 for name, s in self.state.items()
             },
         }
@@ -180,7 +245,12 @@ class RawManifest(Manifest):
             since=_time(data.get("since")),
             overlap=dt.timedelta(seconds=float(data["overlap_seconds"])),
             state={
-                n: TableState(_time(s.get("watermark")), dt.datetime.fromisoformat(s["snapshot"]))
+                n: TableState(
+                    _time(s.get("watermark")),
+                    dt.datetime.fromisoformat(s["snapshot"]),
+                    s.get("xids"),
+                    Pass.from_json(s["pass"]) if s.get("pass") else None,
+                )
                 for n, s in data["state"].items()
             },
         )

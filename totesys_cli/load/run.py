@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LoadOptions:
     since: dt.datetime | None = None
+    # seconds after which no new processed run starts loading (None: load them all); the
+    # next run goes on with the rest
+    budget: float | None = None
 
 
 @dataclass
@@ -176,6 +179,10 @@ def load(
         pending = _pending(conn, processed, options.since)
         conn.commit()
         for _, key, reload in pending:
+            spent = options.budget is not None and time.perf_counter() - started >= options.budget
+            if done and spent:
+                log.info("the load's share of the deadline is spent: the next run goes on")
+                break
             manifest = manifests.read(processed, key, ProcessedManifest)
             with conn.begin():
                 result = load_run(conn, processed, manifest, reload, deadline)

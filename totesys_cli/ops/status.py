@@ -36,6 +36,8 @@ class Status:
     processed_url: str | None = None
     warehouse: str | None = None
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a table whose window is being read over several runs: how far, and how long yet
+    passes: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_extract: int | None = None
     last_transform: int | None = None
     not_transformed: list[int] = field(default_factory=list)
@@ -91,6 +93,8 @@ def status(endpoints: Endpoints) -> Status:
                 "watermark": _stamp(state.watermark),
                 "last_extract": _stamp(state.snapshot),
             }
+            if state.passing is not None:
+                result.passes[table] = _pass(state.passing)
     if endpoints.processed is not None:
         result.processed_url = endpoints.processed.url
         _runs_in(endpoints.processed, "processed")
@@ -109,6 +113,20 @@ def status(endpoints: Endpoints) -> Status:
             result.quarantine = [e.as_dict() for e in quarantine.entries(conn, limit=SHOWN)]
         result.not_loaded = list(range(loaded + 1, processed_seq + 1))
     return result
+
+
+def _pass(passing: manifests.Pass) -> dict[str, Any]:
+    """An unfinished pass: the share of its key range read, its rows and runs so far,
+    and the runs it needs yet at the pace it went."""
+    done = passing.done
+    left = None if done <= 0 else max(1, round(passing.runs * (1 - done) / done))
+    return {
+        "percent": round(done * 100, 1),
+        "rows": passing.rows,
+        "runs": passing.runs,
+        "runs_left": left,
+        "began": _stamp(passing.snapshot),
+    }
 
 
 def _last_load(conn: Connection, result: Status) -> int:

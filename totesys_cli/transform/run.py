@@ -36,10 +36,16 @@ from totesys_cli.transform.state import State
 log = logging.getLogger(__name__)
 
 
+# raw rows one processed run takes at most (raw runs oldest first, at least one): after
+# an outage of the transform, a backlog of raw runs is worked through over several runs
+MAX_RAW_ROWS = 10_000_000
+
+
 @dataclass(frozen=True)
 class TransformOptions:
     since: dt.datetime | None = None
     bounds: Bounds = field(default_factory=Bounds)
+    max_raw_rows: int = MAX_RAW_ROWS
 
 
 @dataclass
@@ -55,8 +61,22 @@ class TransformResult:
         return sum(t.rows for t in self.tables.values())
 
 
-def _raw_runs(raw: Lake, state: State, since: dt.datetime | None) -> list[RawRun]:
-    new = [RawRun(m, replay=False) for m in manifests.runs_after(raw, state.raw_seq, RawManifest)]
+def _oldest(runs: list[RawRun], max_rows: int) -> list[RawRun]:
+    """The oldest runs whose rows stay within max_rows (the first whatever its size)."""
+    taken, rows = [], 0
+    for run in runs:
+        rows += sum(t.rows for t in run.manifest.tables.values())
+        if taken and rows > max_rows:
+            break
+        taken.append(run)
+    return taken
+
+
+def _raw_runs(
+    raw: Lake, state: State, since: dt.datetime | None, max_rows: int = MAX_RAW_ROWS
+) -> list[RawRun]:
+    runs = manifests.runs_after(raw, state.raw_seq, RawManifest)
+    new = _oldest([RawRun(m, replay=False) for m in runs], max_rows)
     if since is None:
         return new
     # a reprocess also reads the runs consumed before whose data reaches back to T
@@ -101,7 +121,7 @@ def transform(
     last = manifests.latest(processed, ProcessedManifest)
     seq = (last.seq if last else 0) + 1
     state = State.load(last)
-    runs = _raw_runs(raw, state, options.since)
+    runs = _raw_runs(raw, state, options.since, options.max_raw_rows)
     new_runs = [r for r in runs if not r.replay]
     if not runs or (not new_runs and options.since is None):
         log.info("no new raw runs to transform")
