@@ -23,9 +23,10 @@ HARD_STOP_GRACE = 30  # seconds past the deadline before the process is ended
 DEFAULT_OVERLAP_MINUTES = 15
 DEFAULT_BATCH_ROWS = 250_000
 MIN_BATCH_ROWS = 100
-# keys per range when a run has a budget: a range takes a few seconds at most, so the
-# run stops close to its budget (a small window is one range: one COPY per table)
-DEFAULT_RANGE_ROWS = 1_000_000
+# key values per range when a run has a budget: a range takes seconds, so the run stops
+# close to its budget; a table with fewer keys is one range (one COPY), as every table
+# of the benchmark dataset is
+DEFAULT_RANGE_ROWS = 2_000_000
 DEFAULT_GRACE_HOURS = 24
 DEFAULT_EARLIEST_DATE = dt.date(1900, 1, 1)
 DEFAULT_LATEST_DATE = dt.date(2100, 12, 31)

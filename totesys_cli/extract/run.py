@@ -26,14 +26,7 @@ from totesys_cli import faults, logs, quality
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.db.copy import copy_out
 from totesys_cli.errors import ConfigError
-from totesys_cli.extract.source import (
-    check_columns,
-    copy_query,
-    key_span,
-    range_end,
-    set_window,
-    typed_chunk,
-)
+from totesys_cli.extract.source import check_columns, copy_query, set_window, typed_chunk
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import FileSet
@@ -160,30 +153,25 @@ def _window(previous: TableState | None, options: ExtractOptions, xids: str, nam
     return _Window(lower, late, options.since)
 
 
-def _copy_range(
+def _copy(
     conn: Connection,
     writer: _ChunkWriter,
     name: str,
     window: _Window,
-    rows: int,
+    keys: tuple[int, int] | None,
     options: ExtractOptions,
     deadline: Deadline,
-) -> int:
-    """One COPY, of the window (`rows` 0) or of its next `rows` keys in key order, cut
-    into files of at most batch_rows rows as it streams (closed at once on failure, so a
-    connection left mid-COPY is discarded at once); returns the rows it read."""
-    table = source_table(name)
+) -> bool:
+    """One COPY of the window (or of its keys in `keys`), cut into files of at most
+    batch_rows rows as it streams (closed at once on failure, so a connection left
+    mid-COPY is discarded at once); whether it read any row."""
     filtered = window.lower is not None or window.since is not None
     late = window.lower is not None and window.late is not None
-    shape = {"filtered": filtered, "late": late, "after": window.after is not None, "rows": rows}
-    if filtered or window.after is not None:
-        set_window(conn, window.lower, window.since, window.late if late else None, window.after)
-    read = 0
-    with contextlib.closing(
-        copy_out(conn, copy_query(table, **shape), options.batch_rows)
-    ) as chunks:
+    query = copy_query(source_table(name), filtered=filtered, late=late, keys=keys)
+    read = False
+    with contextlib.closing(copy_out(conn, query, options.batch_rows)) as chunks:
         for data in chunks:
-            read += data.rows
+            read = True
             writer.submit(name, data)
             deadline.check(f"extracting {name}")
     return read
@@ -191,11 +179,13 @@ def _copy_range(
 
 @dataclass
 class _Read:
-    """What one run read of a table: its window, and where it stopped (None: the end)."""
+    """What one run read of a table: its window, its keys' span, and the last key it
+    read up to (None: the window's end)."""
 
     window: _Window
+    span: tuple[int, int]
     after: int | None = None
-    rows: int = 0
+    rows: bool = False  # whether it read any row
 
 
 def _read_table(
@@ -206,34 +196,30 @@ def _read_table(
     options: ExtractOptions,
     deadline: Deadline,
     spent,
+    progressed: bool,
 ) -> _Read:
-    """The table's window: whole in one COPY without a budget; with one, in ranges of
-    range_rows keys, stopping after the range that ends the budget (`spent()`)."""
+    """The table's window: whole, in one COPY, without a budget; with one, in ranges of
+    range_rows key values in key order (a table with fewer keys is one range), stopping
+    after the range that ends the budget (`spent()`). Ranges of key values take no sort
+    and no extra query: the primary-key index bounds each scan."""
     writer.files.table(name).lower_bound = window.lower
+    late = window.late if window.lower is not None else None
+    span = set_window(conn, source_table(name), window.lower, window.since, late)
     if options.budget is None:
-        return _Read(window, None, _copy_range(conn, writer, name, window, 0, options, deadline))
-    read = _Read(window)
-    current = window
-    while True:
-        rows = _copy_range(conn, writer, name, current, options.range_rows, options, deadline)
-        read.rows += rows
-        if rows < options.range_rows:
-            return read
-        read.after = range_end(
-            conn,
-            source_table(name),
-            filtered=current.lower is not None or current.since is not None,
-            late=current.lower is not None and current.late is not None,
-            after=current.after is not None,
-            rows=options.range_rows,
-        )
-        current = replace(current, after=read.after)
-        if spent():
-            return read
+        return _Read(window, span, None, _copy(conn, writer, name, window, None, options, deadline))
+    read = _Read(window, span)
+    after = span[0] - 1 if window.after is None else window.after
+    while after < span[1]:
+        upto = min(after + options.range_rows, span[1])
+        read.rows |= _copy(conn, writer, name, window, (after, upto), options, deadline)
+        after = upto
+        if after < span[1] and spent() and (progressed or read.rows):
+            read.after = after
+            break
+    return read
 
 
 def _state(
-    conn: Connection,
     name: str,
     previous: TableState | None,
     read: _Read,
@@ -252,25 +238,15 @@ def _state(
         if ongoing is not None:
             return TableState(mark, ongoing.snapshot, ongoing.xids)
         return TableState(mark, snapshot, xids)
+    window = read.window
     if ongoing is None:
-        first, last = key_span(conn, source_table(name))
-        ongoing = Pass(
-            snapshot,
-            xids,
-            read.window.lower,
-            read.window.late,
-            read.window.since,
-            read.after,
-            first,
-            last,
-            0,
-            0,
-            None,
-        )
+        ongoing = Pass(snapshot, xids, window.lower, window.late, window.since, 0, 0, 0, 0, 0)
     passing = replace(
         ongoing,
         after=read.after,
-        rows=ongoing.rows + read.rows,
+        first=read.span[0] if ongoing.runs == 0 else ongoing.first,
+        last=read.span[1],
+        rows=ongoing.rows + extracted.rows,
         runs=ongoing.runs + 1,
         newest=max(newest) if newest else None,
     )
@@ -347,17 +323,20 @@ def _copy_tables(
     reads: dict[str, _Read] = {}
     try:
         for name in options.tables:
-            # a run goes on until it has read something: it always progresses
-            if spent() and any(read.rows for read in reads.values()):
+            # a run goes on until it has read a row: every run progresses
+            progressed = any(r.rows for r in reads.values())
+            if spent() and progressed:
                 break
             started[name] = time.perf_counter()
             window = _window(state.get(name), options, xids, name)
-            reads[name] = _read_table(conn, writer, name, window, options, deadline, spent)
+            reads[name] = _read_table(
+                conn, writer, name, window, options, deadline, spent, progressed
+            )
             copied[name] = time.perf_counter()
     finally:
         writer.drain()
     for name, read in reads.items():
-        state[name] = _state(conn, name, state.get(name), read, files.table(name), snapshot, xids)
+        state[name] = _state(name, state.get(name), read, files.table(name), snapshot, xids)
     seconds = {
         name: max(copied[name], writer.written_at.get(name, 0.0)) - started[name] for name in copied
     }

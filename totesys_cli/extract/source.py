@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from sqlalchemy import Connection, Table, cast, func, or_, select, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import BIGINT, TIMESTAMP
+from sqlalchemy.dialects.postgresql import TIMESTAMP
 
 from totesys_cli import quality
 from totesys_cli.db.catalog import columns
@@ -83,20 +83,28 @@ def check_columns(conn: Connection, tables: tuple[str, ...]) -> None:
 
 def set_window(
     conn: Connection,
+    table: Table,
     lower: dt.datetime | None,
     since: dt.datetime | None,
     xids: str | None = None,
-    after: int | None = None,
-) -> None:
-    """COPY takes no bind parameters: the window travels through set_config."""
-    for name, value, default in (
-        ("totesys.lower", lower, "-infinity"),
-        ("totesys.since", since, "infinity"),
-    ):
-        stamp = value.isoformat(sep=" ") if value is not None else default
-        conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": stamp})
-    for name, value in (("totesys.xids", xids or ""), ("totesys.after", str(after or 0))):
-        conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+) -> tuple[int, int]:
+    """COPY takes no bind parameters: the window travels through set_config, in one
+    statement that also returns the table's smallest and largest keys (its primary-key
+    index answers at once)."""
+    key = table.c[source_key(table.name)]
+    stamps = [
+        value.isoformat(sep=" ") if value is not None else default
+        for value, default in ((lower, "-infinity"), (since, "infinity"))
+    ]
+    query = select(
+        func.set_config("totesys.lower", stamps[0], True),
+        func.set_config("totesys.since", stamps[1], True),
+        func.set_config("totesys.xids", xids or "", True),
+        select(func.min(key)).scalar_subquery(),
+        select(func.max(key)).scalar_subquery(),
+    )
+    *_, low, high = conn.execute(query).one()
+    return low or 0, high or 0
 
 
 # A version written by a transaction the previous snapshot did not see (in progress
@@ -131,42 +139,19 @@ def _changed(table: Table, late: bool):
     return or_(*changed, text(_LATE)) if late else or_(*changed)
 
 
-def _range(table: Table, filtered: bool, late: bool, after: bool, rows: int):
-    """The window's next `rows` keys in key order (all of them when `rows` is 0), above
-    totesys.after when `after`."""
-    key = table.c[source_key(table.name)]
+def copy_query(
+    table: Table, *, filtered: bool, late: bool = False, keys: tuple[int, int] | None = None
+) -> str:
+    """COPY of the table's declared columns: the window, or (`keys`) its part whose keys
+    lie above the first and up to the second; every other value comes from set_config."""
     query = select(*table.columns)
     if filtered:
         query = query.where(_changed(table, late))
-    if after:
-        query = query.where(key > _setting("totesys.after", BIGINT))
-    return query.order_by(key).limit(rows) if rows else query
-
-
-def copy_query(
-    table: Table, *, filtered: bool, late: bool = False, after: bool = False, rows: int = 0
-) -> str:
-    """COPY of the table's declared columns, the window or its next range of keys; every
-    value comes from set_config."""
-    query = _range(table, filtered, late, after, rows)
+    if keys is not None:
+        key = table.c[source_key(table.name)]
+        query = query.where(key > keys[0], key <= keys[1])
     sql = query.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
     return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)"
-
-
-def range_end(
-    conn: Connection, table: Table, *, filtered: bool, late: bool, after: bool, rows: int
-) -> int:
-    """The largest key of the range `copy_query` read with the same arguments."""
-    key = source_key(table.name)
-    inner = _range(table, filtered, late, after, rows).subquery()
-    return conn.execute(select(func.max(inner.c[key]))).scalar_one()
-
-
-def key_span(conn: Connection, table: Table) -> tuple[int, int]:
-    """The table's smallest and largest keys (its primary-key index answers at once)."""
-    key = table.c[source_key(table.name)]
-    low, high = conn.execute(select(func.min(key), func.max(key))).one()
-    return low or 0, high or 0
 
 
 def _read_csv(data: bytes | bytearray, schema: pa.Schema) -> pa.Table:

@@ -104,11 +104,11 @@ class Pass:
     late: str | None  # ... or written by a transaction these did not see ...
     since: dt.datetime | None  # ... or last_updated >= since
     after: int  # every key up to this one is read; the next run reads the keys above
-    first: int  # the table's smallest and largest keys when it began (for progress)
-    last: int
+    first: int  # the table's smallest key when the pass began, its largest at the
+    last: int  # last run (for progress)
     rows: int  # read so far
     runs: int  # runs so far
-    newest: dt.datetime | None  # the largest last_updated read so far
+    newest: dt.datetime | None = None  # the largest last_updated read so far
 
     @property
     def done(self) -> float:
