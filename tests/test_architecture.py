@@ -18,11 +18,11 @@ PACKAGE = ROOT / "totesys_cli"
 LAYERS = (
     ("cli",),
     ("demo", "dashboard"),
-    ("pipeline",),
+    ("pipeline", "plan"),
     ("extract", "transform", "load", "ops"),
     ("endpoints", "runtime", "lineage", "history"),
     ("lake", "db", "quality"),
-    ("schemas", "settings", "logs", "errors", "faults", "aws"),
+    ("schemas", "settings", "logs", "progress", "errors", "faults", "aws"),
 )
 STAGES = ("extract", "transform", "load")
 MAX_LINES = 450

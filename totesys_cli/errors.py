@@ -34,6 +34,10 @@ class RuntimeFailure(TotesysError):
     """The run could not complete: unreachable host, failed step, corrupt data, deadline."""
 
 
+class DeadlinePassed(RuntimeFailure):
+    """The run's --max-runtime passed before it finished."""
+
+
 class LockedError(TotesysError):
     """Another run holds the warehouse lock; not an error worth paging anyone for."""
 

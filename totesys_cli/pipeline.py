@@ -14,10 +14,12 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import Connection
 
 from totesys_cli import extract as extract_stage
-from totesys_cli import history, lineage, logs
+from totesys_cli import history, lineage, logs, plan
 from totesys_cli import load as load_stage
 from totesys_cli import transform as transform_stage
 from totesys_cli.endpoints import PROCESSED, RAW, SOURCE, WAREHOUSE, Endpoints, open_endpoints
@@ -30,11 +32,21 @@ from totesys_cli.settings import HARD_STOP_GRACE, Settings, envvar
 log = logging.getLogger(__name__)
 
 
-Run = tuple[Endpoints, Deadline, history.RunRecord]
+@dataclass(frozen=True)
+class Run:
+    """What a step runs with: its endpoints, deadline and history record, and the
+    warehouse lock's connection (None without a warehouse) for its reads before it
+    writes."""
+
+    ends: Endpoints
+    deadline: Deadline
+    record: history.RunRecord
+    lock: Connection | None
+
 
 # the share of --max-runtime after which an extract starts no new range of keys: the
-# rest commits it (extract alone), or transforms and loads what it read (run-all), so a
-# backlog keeps all three steps moving and every run ends within its deadline
+# rest commits it (extract alone), or transforms and loads what it read (run-all, whose
+# extract is bounded first by the rows the rest of the run can carry: see `plan`)
 EXTRACT_SHARE = {"extract": 0.8, "run-all": 0.4}
 # the share of --max-runtime a load keeps in hand: it starts no new processed run after
 LOAD_RESERVE = 0.2
@@ -59,11 +71,11 @@ def run_step(
         endpoints = open_endpoints(settings, required, optional)
         record = history.start(endpoints.warehouse, what or step or "run-all", deadline.seconds)
         try:
-            with run_lock(endpoints.warehouse, what or step or "run"):
-                if WAREHOUSE in writes:  # before anything is written: not yet initialised?
-                    load_stage.check_ready(endpoints.warehouse)
+            with run_lock(endpoints.warehouse, what or step or "run") as lock:
+                if WAREHOUSE in writes and lock is not None:  # not yet initialised?
+                    load_stage.check_ready(endpoints.warehouse, lock)
                 lineage.check(endpoints, writes)
-                yield endpoints, deadline, record
+                yield Run(endpoints, deadline, record, lock)
         except BaseException as err:
             history.finish(record, err)
             raise
@@ -82,8 +94,9 @@ def _extract(
     share: float,
     tables: tuple[str, ...] = (),
     since: dt.datetime | None = None,
+    room: extract_stage.Room | None = None,
 ) -> extract_stage.ExtractResult:
-    ends, deadline, record = run
+    ends, deadline, record = run.ends, run.deadline, run.record
     options = extract_stage.ExtractOptions(
         tables=tables or SOURCE_TABLES,
         since=since,
@@ -92,6 +105,7 @@ def _extract(
         bounds=settings.bounds,
         budget=_share_left(deadline, share),
         range_rows=settings.range_rows,
+        room=room,
     )
     result = extract_stage.extract(ends.source, ends.raw, options, deadline)
     rows = {name: files.rows for name, files in result.tables.items()}
@@ -100,10 +114,12 @@ def _extract(
 
 
 def _transform(
-    run: Run, settings: Settings, since: dt.datetime | None
+    run: Run, settings: Settings, since: dt.datetime | None, rows: int | None = None
 ) -> transform_stage.TransformResult:
-    ends, deadline, record = run
+    ends, deadline, record = run.ends, run.deadline, run.record
     options = transform_stage.TransformOptions(since=since, bounds=settings.bounds)
+    if rows is not None:
+        options = replace(options, max_raw_rows=min(options.max_raw_rows, rows))
     result = transform_stage.transform(ends.raw, ends.processed, options, deadline)
     rows = {name: files.rows for name, files in result.tables.items()}
     record.step("transform", rows, result.seconds, [result.seq] if result.seq else [])
@@ -118,9 +134,10 @@ def _loaded(record: history.RunRecord, step: str, result: load_stage.LoadResult)
     record.step(step, rows, result.seconds, [r.seq for r in result.runs])
 
 
-def _load(run: Run, since: dt.datetime | None) -> load_stage.LoadResult:
-    ends, deadline, record = run
-    options = load_stage.LoadOptions(since=since, budget=_share_left(deadline, 1 - LOAD_RESERVE))
+def _load(run: Run, since: dt.datetime | None, progressed: bool = False) -> load_stage.LoadResult:
+    ends, deadline, record = run.ends, run.deadline, run.record
+    budget = _share_left(deadline, 1 - LOAD_RESERVE)
+    options = load_stage.LoadOptions(since=since, budget=budget, progressed=progressed)
     result = load_stage.load(ends.warehouse, ends.processed, options, deadline)
     _loaded(record, "load", result)
     return result
@@ -146,9 +163,9 @@ def load(settings: Settings, since: dt.datetime | None = None) -> load_stage.Loa
 
 
 def rebuild(settings: Settings) -> load_stage.LoadResult:
-    with run_step(settings, "rebuild", (WAREHOUSE, PROCESSED)) as (ends, deadline, record):
-        result = load_stage.rebuild(ends.warehouse, ends.processed, deadline)
-        _loaded(record, "rebuild", result)
+    with run_step(settings, "rebuild", (WAREHOUSE, PROCESSED)) as run:
+        result = load_stage.rebuild(run.ends.warehouse, run.ends.processed, run.deadline)
+        _loaded(run.record, "rebuild", result)
         return result
 
 
@@ -163,32 +180,39 @@ def lake_gc(settings: Settings, grace: dt.timedelta, dry_run: bool) -> gc.GcResu
             f"or set {envvar('warehouse_url')} so that gc takes the lock",
             step="gc",
         )
-    with run_step(settings, "gc", (RAW, PROCESSED), what="lake gc") as (ends, _, record):
-        result = gc.collect(ends.raw, ends.processed, grace, dry_run)
-        record.step("gc", {url: len(files) for url, files in result.deleted.items()}, 0.0, [])
+    with run_step(settings, "gc", (RAW, PROCESSED), what="lake gc") as run:
+        result = gc.collect(run.ends.raw, run.ends.processed, grace, dry_run)
+        run.record.step("gc", {url: len(files) for url, files in result.deleted.items()}, 0.0, [])
         return result
 
 
 @dataclass
 class RunAllResult:
-    extract: extract_stage.ExtractResult
-    transform: transform_stage.TransformResult
+    extract: extract_stage.ExtractResult | None  # None: the rows waiting downstream came first
+    transform: transform_stage.TransformResult | None  # None: likewise
     load: load_stage.LoadResult
+    tables_left: list[str]
+    runs_waiting: int
     seconds: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
+        extracted, transformed = self.extract, self.transform
         return {
-            "extracted": self.extract.rows,
-            "transformed": self.transform.rows,
+            "extracted": extracted.rows if extracted else 0,
+            "transformed": transformed.rows if transformed else 0,
             "loaded": self.load.rows,
-            "quarantined": self.extract.quarantined + self.transform.quarantined,
-            "tables_left": len(self.extract.left),
+            "quarantined": (extracted.quarantined if extracted else 0)
+            + (transformed.quarantined if transformed else 0),
+            "tables_left": len(self.tables_left),
+            "runs_waiting": self.runs_waiting,
         }
 
 
 def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResult:
-    """Extract, transform and load under one lock and one deadline; ends with the
-    `run succeeded` line that the schedule's heartbeat alarm watches."""
+    """Extract, transform and load under one lock and one deadline, each taking on what
+    the run can carry to the warehouse in time (see `plan`); ends with the `run
+    succeeded` line that the schedule's heartbeat alarm watches, which says what is left
+    for the next runs: tables still being read, raw and processed runs not yet loaded."""
     seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -200,13 +224,34 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
 
     required, writes = (SOURCE, WAREHOUSE, RAW, PROCESSED), (RAW, PROCESSED, WAREHOUSE)
     with run_step(settings, None, required, writes=writes) as run:
-        with timed("extract"):
-            extracted = _extract(run, settings, EXTRACT_SHARE["run-all"], since=since)
+        ends, lock = run.ends, run.lock
+        with timed("extract"):  # the plan is the extract's first step: what it may read
+            bound = None  # a reprocess (--since) reads its window whatever waits downstream
+            if lock is not None and since is None:
+                bound = plan.plan(ends.warehouse, lock, ends.raw, ends.processed, run.deadline)
+            extracted = None
+            if bound is None or bound.extract_seconds > 0:
+                room = bound.room() if bound else None
+                share = EXTRACT_SHARE["run-all"]
+                extracted = _extract(run, settings, share, since=since, room=room)
+            else:
+                log.info("%s wait downstream: this run reads nothing new", bound.waiting())
         with timed("transform"):
-            transformed = _transform(run, settings, since)
+            transformed = None
+            if bound is None or bound.transform_rows > 0 or not bound.raw_runs:
+                rows = bound.transform_rows if bound else None
+                transformed = _transform(run, settings, since, rows)
+            else:
+                log.info("%s wait to load: this run transforms nothing", bound.waiting())
         with timed("load"):
-            loaded = _load(run, since)
-    result = RunAllResult(extracted, transformed, loaded, seconds)
+            progressed = bool(extracted and extracted.rows) or bool(transformed and transformed.seq)
+            loaded = _load(run, since, progressed)
+    left = extracted.left if extracted else extract_stage.unfinished(ends.raw)
+    # a transform is skipped only by a plan, which counted the raw runs waiting
+    raw_waiting = transformed.waiting if transformed else (bound.raw_runs if bound else 0)
+    result = RunAllResult(
+        extracted, transformed, loaded, left, raw_waiting + loaded.waiting, seconds
+    )
     timings = {f"{step}_seconds": round(value, 3) for step, value in seconds.items()}
     with logs.step("run-all"):
         log.info(

@@ -11,11 +11,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, text
 
 from totesys_cli import logs
 from totesys_cli.db import engine, translate_errors
-from totesys_cli.errors import EXIT_RUNTIME, LockedError, RuntimeFailure
+from totesys_cli.errors import EXIT_RUNTIME, DeadlinePassed, LockedError
 from totesys_cli.settings import HARD_STOP_GRACE, Database
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,10 @@ _held: dict[str, int] = {}
 
 
 @contextlib.contextmanager
-def run_lock(warehouse: Database | None, what: str) -> Iterator[None]:
-    """Hold the warehouse's session advisory lock for the whole run.
+def run_lock(warehouse: Database | None, what: str) -> Iterator[Connection | None]:
+    """Hold the warehouse's session advisory lock for the whole run; inside, the lock's
+    own connection (autocommit; None without a warehouse, or when this process already
+    holds the lock), for the run's checks before it writes.
 
     Re-entrant inside one process (run-all's own steps never block on it); PostgreSQL
     releases it if the process dies, so a killed run never leaves it behind.
@@ -38,13 +40,13 @@ def run_lock(warehouse: Database | None, what: str) -> Iterator[None]:
             "apart by the exclusive manifest create (and lake gc by its grace)",
             what,
         )
-        yield
+        yield None
         return
     key = warehouse.where
     if _held.get(key):
         _held[key] += 1
         try:
-            yield
+            yield None
         finally:
             _held[key] -= 1
         return
@@ -65,13 +67,21 @@ def run_lock(warehouse: Database | None, what: str) -> Iterator[None]:
         _held[key] = 1
         log.debug("took the warehouse lock for this %s", what)
         try:
-            yield
+            yield conn
         finally:
             _held.pop(key, None)
             with contextlib.suppress(Exception):
                 conn.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
     finally:
         conn.close()
+
+
+# statement_timeout is in milliseconds; 0 is none
+_LIMIT = text(
+    "SELECT set_config('statement_timeout', CASE WHEN setting::bigint = 0 THEN :ms"
+    " ELSE least(setting::bigint, :ms) END::text, true)"
+    " FROM pg_settings WHERE name = 'statement_timeout'"
+)
 
 
 @dataclass
@@ -89,10 +99,25 @@ class Deadline:
     def check(self, doing: str) -> None:
         left = self.remaining()
         if left is not None and left <= 0:
-            raise RuntimeFailure(
+            raise DeadlinePassed(
                 f"the run passed its --max-runtime of {self.seconds:g} s while {doing}",
                 "Nothing was committed for the unfinished part; the next run continues",
             )
+
+    def passed(self) -> bool:
+        """Whether the deadline has passed (within the second a statement timeout set
+        to it ends)."""
+        left = self.remaining()
+        return left is not None and left < 1.0
+
+    def limit(self, conn: Connection) -> None:
+        """Cut the statement timeout of `conn`'s transaction to the time left, so that
+        no statement started late runs past the deadline (never raising it: the
+        connection's own timeout still holds when it is shorter)."""
+        left = self.remaining()
+        if left is not None:
+            self.check("starting a statement")
+            conn.execute(_LIMIT, {"ms": max(int(left * 1000), 1000)})
 
     def bound(self, db: Database) -> Database:
         """The database with its statement timeout cut to the time this run has left."""

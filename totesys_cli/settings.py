@@ -351,8 +351,10 @@ def url_from_secret(role: str, secret_id: str, secret: Any, address: URL | None 
             f"{envvar(f'{role}_url')} gives them",
             "Store the secret in that shape",
         )
+    # a null password is none (a server that trusts the user), never the word "None"
+    password = None if secret["password"] is None else str(secret["password"])
     if address is not None:
-        return address.set(username=str(credentials), password=str(secret["password"]))
+        return address.set(username=str(credentials), password=password)
     database = secret.get("database") or secret.get("dbname")
     host = secret.get("host")
     if not (database and host):
@@ -371,7 +373,7 @@ def url_from_secret(role: str, secret_id: str, secret: Any, address: URL | None 
     return URL.create(
         "postgresql+pg8000",
         username=str(credentials),
-        password=str(secret["password"]),
+        password=password,
         host=host,
         port=None if host is None else port,
         database=str(database),

@@ -121,6 +121,14 @@ def test_an_rds_master_user_secret_takes_its_address_from_the_url(aws):
     assert db.sslmode == "verify-full" and db.envvar == "TOTESYS_WAREHOUSE_SECRET"
 
 
+@pytest.mark.parametrize("url", [None, "postgresql://dw.internal/warehouse"])
+def test_a_null_password_in_a_secret_is_no_password(aws, url):
+    shape = {"host": "dw.internal", "dbname": "warehouse"} if url is None else {}
+    arn = _secret("trusting", {"username": "postgres", "password": None, **shape})
+    db = opened(warehouse_url=url, warehouse_secret=arn).warehouse
+    assert db.url.password is None and db.url.username == "postgres"
+
+
 def test_a_credentials_only_secret_without_a_url_says_what_to_set(aws):
     arn = _secret("rds!db-0456", {"username": "postgres", "password": PASSWORD})
     with pytest.raises(ConfigError) as caught:

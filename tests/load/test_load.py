@@ -186,9 +186,9 @@ def test_only_runs_big_beside_their_table_check_foreign_keys_at_the_end(pipeline
     real = load_step.foreign_keys_checked_at_the_end
     checked: list[list[str]] = []
 
-    def spying(conn, tables):
+    def spying(conn, tables, deadline):
         checked.append(list(tables))
-        return real(conn, tables)
+        return real(conn, tables, deadline)
 
     monkeypatch.setattr(load_step, "foreign_keys_checked_at_the_end", spying)
     pipeline.run()  # into empty tables: every fact at the end
@@ -290,3 +290,78 @@ def test_cli_load_and_its_lock(pipeline, tmp_path):
     assert result.stdout.splitlines()[-1].startswith("loaded 1 run: ")
     again = invoke(*args)
     assert again.stdout == "nothing to load: every committed processed run is already loaded\n"
+
+
+class _Expiring(Deadline):
+    """A deadline that passes when told to, whatever the clock says."""
+
+    def __init__(self) -> None:
+        super().__init__(600.0)
+        self.expired = False
+
+    def remaining(self) -> float | None:
+        return -1.0 if self.expired else 600.0
+
+
+def _expiring_in(monkeypatch, deadline: _Expiring, call: int) -> None:
+    """The deadline passes while fact_sales_order is loaded for the call-th time."""
+    real, calls = load_step.load_table, []
+
+    def load_table(conn, processed, table, files, at):
+        if table == "fact_sales_order":
+            calls.append(table)
+            deadline.expired = len(calls) == call
+        return real(conn, processed, table, files, at)
+
+    monkeypatch.setattr(load_step, "load_table", load_table)
+
+
+def _loaded_runs(pipeline: Pipeline) -> list[int]:
+    with pipeline.warehouse().connect() as conn:
+        return list(conn.execute(text("SELECT seq FROM totesys_meta.loaded_runs")).scalars())
+
+
+@pytest.mark.parametrize("progressed", [False, True])
+def test_a_load_that_reaches_its_deadline_after_progress_leaves_the_run_waiting(
+    pipeline, monkeypatch, caplog, progressed
+):
+    """Once a run has committed something (a processed run loaded, or the extract and
+    transform before it), the deadline passing inside the next processed run rolls that
+    one back and ends the load successfully, the run waiting for the next load."""
+    pipeline.process()
+    pipeline.activity(step=1)
+    pipeline.process()
+    deadline = _Expiring()
+    _expiring_in(monkeypatch, deadline, call=1 if progressed else 2)
+    options = load_step.LoadOptions(progressed=progressed)
+    result = load_step.load(pipeline.warehouse_db, pipeline.processed, options, deadline)
+    assert result.stopped and [r.seq for r in result.runs] == ([] if progressed else [1])
+    assert result.waiting == (2 if progressed else 1)
+    assert _loaded_runs(pipeline) == ([] if progressed else [1])
+    assert "the next run loads it" in caplog.text
+    monkeypatch.undo()
+    pipeline.load()
+    pipeline.assert_matches_source()
+
+
+def test_a_load_that_reaches_its_deadline_before_any_progress_fails(pipeline, monkeypatch):
+    pipeline.process()
+    deadline = _Expiring()
+    _expiring_in(monkeypatch, deadline, call=1)
+    with pytest.raises(RuntimeFailure, match="passed its --max-runtime"):
+        load_step.load(pipeline.warehouse_db, pipeline.processed, load_step.LoadOptions(), deadline)
+    assert _loaded_runs(pipeline) == []
+
+
+def test_a_deadline_cuts_a_transaction_statement_timeout_and_never_raises_it(pipeline):
+    with pipeline.warehouse().connect() as conn:
+        shown = text("SHOW statement_timeout")
+        Deadline(3600).limit(conn)  # more time than the connection's own 5 minutes
+        assert conn.execute(shown).scalar_one() == "5min"
+        Deadline(12).limit(conn)
+        assert 11_000 <= int(conn.execute(shown).scalar_one().removesuffix("ms")) <= 12_000
+        conn.rollback()
+        assert conn.execute(shown).scalar_one() == "5min"  # for the transaction only
+        gone = Deadline(1, started=0.0)
+        with pytest.raises(RuntimeFailure, match="passed its --max-runtime"):
+            gone.limit(conn)

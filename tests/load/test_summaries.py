@@ -9,7 +9,8 @@ from sqlalchemy import text
 
 from tests.support import Pipeline
 from totesys_cli.db import summaries
-from totesys_cli.schemas import SUMMARIES
+from totesys_cli.load import tables
+from totesys_cli.schemas import SOURCE_TABLES, SUMMARIES
 
 
 def _drift(pipeline: Pipeline) -> dict[str, int]:
@@ -83,3 +84,50 @@ def test_a_first_load_with_several_versions_of_a_key_counts_the_latest(
     pipeline.load()
     assert set(_drift(pipeline).values()) == {0}
     assert all(_rows(pipeline).values())
+
+
+def test_a_backlog_read_in_key_order_is_appended_and_an_amendment_is_merged(
+    source_url, warehouse_url, tmp_path, monkeypatch
+):
+    """Runs of a pass through sales_order bring keys above every key the fact holds:
+    they go straight in (no staging, no merge) and the summaries take their sums. A run
+    that brings new versions of older orders is merged, and the summaries follow it."""
+    merged: list[str] = []
+    staged = tables._staged
+
+    def merging(conn, files, deadline):
+        merged.append(files.table)
+        return staged(conn, files, deadline)
+
+    monkeypatch.setattr(tables, "_staged", merging)
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    pipeline.extract(tables=tuple(t for t in SOURCE_TABLES if t != "sales_order"))
+    pipeline.transform()
+    pipeline.load()
+    for _ in range(2):  # the first fills the empty fact, the second is appended
+        pipeline.extract(tables=("sales_order",), budget=0, range_rows=100)
+        pipeline.transform()
+        merged.clear()
+        pipeline.load()
+        assert "fact_sales_order" not in merged
+        assert set(_drift(pipeline).values()) == {0}
+    pipeline.extract()  # the rest of the pass, above every key loaded: appended too
+    pipeline.transform()
+    merged.clear()
+    pipeline.load()
+    assert "fact_sales_order" not in merged
+    pipeline.remember()
+    with pipeline.source().begin() as conn:  # new versions of the first orders
+        conn.execute(
+            text(
+                "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = "
+                "date_trunc('milliseconds', clock_timestamp() AT TIME ZONE 'UTC') "
+                "WHERE sales_order_id <= 5"
+            )
+        )
+    pipeline.process()
+    merged.clear()
+    pipeline.load()
+    assert "fact_sales_order" in merged
+    assert set(_drift(pipeline).values()) == {0}
+    pipeline.assert_matches_source()

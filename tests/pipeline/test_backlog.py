@@ -3,9 +3,14 @@ its deadline and each a success, through a SIGKILL in the middle of a pass."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
+from sqlalchemy import insert
+
 from tests.support import Pipeline
+from totesys_cli import plan
+from totesys_cli.schemas import RUNS, SOURCE_TABLES
 
 # a deadline of 10 s gives the extract 4 s, with room for the transform and load of what
 # it read on a busy machine; ranges of 2 keys make the test source (about 1,900 rows)
@@ -36,7 +41,7 @@ def test_runs_bounded_by_their_deadline_drain_a_big_source_exactly(
     pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
     lines = []
     killed = False
-    while not lines or lines[-1]["tables_left"]:
+    while not lines or lines[-1]["tables_left"] or lines[-1]["runs_waiting"]:
         if len(lines) == 1 and not killed:  # in the middle of a pass, between two files
             crash = pipeline.cli(
                 "--log-format",
@@ -49,7 +54,7 @@ def test_runs_bounded_by_their_deadline_drain_a_big_source_exactly(
             killed = True
             continue
         lines.append(_succeeded(pipeline.cli("--log-format", "json", "run-all", *BOUNDED)))
-        assert lines[-1]["extracted"] > 0  # every run commits progress
+        assert lines[-1]["extracted"] + lines[-1]["loaded"] > 0  # every run commits progress
         if len(lines) == 2:
             _shows_the_pass(pipeline)
         assert lines[-1]["seconds"] < 10
@@ -77,4 +82,78 @@ def test_a_backlog_of_runs_is_transformed_and_loaded_oldest_first_a_bounded_amou
     assert pipeline.transform().seq is None  # nothing left
     loads = [[r.seq for r in pipeline.load(budget=0).runs] for _ in range(3)]
     assert loads == [[1], [2], [3]]
+    pipeline.assert_matches_source()
+
+
+def _history(pipeline: Pipeline, minutes_ago: int, rows: dict, seconds: dict) -> None:
+    """A run in the warehouse's history that moved `rows` (step -> table -> rows) in
+    `seconds` (step -> seconds)."""
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes_ago)
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(
+            insert(RUNS).values(
+                run_id=f"history-{minutes_ago}",
+                command="run-all",
+                started_at=started,
+                ended_at=started,
+                outcome="succeeded",
+                rows=rows,
+                seconds=seconds,
+            )
+        )
+
+
+def test_each_pace_is_the_slowest_of_the_latest_runs_that_measured_it(
+    pg, source_url, warehouse_url, tmp_path
+):
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    with pipeline.warehouse().connect() as conn:
+        fresh = plan.pace(conn)
+    assert (fresh.extract, fresh.transform) == (4e-6, 2e-6)  # no history yet: the defaults
+    assert set(fresh.load.values()) == {plan.DEFAULT_PACE["load"]}
+    sales = {"extract": {"sales_order": 200_000}, "load": {"fact_sales_order": 200_000}}
+    for age, (extract, load) in enumerate([(3, 4), (1, 8), (2, 6), (40, 400)]):  # newest first
+        _history(pipeline, 10 * age + 20, sales, {"extract": extract, "load": load})
+    mixed = {"fact_payment": 170_000, "dim_transaction": 30_000}  # not 90 % of one table
+    _history(pipeline, 15, {"load": {"fact_payment": 300_000}}, {"load": 30})
+    _history(pipeline, 12, {"load": mixed}, {"load": 2})
+    _history(pipeline, 10, sales | {"extract": {"sales_order": 10}}, {"extract": 90, "load": 90})
+    with pipeline.warehouse().connect() as conn:
+        measured = plan.pace(conn)
+    assert measured.extract == 3 / 200_000  # the slowest of the three latest
+    assert measured.transform == plan.DEFAULT_PACE["transform"]  # never measured
+    assert measured.load["fact_sales_order"] == 90 / 200_000
+    assert measured.load["fact_payment"] == 30 / 300_000
+    assert measured.load["dim_transaction"] == 90 / 200_000  # the slowest load measured
+    per_row = measured.extract + measured.transform + measured.load["fact_payment"]
+    assert measured.of("payment") == per_row
+
+
+def test_a_run_takes_on_only_what_it_can_carry_to_the_warehouse_in_time(
+    pg, source_url, warehouse_url, tmp_path
+):
+    """With a load measured at 1 s a row, a run of 60 s has room for about 40 rows: a
+    processed run already waiting with more goes first (nothing new is read or
+    transformed), and the next run reads only as many rows as it has room for."""
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    pipeline.extract(tables=tuple(t for t in SOURCE_TABLES if t not in ("transaction", "payment")))
+    waiting = pipeline.transform()
+    _history(pipeline, 5, {"load": {"fact_sales_order": 100_000}}, {"load": 100_000})
+    bounded = ("--log-format", "json", "run-all", "--max-runtime", "60", "--range-rows", "1000")
+
+    first = pipeline.cli(*bounded)
+    line = _succeeded(first)
+    assert "wait downstream: this run reads nothing new" in first.stderr
+    assert line["extracted"] == 0 and line["transformed"] == 0
+    assert line["loaded"] == waiting.rows and line["runs_waiting"] == 0
+
+    second = _succeeded(pipeline.cli(*bounded))
+    # about 40 rows, and at most one range of the smallest size (a hundredth of 1,000) more
+    assert 0 < second["extracted"] <= 42 + 10 and second["tables_left"] > 0
+    assert second["seconds"] < 60
+
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(RUNS.delete())
+    while line["tables_left"] or line["runs_waiting"]:
+        line = _succeeded(pipeline.cli("--log-format", "json", "run-all"))
     pipeline.assert_matches_source()

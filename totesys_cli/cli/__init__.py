@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from totesys_cli import logs
+from totesys_cli import logs, progress
 from totesys_cli.cli import apps, ops, options, steps
 from totesys_cli.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, TotesysError
 
@@ -106,6 +106,7 @@ def cli(
     """Keep the totesys star-schema warehouse up to date, incrementally, exactly once."""
     logs.set_run_id(logs.new_run_id())
     logs.configure(log_level, log_format, cloudwatch_log_group)
+    progress.show(log_format == "text" and sys.stderr.isatty())
     ctx.obj = {"log_format": log_format}
 
 

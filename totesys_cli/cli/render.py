@@ -97,10 +97,10 @@ def run_summary(result) -> None:
     for run in result.load.runs:
         for name, count in run.changed.items():
             changed[name] = changed.get(name, 0) + count
-    rows = [(name, t.rows, "", "") for name, t in result.extract.tables.items()]
-    rows += [
-        (name, "", t.rows, changed.get(name, 0)) for name, t in result.transform.tables.items()
-    ]
+    extracted = result.extract.tables if result.extract else {}
+    transformed = result.transform.tables if result.transform else {}
+    rows = [(name, t.rows, "", "") for name, t in extracted.items()]
+    rows += [(name, "", t.rows, changed.get(name, 0)) for name, t in transformed.items()]
     table(rows, ("table", "extracted", "transformed", "loaded"))
     click.echo("seconds: " + ", ".join(f"{step} {s:.2f}" for step, s in result.seconds.items()))
 

@@ -189,16 +189,24 @@ def follow(conn: Connection, stage: Table, fact: str) -> None:
     _timed(fact, started)
 
 
+class SeveralVersions(Exception):
+    """Rows appended to a fact bring several versions of a key: the latest is not known
+    from the rows alone, so the summaries cannot simply take their sums."""
+
+
 class FirstFill:
     """A fact's summaries summed from the rows copied into it while it was empty (the
-    first load), file by file as they pass, instead of reading the fact back: each file
-    is summed per summary on the way, the sums are added up at the end and copied in.
-    That holds when the run brings one version per key (a first extract does); when it
-    does not, the summaries are summed from the fact (`sum_whole`)."""
+    first load), or appended to it with keys it did not hold (`adding`), file by file as
+    they pass, instead of reading the fact back: each file is summed per summary on the
+    way, and the sums are added up at the end and copied in (added to the summaries'
+    when appending). That holds when the rows bring one version per key (a first
+    extract does, and a pass through a backlog); when they do not, a first fill sums the
+    summaries from the fact (`sum_whole`), and an append raises SeveralVersions."""
 
-    def __init__(self, conn: Connection, fact: str):
+    def __init__(self, conn: Connection, fact: str, adding: bool = False):
         self.conn = conn
         self.fact = fact
+        self.adding = adding
         self.summaries = of_fact(fact)
         self.keys: list = []
         self.parts: dict[str, list] = {s.name: [] for s in self.summaries}
@@ -211,20 +219,32 @@ class FirstFill:
             self.parts[summary.name].append(self._summed(summary, self._joined(summary, rows)))
 
     def _joined(self, summary: Summary, rows):
+        """The rows with the joined dimension's columns: the whole dimension read once
+        for a first fill; for an append, only the span of keys the file names (a run
+        of a backlog names a narrow one), so its cost follows the run, not the table."""
+        import pyarrow.compute as pc
+
         if summary.joined is None:
             return rows
-        if summary.joined not in self.lookups:
-            self.lookups[summary.joined] = self._lookup(summary)
-        return rows.join(self.lookups[summary.joined], summary.joined[1])
+        if not self.adding:
+            if summary.joined not in self.lookups:
+                self.lookups[summary.joined] = self._lookup(summary)
+            return rows.join(self.lookups[summary.joined], summary.joined[1])
+        span = pc.min_max(rows.column(summary.joined[1]))
+        low, high = span["min"].as_py(), span["max"].as_py()
+        lookup = self._lookup(summary, (0, -1) if low is None else (low, high))
+        return rows.join(lookup, summary.joined[1])
 
-    def _lookup(self, summary: Summary):
-        """The joined dimension's key and the columns the summary groups by."""
+    def _lookup(self, summary: Summary, span: tuple[int, int] | None = None):
+        """The joined dimension's key and the columns the summary groups by (of the keys
+        in `span` only, when given)."""
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
         dimension, key = summary.joined or ("", "")
         names = [key, *(g.name for g in summary.groups if g.joined)]
-        query = f"COPY (SELECT {', '.join(names)} FROM {dimension}) TO STDOUT (FORMAT csv)"  # nosec B608
+        where = "" if span is None else f" WHERE {key} BETWEEN {int(span[0])} AND {int(span[1])}"
+        query = f"COPY (SELECT {', '.join(names)} FROM {dimension}{where}) TO STDOUT (FORMAT csv)"  # nosec B608
         types = {key: pa.int32(), **{n: pa.string() for n in names[1:]}}
         chunks = [
             pcsv.read_csv(
@@ -258,17 +278,67 @@ class FirstFill:
         started = time.perf_counter()
         keys = pa.chunked_array(self.keys) if self.keys else pa.chunked_array([], pa.int32())
         if pc.count_distinct(keys).as_py() != len(keys):
+            if self.adding:
+                raise SeveralVersions(self.fact)
             sum_whole(self.conn, self.fact)  # several versions of a key: the latest count
             return
         for summary in self.summaries:
-            conn = self.conn
-            conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
             parts = self.parts[summary.name]
-            if not parts:
+            if self.adding:
+                if parts:
+                    _add_sums(self.conn, summary, _sum_by(pa.concat_tables(parts), summary))
                 continue
-            with _key_built_after(conn, summary):
-                copy_in(conn, summary.fullname, _sum_by(pa.concat_tables(parts), summary))
+            self.conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
+            if parts:
+                with _key_built_after(self.conn, summary):
+                    sums = _sum_by(pa.concat_tables(parts), summary)
+                    copy_in(self.conn, summary.fullname, sums)
         _timed(self.fact, started)
+
+
+# an append that brings more than 1/REBUILD_SHARE as many groups as a summary holds
+# builds its primary key again after the insert, instead of growing it key by key
+REBUILD_SHARE = 4
+
+
+def _add_sums(conn: Connection, summary: Summary, sums) -> None:
+    """Add sums already grouped by the summary's keys to the summary: the groups it
+    holds are updated, the others inserted (two set-based statements: an append brings
+    mostly new groups, which an INSERT ... ON CONFLICT would take one by one). Many
+    new groups (a summary by purchase order item has about one per order) go in with
+    the key built after them."""
+    summed = list(_sums(summary))
+    columns = ", ".join([*summary.keys, *summed])
+    same = " AND ".join(f"s.{k} = c.{k}" for k in summary.keys)
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {_CHANGE} ON COMMIT DROP AS "  # nosec B608
+            f"SELECT {columns} FROM {summary.fullname} WITH NO DATA"
+        )
+    )
+    copy_in(conn, _CHANGE, sums)
+    conn.execute(text(f"ANALYZE {_CHANGE}"))
+    conn.execute(
+        text(
+            f"UPDATE {summary.fullname} s SET "  # nosec B608
+            + ", ".join(f"{c} = s.{c} + c.{c}" for c in summed)
+            + f" FROM {_CHANGE} c WHERE {same}"
+        )
+    )
+    held = conn.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
+        {"t": summary.fullname},
+    ).scalar()
+    many = sums.num_rows * REBUILD_SHARE > max(held or 0, 0)
+    with _key_built_after(conn, summary) if many else contextlib.nullcontext():
+        conn.execute(
+            text(
+                f"INSERT INTO {summary.fullname} ({columns}) "  # nosec B608
+                f"SELECT {columns} FROM {_CHANGE} c "
+                f"WHERE NOT EXISTS (SELECT FROM {summary.fullname} s WHERE {same})"
+            )
+        )
+    conn.execute(text(f"DROP TABLE {_CHANGE}"))
 
 
 @contextlib.contextmanager

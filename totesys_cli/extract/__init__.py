@@ -1,5 +1,5 @@
 """Extract: what changed in the source, into the raw zone of the lake."""
 
-from totesys_cli.extract.run import ExtractOptions, ExtractResult, extract
+from totesys_cli.extract.run import ExtractOptions, ExtractResult, Room, extract, unfinished
 
-__all__ = ["ExtractOptions", "ExtractResult", "extract"]
+__all__ = ["ExtractOptions", "ExtractResult", "Room", "extract", "unfinished"]

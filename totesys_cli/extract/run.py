@@ -17,12 +17,13 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 from sqlalchemy import Connection, text
 
-from totesys_cli import faults, logs, quality
+from totesys_cli import faults, logs, progress, quality
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.db.copy import copy_out
 from totesys_cli.errors import ConfigError
@@ -45,6 +46,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Room:
+    """Seconds for the rows a run reads, and what a row of each table costs in them."""
+
+    seconds: float
+    pace: Mapping[str, float]
+
+
+@dataclass(frozen=True)
 class ExtractOptions:
     tables: tuple[str, ...] = SOURCE_TABLES
     since: dt.datetime | None = None
@@ -55,6 +64,13 @@ class ExtractOptions:
     # one COPY per table); the run then commits what it read and the next goes on
     budget: float | None = None
     range_rows: int = DEFAULT_RANGE_ROWS
+    # the seconds the rest of the run has for the rows this one reads (None: no bound):
+    # no new range starts once they are spent, and ranges are cut to fit them
+    room: Room | None = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.budget is not None or self.room is not None
 
 
 @dataclass
@@ -177,6 +193,40 @@ def _copy(
     return read
 
 
+class _Budget:
+    """What is left of the run's seconds, and of its room for rows (rows count once
+    written)."""
+
+    def __init__(self, options: ExtractOptions, writer: _ChunkWriter):
+        self.options, self.writer = options, writer
+        self.began = time.perf_counter()
+
+    def room_left(self) -> float | None:
+        room = self.options.room
+        if room is None:
+            return None
+        self.writer.wait()
+        tables = self.writer.files.tables
+        return room.seconds - sum(t.rows * room.pace[name] for name, t in tables.items())
+
+    def spent(self) -> bool:
+        seconds = self.options.budget
+        if seconds is not None and time.perf_counter() - self.began >= seconds:
+            return True
+        left = self.room_left()
+        return left is not None and left <= 0
+
+    def range_keys(self, name: str) -> int:
+        """Key values of the next range of `name`: range_rows, or fewer when the room
+        has fewer of its rows left (never below one in a hundred of range_rows: a sparse
+        window would otherwise be read in ever smaller ranges)."""
+        left, whole = self.room_left(), self.options.range_rows
+        if left is None or self.options.room is None:
+            return whole
+        rows = int(max(left, 0.0) / self.options.room.pace[name])
+        return min(whole, max(rows, whole // 100, 1))
+
+
 @dataclass
 class _Read:
     """What one run read of a table: its window, its keys' span, and the last key it
@@ -195,27 +245,32 @@ def _read_table(
     window: _Window,
     options: ExtractOptions,
     deadline: Deadline,
-    spent,
+    budget: _Budget,
     progressed: bool,
 ) -> _Read:
     """The table's window: whole, in one COPY, without a budget; with one, in ranges of
-    range_rows key values in key order (a table with fewer keys is one range), stopping
-    after the range that ends the budget (`spent()`). Ranges of key values take no sort
-    and no extra query: the primary-key index bounds each scan."""
+    range_rows key values in key order (a table with fewer keys is one range; fewer
+    when fewer rows are left), stopping after the range that spends the budget once
+    the run has read a row (`progressed`, or in this table). Ranges of key values take
+    no sort and no extra query: the primary-key index bounds each scan."""
     writer.files.table(name).lower_bound = window.lower
     late = window.late if window.lower is not None else None
     span = set_window(conn, source_table(name), window.lower, window.since, late)
-    if options.budget is None:
-        return _Read(window, span, None, _copy(conn, writer, name, window, None, options, deadline))
+    if not options.bounded:  # in one COPY: the whole window, or what a pass has left of it
+        keys = None if window.after is None else (window.after, span[1])
+        return _Read(window, span, None, _copy(conn, writer, name, window, keys, options, deadline))
     read = _Read(window, span)
     after = span[0] - 1 if window.after is None else window.after
-    while after < span[1]:
-        upto = min(after + options.range_rows, span[1])
-        read.rows |= _copy(conn, writer, name, window, (after, upto), options, deadline)
-        after = upto
-        if after < span[1] and spent() and (progressed or read.rows):
-            read.after = after
-            break
+    ranged = span[1] - after > options.range_rows  # more than one range: worth a bar
+    with progress.bar(f"extract {name}", span[1] - after if ranged else 0, "keys") as moved:
+        while after < span[1]:
+            upto = min(after + budget.range_keys(name), span[1])
+            read.rows |= _copy(conn, writer, name, window, (after, upto), options, deadline)
+            moved(upto - after)
+            after = upto
+            if after < span[1] and budget.spent() and (progressed or read.rows):
+                read.after = after
+                break
     return read
 
 
@@ -312,11 +367,7 @@ def _copy_tables(
     table the budget left unread keeps its state)."""
     seq = (last.seq if last else 0) + 1
     writer = _ChunkWriter(files, seq, snapshot, options.bounds)
-    began = time.perf_counter()
-
-    def spent() -> bool:
-        return options.budget is not None and time.perf_counter() - began >= options.budget
-
+    budget = _Budget(options, writer)
     state = dict(last.state) if last else {}
     started: dict[str, float] = {}
     copied: dict[str, float] = {}
@@ -325,12 +376,12 @@ def _copy_tables(
         for name in options.tables:
             # a run goes on until it has read a row: every run progresses
             progressed = any(r.rows for r in reads.values())
-            if spent() and progressed:
+            if progressed and budget.spent():
                 break
             started[name] = time.perf_counter()
             window = _window(state.get(name), options, xids, name)
             reads[name] = _read_table(
-                conn, writer, name, window, options, deadline, spent, progressed
+                conn, writer, name, window, options, deadline, budget, progressed
             )
             copied[name] = time.perf_counter()
     finally:
@@ -341,6 +392,13 @@ def _copy_tables(
         name: max(copied[name], writer.written_at.get(name, 0.0)) - started[name] for name in copied
     }
     return seconds, writer.entries(), state
+
+
+def unfinished(raw: Lake) -> list[str]:
+    """The tables the latest extract left unfinished: a pass goes on, or never read."""
+    last = manifests.latest(raw, RawManifest)
+    state = last.state if last else {}
+    return [name for name in SOURCE_TABLES if name not in state or state[name].passing]
 
 
 def extract(

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateTable, DropTable
 
 from totesys_cli.db.catalog import estimated_rows, has_unique_index
+from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import DIMENSION_VERSIONS, data_columns, star
 from totesys_cli.schemas.arrow import VERSION, output_schema
 
@@ -156,7 +157,9 @@ def apply_fact(conn: Connection, stage: Table, table: str) -> int:
 
 
 @contextlib.contextmanager
-def foreign_keys_checked_at_the_end(conn: Connection, tables: list[str]) -> Iterator[None]:
+def foreign_keys_checked_at_the_end(
+    conn: Connection, tables: list[str], deadline: Deadline
+) -> Iterator[None]:
     """Drop the tables' foreign keys and add them back before commit: PostgreSQL then
     validates each with one set-based query instead of a trigger per row. Inside the
     transaction, so no other session ever sees them missing."""
@@ -174,8 +177,10 @@ def foreign_keys_checked_at_the_end(conn: Connection, tables: list[str]) -> Iter
         conn.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {quote(name)}"))
     yield
     for table, name, definition in found:
+        deadline.limit(conn)
         conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} {definition}"))
     for table in tables:  # fresh statistics after a big change: for the planner and BULK_SHARE
+        deadline.limit(conn)
         conn.execute(text(f"ANALYZE {quote(table)}"))
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, insert, select, text, update
 
-from totesys_cli import faults
+from totesys_cli import faults, progress
 from totesys_cli.db import engine, summaries, translate_errors
 from totesys_cli.db.warehouse import check_tables, check_warehouse, ensure_meta, record_lineage
+from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
@@ -36,6 +37,10 @@ class LoadOptions:
     # seconds after which no new processed run starts loading (None: load them all); the
     # next run goes on with the rest
     budget: float | None = None
+    # the run has already committed progress (an extract or a transform), so a deadline
+    # that passes while a processed run is loaded rolls that run back and ends the load
+    # with it waiting for the next run, as it does once this load has loaded a run
+    progressed: bool = False
 
 
 @dataclass
@@ -52,6 +57,8 @@ class RunLoad:
 class LoadResult:
     runs: list[RunLoad]
     seconds: float
+    waiting: int = 0  # processed runs left for the next run
+    stopped: bool = False  # the deadline passed while a processed run was loaded
 
     @property
     def rows(self) -> int:
@@ -70,12 +77,30 @@ def load_run(
     started = time.perf_counter()
     tables = manifest.tables
     bulk = bulk_facts(conn, {f: tables[f].rows if f in tables else 0 for f in FACTS})
-    with foreign_keys_checked_at_the_end(conn, bulk):
+    rows_in = sum(t.rows for t in tables.values())
+    with (
+        foreign_keys_checked_at_the_end(conn, bulk, deadline),
+        progress.bar(f"load run {manifest.seq}", rows_in, "rows") as applied,
+    ):
         for table in STAR_TABLES:  # declared in load order: calendar, dimensions, facts
             files = manifest.files(table)
             if files:
+                deadline.limit(conn)
+                began = time.perf_counter()
                 rows, changed = load_table(conn, processed, table, files, deadline)
                 result.rows[table], result.changed[table] = rows, changed
+                applied(rows)
+                log.debug(
+                    "applied %s",
+                    table,
+                    extra={
+                        "table": table,
+                        "rows": rows,
+                        "changed": changed,
+                        "seconds": round(time.perf_counter() - began, 3),
+                    },
+                )
+    deadline.limit(conn)
     result.quarantined = quarantine.record(conn, processed, manifest)
     _record(conn, manifest, sum(result.rows.values()), reload)
     if (identity := zone.identity(processed)) is not None:
@@ -127,11 +152,11 @@ def _pending(
     return runs
 
 
-def check_ready(warehouse: Database) -> None:
-    """Whether the warehouse has every star table, asked before a run extracts anything:
-    a schedule that starts before `totesys init` says so at once, not in its load (which
-    checks every column too, in its own transaction)."""
-    with translate_errors(warehouse), engine(warehouse).connect() as conn:
+def check_ready(warehouse: Database, conn: Connection) -> None:
+    """Whether the warehouse has every star table, asked (on the lock's connection)
+    before a run extracts anything: a schedule that starts before `totesys init` says so
+    at once, not in its load (which checks every column too, in its own transaction)."""
+    with translate_errors(warehouse):
         check_tables(conn)
 
 
@@ -178,14 +203,28 @@ def load(
         ensure_meta(conn)
         pending = _pending(conn, processed, options.since)
         conn.commit()
+        stopped = False
         for _, key, reload in pending:
             spent = options.budget is not None and time.perf_counter() - started >= options.budget
             if done and spent:
                 log.info("the load's share of the deadline is spent: the next run goes on")
                 break
             manifest = manifests.read(processed, key, ProcessedManifest)
-            with conn.begin():
-                result = load_run(conn, processed, manifest, reload, deadline)
+            try:
+                with conn.begin():
+                    result = load_run(conn, processed, manifest, reload, deadline)
+            except Exception as err:  # a deadline check, or a statement cut off at it
+                if not ((done or options.progressed) and deadline.passed()):
+                    raise
+                log.warning(
+                    "the run reached its --max-runtime of %g s while loading processed run "
+                    "%d (%s): the run was rolled back and the next run loads it",
+                    deadline.seconds,
+                    manifest.seq,
+                    err.message if isinstance(err, RuntimeFailure) else "a statement cut off",
+                )
+                stopped = True
+                break
             faults.point("load.after_commit")
             done.append(result)
             log.info(
@@ -196,7 +235,8 @@ def load(
             )
         if any(r.reload for r in done):
             _summed_again(conn, done)
-    return LoadResult(done, time.perf_counter() - started)
+    waiting = len(pending) - len(done)
+    return LoadResult(done, time.perf_counter() - started, waiting, stopped)
 
 
 def _summed_again(conn: Connection, done: list[RunLoad]) -> None:

@@ -1,16 +1,19 @@
 """One star table of a processed run into the warehouse: straight in, or staged and merged.
 
 A table that is still empty takes the run's rows straight from `COPY` (the bulk of a
-first load: nothing to merge with). Otherwise the rows are copied into a temporary
-staging table and merged (see `apply`).
+first load: nothing to merge with), and so does a table that holds none of the run's
+keys because they all lie above its largest (a backlog read in key order: appended).
+Otherwise the rows are copied into a temporary staging table and merged (see `apply`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pg8000.dbapi
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, exists, func, select, text
 from sqlalchemy.schema import CreateTable, DropTable
 
@@ -27,7 +30,34 @@ log = logging.getLogger(__name__)
 
 
 class _NotStraight(Exception):
-    """The run repeats a key, so it cannot go straight into an empty table."""
+    """The run cannot go straight in: it repeats a key, or holds one the table has."""
+
+
+class _Files:
+    """The run's files of a table, read in turn; the first is kept once read, so a
+    table that cannot be appended to reads it only once."""
+
+    def __init__(self, processed: Lake, table: str, keys: list[str]):
+        self.processed, self.table, self.keys = processed, table, keys
+        self.first: pa.Table | None = None
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        for n, key in enumerate(self.keys):
+            if n == 0 and self.first is not None:
+                yield self.first
+                continue
+            rows = read_parquet(self.processed, [key], output_schema(self.table))
+            if n == 0:
+                self.first = rows
+            yield rows
+
+    def lowest_key(self) -> int | None:
+        """The first file's smallest key."""
+        return _lowest(next(iter(self)), self.table)
+
+
+def _lowest(rows: pa.Table, table: str) -> int | None:
+    return pc.min(rows.column(star(table).key)).as_py()
 
 
 def _is_empty(conn: Connection, table: str) -> bool:
@@ -38,18 +68,22 @@ def _is_empty(conn: Connection, table: str) -> bool:
 
 
 def _straight_in(
-    conn: Connection, processed: Lake, table: str, files: list[str], deadline: Deadline
+    conn: Connection, files: _Files, deadline: Deadline, above: int | None = None
 ) -> int:
-    """COPY the run's files straight into an empty table. A repeated key fails the
+    """COPY the run's files straight into an empty table, or (`above`: its largest key)
+    append them to one whose keys all lie below theirs. A repeated key fails the
     caller's savepoint: dimensions by their primary key, facts by the version index or,
     without one, by a set-based check after the COPY, so memory never holds the run's
-    keys."""
+    keys; so does a key not above `above`, or, appending to a fact, several versions of
+    one key."""
+    table = files.table
     schema = output_schema(table)
     total = 0
-    fill = summaries.FirstFill(conn, table) if star(table).is_fact else None
-    for key in files:
+    fill = summaries.FirstFill(conn, table, above is not None) if star(table).is_fact else None
+    for rows in files:
         deadline.check(f"loading {table}")
-        rows = read_parquet(processed, [key], schema)
+        if above is not None and (_lowest(rows, table) or 0) <= above:
+            raise _NotStraight(table)
         if fill is not None:
             fill.add(rows)
         if VERSION in schema.names:
@@ -71,21 +105,31 @@ def _straight_in(
         if conn.execute(repeated).first() is not None:
             raise _NotStraight(table)
     if fill is not None:
-        fill.finish()
+        try:
+            fill.finish()
+        except summaries.SeveralVersions:
+            raise _NotStraight(table) from None
     return total
 
 
-def _staged(
-    conn: Connection, processed: Lake, table: str, files: list[str], deadline: Deadline
-) -> tuple[int, int]:
+def _largest_key(conn: Connection, table: str) -> int | None:
+    """The table's largest key, when the run could be appended to it: not the calendar
+    (it only grows, by date), and a fact only with its version index (without it, the
+    check for a repeated version reads the whole fact)."""
+    spec = star(table)
+    if not (spec.is_dimension or (spec.is_fact and apply.has_version_index(conn, table))):
+        return None
+    return conn.execute(select(func.max(spec.table.c[spec.key]))).scalar_one()
+
+
+def _staged(conn: Connection, files: _Files, deadline: Deadline) -> tuple[int, int]:
     """Stage the run's rows, then merge them with what the table holds."""
+    table = files.table
     stage = apply.stage_table(f"stage_{table}", table)
     conn.execute(CreateTable(stage))
-    schema = output_schema(table)
     total = 0
-    for key in files:
+    for rows in files:
         deadline.check(f"loading {table}")
-        rows = read_parquet(processed, [key], schema)
         copy_in(conn, stage.name, rows)
         total += rows.num_rows
     # a fresh temporary table has no statistics: without them the merge below plans for
@@ -106,11 +150,15 @@ def load_table(
     conn: Connection, processed: Lake, table: str, files: list[str], deadline: Deadline
 ) -> tuple[int, int]:
     """(rows read, rows changed) for one star table of a run."""
+    run = _Files(processed, table, files)
     if _is_empty(conn, table):
-        try:
-            with conn.begin_nested():
-                rows = _straight_in(conn, processed, table, files, deadline)
-            return rows, rows
-        except (_NotStraight, pg8000.dbapi.DatabaseError):
-            log.debug("%s repeats a key in this run; merging it instead", table)
-    return _staged(conn, processed, table, files, deadline)
+        above = None
+    elif (above := _largest_key(conn, table)) is None or (run.lowest_key() or 0) <= above:
+        return _staged(conn, run, deadline)
+    try:
+        with conn.begin_nested():
+            rows = _straight_in(conn, run, deadline, above)
+        return rows, rows
+    except (_NotStraight, pg8000.dbapi.DatabaseError):
+        log.debug("%s cannot take this run straight in; merging it instead", table)
+    return _staged(conn, run, deadline)

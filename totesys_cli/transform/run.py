@@ -55,6 +55,7 @@ class TransformResult:
     tables: dict[str, TableFiles]
     seconds: float
     quarantined: int = 0  # entries this run found (the extract's were counted there)
+    waiting: int = 0  # raw runs left for the next run
 
     @property
     def rows(self) -> int:
@@ -74,11 +75,13 @@ def _oldest(runs: list[RawRun], max_rows: int) -> list[RawRun]:
 
 def _raw_runs(
     raw: Lake, state: State, since: dt.datetime | None, max_rows: int = MAX_RAW_ROWS
-) -> list[RawRun]:
+) -> tuple[list[RawRun], int]:
+    """The raw runs this run takes, and how many newer ones it leaves for the next."""
     runs = manifests.runs_after(raw, state.raw_seq, RawManifest)
     new = _oldest([RawRun(m, replay=False) for m in runs], max_rows)
+    waiting = len(runs) - len(new)
     if since is None:
-        return new
+        return new, waiting
     # a reprocess also reads the runs consumed before whose data reaches back to T
     replays = []
     for seq, key in manifests.manifests_after(raw, 0):
@@ -88,7 +91,7 @@ def _raw_runs(
         newest = [t.max_last_updated for t in manifest.tables.values()]
         if any(n and n >= since for n in newest):
             replays.append(RawRun(manifest, replay=True))
-    return replays + new
+    return replays + new, waiting
 
 
 def _ledger(raw: Lake, processed: Lake, last: ProcessedManifest | None, state: State, batch):
@@ -121,7 +124,7 @@ def transform(
     last = manifests.latest(processed, ProcessedManifest)
     seq = (last.seq if last else 0) + 1
     state = State.load(last)
-    runs = _raw_runs(raw, state, options.since, options.max_raw_rows)
+    runs, waiting = _raw_runs(raw, state, options.since, options.max_raw_rows)
     new_runs = [r for r in runs if not r.replay]
     if not runs or (not new_runs and options.since is None):
         log.info("no new raw runs to transform")
@@ -172,7 +175,7 @@ def transform(
     manifests.commit(processed, manifest, files.written, "transform")
     faults.point("transform.after_manifest")
     elapsed = time.perf_counter() - started
-    result = TransformResult(seq, manifest.raw_runs, files.tables, elapsed, ledger.found())
+    result = TransformResult(seq, manifest.raw_runs, files.tables, elapsed, ledger.found(), waiting)
     files.log("transformed")
     quality.warn(ledger.found_here(), "processed")
     log.info(
