@@ -13,9 +13,9 @@ from totesys_cli import plan
 from totesys_cli.schemas import RUNS, SOURCE_TABLES
 
 # a deadline of 10 s gives the extract 4 s, with room for the transform and load of what
-# it read on a busy machine; ranges of 1 key make the test source (about 1,900 rows)
+# it read on a busy machine; ranges of 2 keys make the test source (about 1,900 rows)
 # several runs' worth (a range costs a COPY and a file)
-BOUNDED = ("--max-runtime", "10", "--range-rows", "1")
+BOUNDED = ("--max-runtime", "10", "--range-rows", "2")
 
 
 def _succeeded(run) -> dict:
@@ -64,7 +64,7 @@ def test_runs_bounded_by_their_deadline_drain_a_big_source_exactly(
         shown = shown or _shows_the_pass(pipeline)
         assert lines[-1]["seconds"] < 10
         assert len(lines) < 40, "the backlog does not drain"
-    assert len(lines) >= 3 and killed and shown
+    assert len(lines) >= 2 and killed and shown  # a killed run, and at least two more
     assert all(line["tables_left"] or line["runs_waiting"] for line in lines[:-1])
     pipeline.assert_matches_source()
     verified = pipeline.cli("verify")
