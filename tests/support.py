@@ -34,6 +34,7 @@ from totesys_cli.load import LoadOptions, load
 from totesys_cli.ops.init import init_warehouse
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import FACTS, STAR_TABLES, data_columns, latest_view_name, star_table
+from totesys_cli.schemas.arrow import warehouse_schema
 from totesys_cli.settings import Database, parse_database_url, parse_settings
 from totesys_cli.transform import TransformOptions, transform
 
@@ -169,11 +170,13 @@ class Pipeline:
         return transform(self.raw, self.processed, TransformOptions(**options), Deadline(None))
 
     def star_rows(self, table: str, seqs: list[int] | None = None) -> list[dict]:
-        """The rows of a star table in the processed zone (of these runs only, if given)."""
+        """The rows of a star table in the processed zone (of these runs only, if given),
+        as the load reads them: with the warehouse's types."""
         rows = []
+        schema = warehouse_schema(table)
         for manifest in manifests.runs_after(self.processed, 0, ProcessedManifest):
             if seqs is None or manifest.seq in seqs:
-                rows += read_parquet(self.processed, manifest.files(table)).to_pylist()
+                rows += read_parquet(self.processed, manifest.files(table), schema).to_pylist()
         return rows
 
     def load(self, since: dt.datetime | None = None, budget: float | None = None):

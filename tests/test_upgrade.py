@@ -8,6 +8,7 @@ its own and run with this environment's libraries.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -19,9 +20,14 @@ from sqlalchemy import text
 
 from tests.support import ROOT, Pipeline, require
 
-# the release before the quarantine: its manifests carry no quarantine, its transform
-# state no open entries, its warehouse no totesys_meta.quarantine
-PREVIOUS = "76861f5"
+# previous releases, and what `init` then says: the release before the quarantine (its
+# manifests carry no quarantine, its transform state no open entries, its warehouse no
+# totesys_meta.quarantine), and the release before processed manifest format 2 (its
+# processed files hold times of day as Parquet TIME)
+PREVIOUS = {
+    "76861f5": "warehouse initialised: created 9 objects\n",  # 6 summaries
+    "775c0db": "warehouse already initialised: nothing to do\n",
+}
 
 
 def _has_commit(commit: str) -> bool:
@@ -33,14 +39,15 @@ def _has_commit(commit: str) -> bool:
     return found.returncode == 0
 
 
-@pytest.fixture(scope="module")
-def previous(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=sorted(PREVIOUS))
+def previous(request, tmp_path_factory) -> Path:
     """The previous release's package, taken from the repository's history into a
     folder of its own (it is pure Python: the package is the release)."""
-    require(_has_commit(PREVIOUS), f"the repository's history holds no commit {PREVIOUS}")
-    target = tmp_path_factory.mktemp("previous")
+    commit = request.param
+    require(_has_commit(commit), f"the repository's history holds no commit {commit}")
+    target = tmp_path_factory.mktemp("previous") / commit
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", PREVIOUS, "totesys_cli"],
+        ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "totesys_cli"],
         capture_output=True,
         check=True,
     )
@@ -86,9 +93,12 @@ def test_a_lake_and_warehouse_of_the_previous_release_keep_working(
 
     upgraded = pipeline.cli("init")  # brings totesys_meta up to date, touches no star row
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout == "warehouse initialised: created 9 objects\n"  # 6 summaries
+    assert upgraded.stdout == PREVIOUS[previous.name]
     run = pipeline.cli("run-all")
     assert run.returncode == 0, run.stderr
+    written = pipeline.lake / "processed" / "_manifests"
+    formats = {json.loads(m.read_text())["format"] for m in written.glob("*.json")}
+    assert formats == {1, 2}  # the old release's processed runs, and this one's
     pipeline.assert_matches_source()  # every version once: nothing lost, nothing twice
     verified = pipeline.cli("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr

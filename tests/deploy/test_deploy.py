@@ -211,8 +211,9 @@ def test_buckets_are_private_versioned_tls_only_and_expire_old_versions(template
         props = bucket["Properties"]
         assert props["VersioningConfiguration"]["Status"] == "Enabled"
         assert all(props["PublicAccessBlockConfiguration"].values())
-        (rule,) = props["LifecycleConfiguration"]["Rules"]
+        rule, *athena = props["LifecycleConfiguration"]["Rules"]
         assert "NoncurrentVersionExpiration" in rule
+        assert [r["Prefix"] for r in athena] == (["athena-results/"] if athena else [])
     policies = _resources(template, "AWS::S3::BucketPolicy")
     assert {p["Properties"]["Bucket"]["Ref"] for p in policies.values()} == set(buckets)
     for policy in policies.values():

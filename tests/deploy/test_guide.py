@@ -164,3 +164,17 @@ def test_the_teardown_commands_use_flags_the_script_has(command, capsys):
     helped = capsys.readouterr().out
     for flag in re.findall(r"(--[a-z-]+)", command) + re.findall(r"`(--[a-z-]+)`", GUIDE):
         assert flag in helped, flag
+
+
+def test_the_cloudformation_role_may_manage_every_kind_of_resource_the_stack_has():
+    """A resource type the service role has no action for fails the deploy in AWS only."""
+    role = ROLES["Resources"]["CloudFormationRole"]["Properties"]["Policies"][0]
+    services = {
+        action.split(":")[0]
+        for statement in role["PolicyDocument"]["Statement"]
+        for action in statement["Action"]
+    }
+    kinds = {r["Type"].split("::")[1].lower() for r in STACK["Resources"].values()}
+    assert kinds <= services, kinds - services
+    for name in ("RepositoryName", "LakeCatalogName"):  # what it scopes its actions by
+        assert ROLES["Parameters"][name]["Default"] == STACK["Parameters"][name]["Default"]

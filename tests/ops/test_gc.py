@@ -1,4 +1,5 @@
-"""lake gc on S3: the files of killed runs go, once old enough; committed ones stay."""
+"""lake gc on S3: the files of killed runs go, once old enough; committed ones stay, and
+so does what totesys did not write."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ def test_lake_gc_on_s3_deletes_only_what_no_manifest_names(
     orphans = {k for k in _keys("lake") if k.endswith(".parquet")}
     assert len(orphans) == 11  # one file per table, never committed
     assert totesys("run-all", env=env).returncode == 0
+    # what others keep beside the zones is not totesys's to delete: Athena's results
+    for key in ("prod/processed/athena-results/q1.csv", "prod/raw/README.txt"):
+        boto3.client("s3").put_object(Bucket="lake", Key=key, Body=b"not totesys")
     before = _keys("lake")
     committed = set()
     for zone, kind in (("raw", RawManifest), ("processed", ProcessedManifest)):

@@ -275,8 +275,8 @@ def test_a_manifest_of_an_unknown_format_is_refused(pipeline, tmp_path):
         result.stderr.strip()
         .splitlines()[-1]
         .endswith(
-            f"[extract] the manifest {manifest} has format 99; this totesys reads format 1. "
-            "Upgrade totesys"
+            f"[extract] the manifest {manifest} has format 99; this totesys reads raw manifests "
+            "of format 1. Upgrade totesys"
         )
     )
 

@@ -22,6 +22,7 @@ from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.ops.gc import committed_keys
 from totesys_cli.schemas import FACTS, star
+from totesys_cli.schemas.arrow import warehouse_schema
 
 KILL_POINTS = [
     "extract.file_written:5",
@@ -71,7 +72,8 @@ def _assert_loads_are_recorded_with_their_rows(pipeline: Pipeline) -> None:
         expected = set()
         for manifest in manifests.runs_after(pipeline.processed, 0, ProcessedManifest):
             if manifest.seq in recorded and manifest.files(fact):
-                rows = read_parquet(pipeline.processed, manifest.files(fact))
+                schema = warehouse_schema(fact)
+                rows = read_parquet(pipeline.processed, manifest.files(fact), schema)
                 expected |= set(zip(*(rows.column(c).to_pylist() for c in version), strict=True))
         columns = ", ".join(version)
         with pipeline.warehouse().connect() as conn:

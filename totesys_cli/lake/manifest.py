@@ -7,7 +7,8 @@ table and carries what the next step needs: raw manifests the extract's snapshot
 watermarks, processed manifests the raw runs they consumed and the transform's state.
 Every reader goes through the dataclasses here, which check the kind, the shape and
 the format version: a manifest that is not what it should be fails in one line naming
-its file.
+its file. Each kind has its own format, which grows when what its files hold changes;
+a reader takes every format of its kind up to its own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from totesys_cli.lake.store import Lake
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
 MANIFESTS = "_manifests"
 LATEST_HINT = f"{MANIFESTS}/_latest"
 
@@ -176,6 +176,7 @@ class Manifest:
     """What every manifest has: its number, its run and its tables' files."""
 
     KIND: ClassVar[str] = ""
+    FORMAT: ClassVar[int] = 1  # the format this release writes
     seq: int
     run_id: str
     tables: dict[str, TableFiles]
@@ -262,6 +263,9 @@ class ProcessedManifest(Manifest):
     the next transform starts from (encoded by the transform itself)."""
 
     KIND: ClassVar[str] = "processed"
+    # 2: a time of day is an int32 of milliseconds since midnight (1: Parquet TIME),
+    # so that Athena and Spark read the files (see `schemas.arrow`)
+    FORMAT: ClassVar[int] = 2
     raw_runs: list[int] = field(default_factory=list)
     raw_seq: int = 0  # every raw run up to this one is consumed
     since: dt.datetime | None = None
@@ -334,7 +338,7 @@ def manifest_key(seq: int) -> str:
 
 
 def encode(manifest: Manifest) -> bytes:
-    body = {"format": FORMAT, "seq": manifest.seq, **manifest.to_json()}
+    body = {"format": manifest.FORMAT, "seq": manifest.seq, **manifest.to_json()}
     return json.dumps(body, indent=1, default=str).encode()
 
 
@@ -350,12 +354,6 @@ def read(zone: Lake, key: str, kind: type[M]) -> M:
             f"{where} is not a manifest (a JSON {type(data).__name__}, not an object)",
             "The lake was changed by hand: restore the file from a backup or versioning",
         )
-    found = data.get("format")
-    if found != FORMAT:
-        raise RuntimeFailure(
-            f"{where} has format {found!r}; this totesys reads format {FORMAT}",
-            "Upgrade totesys",
-        )
     if "kind" not in data:
         raise RuntimeFailure(
             f"{where} names no kind, so it is not a {kind.KIND} manifest",
@@ -365,6 +363,13 @@ def read(zone: Lake, key: str, kind: type[M]) -> M:
         raise RuntimeFailure(
             f"{where} is a {data.get('kind')!r} manifest, not a {kind.KIND!r} one",
             "Check that the raw and processed zones are the places they should be",
+        )
+    found = data.get("format")
+    if found not in range(1, kind.FORMAT + 1):
+        readable = "format 1" if kind.FORMAT == 1 else f"formats 1 to {kind.FORMAT}"
+        raise RuntimeFailure(
+            f"{where} has format {found!r}; this totesys reads {kind.KIND} manifests of {readable}",
+            "Upgrade totesys",
         )
     try:
         return kind.from_json(data)

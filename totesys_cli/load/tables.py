@@ -24,7 +24,7 @@ from totesys_cli.lake.files import read_parquet
 from totesys_cli.load import apply
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import DIMENSION_VERSIONS, star
-from totesys_cli.schemas.arrow import VERSION, output_schema
+from totesys_cli.schemas.arrow import VERSION, output_schema, warehouse_schema
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class _Files:
             if n == 0 and self.first is not None:
                 yield self.first
                 continue
-            rows = read_parquet(self.processed, [key], output_schema(self.table))
+            rows = read_parquet(self.processed, [key], warehouse_schema(self.table))
             if n == 0:
                 self.first = rows
             yield rows

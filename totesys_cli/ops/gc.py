@@ -2,7 +2,9 @@
 
 A run that crashed (or lost the race for its run number) left data files no manifest
 names; nothing reads them. They are deleted only when older than the grace period, so
-a run still writing its files is never touched.
+a run still writing its files is never touched. Only what totesys writes is considered:
+a zone's table folders and its `_manifests/`, `_quarantine/` and `_waiting/`, so whatever
+else shares the bucket (Athena's query results beside the processed zone) is left alone.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from dataclasses import dataclass, field
 
 from totesys_cli.lake import Lake, StoredObject
 from totesys_cli.lake import manifest as manifests
+from totesys_cli.lake.files import QUARANTINE, WAITING
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
 from totesys_cli.lake.zone import IDENTITY_KEY
+from totesys_cli.schemas import SOURCE_TABLES, STAR_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +43,21 @@ def committed_keys(zone: Lake, kind: type[Manifest]) -> set[str]:
     return keep
 
 
+def _folders(kind: type[Manifest]) -> set[str]:
+    """The top folders of a zone that totesys writes."""
+    tables = SOURCE_TABLES if kind is RawManifest else STAR_TABLES
+    return {*tables, manifests.MANIFESTS, QUARANTINE, WAITING}
+
+
 def collect(raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = False) -> GcResult:
     result = GcResult()
     cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - grace
     for zone, kind in ((raw, RawManifest), (processed, ProcessedManifest)):
         keep = committed_keys(zone, kind)
+        ours = _folders(kind)
         orphans = []
         for item in zone.list(""):
-            if item.key in keep:
+            if item.key in keep or item.key.split("/", 1)[0] not in ours:
                 continue
             if item.modified > cutoff:
                 result.kept_young += 1

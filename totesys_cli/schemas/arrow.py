@@ -2,10 +2,16 @@
 
 The raw zone holds source rows with their source types (decimals stay decimals,
 timestamps keep their milliseconds, text dates stay text). The processed zone holds
-star rows with the warehouse's types, without a fact's serial record id, and for a
-dimension the source version it reflects (`VERSION`), which the load uses so that an
-older run never overwrites a newer value. This is the contract between transform and
-load.
+star rows without a fact's serial record id, and for a dimension the source version it
+reflects (`VERSION`), which the load uses so that an older run never overwrites a newer
+value. This is the contract between transform and load.
+
+The processed zone is also read by Athena and Spark (see deploy/totesys.yaml), so it
+holds only types they map: the warehouse's types, except a time of day, which neither
+reads as Parquet TIME; it is written as the milliseconds since midnight, an int32
+(`portable_type`). The load reads the files back with the warehouse's exact types
+(`warehouse_schema`), which also reads the TIME columns of processed runs written
+before (manifest format 1).
 """
 
 from __future__ import annotations
@@ -44,25 +50,41 @@ def arrow_type(column: Column):
     raise TypeError(f"no Arrow type for {column.table.name}.{column.name}: {kind!r}")
 
 
-def arrow_schema(table: Table, columns: list[str] | None = None):
+def portable_type(column: Column):
+    """The Arrow type a star column is written as in the processed zone: its exact type,
+    but a time of day as int32 milliseconds since midnight."""
+    import pyarrow as pa
+
+    return pa.int32() if isinstance(column.type, Time) else arrow_type(column)
+
+
+def arrow_schema(table: Table, columns: list[str] | None = None, kind=arrow_type):
     import pyarrow as pa
 
     names = columns if columns is not None else [c.name for c in table.columns]
-    return pa.schema(
-        [pa.field(n, arrow_type(table.c[n]), nullable=table.c[n].nullable) for n in names]
-    )
+    return pa.schema([pa.field(n, kind(table.c[n]), nullable=table.c[n].nullable) for n in names])
+
+
+def _star_schema(name: str, kind):
+    import pyarrow as pa
+
+    table = star(name).table
+    schema = arrow_schema(table, data_columns(table), kind)
+    if star(name).is_dimension:
+        schema = schema.append(pa.field(VERSION, pa.timestamp("ms"), nullable=False))
+    return schema
 
 
 def output_schema(name: str):
     """The processed-zone schema of a star table: its warehouse columns (no serial id),
-    plus the source version for dimensions."""
-    import pyarrow as pa
+    in portable types, plus the source version for dimensions."""
+    return _star_schema(name, portable_type)
 
-    table = star(name).table
-    schema = arrow_schema(table, data_columns(table))
-    if star(name).is_dimension:
-        schema = schema.append(pa.field(VERSION, pa.timestamp("ms"), nullable=False))
-    return schema
+
+def warehouse_schema(name: str):
+    """A processed file of a star table as the load reads it: with the warehouse's exact
+    types (milliseconds since midnight back to a time of day)."""
+    return _star_schema(name, arrow_type)
 
 
 def version_schema(source: str):

@@ -39,7 +39,7 @@ def source_versions(name: str, rows: pa.Table) -> pa.Array | None:
     if not star(name).is_fact:
         return None
     days = pc.cast(pc.cast(rows.column("last_updated_date"), pa.int32()), pa.int64())
-    millis = pc.cast(pc.cast(rows.column("last_updated_time"), pa.int32()), pa.int64())
+    millis = pc.cast(rows.column("last_updated_time"), pa.int64())  # since midnight
     return pc.add(pc.multiply(days, 86_400_000), millis).cast(pa.timestamp("ms"))
 
 

@@ -27,7 +27,9 @@ def _date(column: pa.Array) -> pa.Array:
 
 
 def _time(column: pa.Array) -> pa.Array:
-    return pc.cast(column, pa.time32("ms"))
+    """A timestamp's time of day, as the processed zone holds it: milliseconds since
+    midnight (see `schemas.arrow`)."""
+    return pc.cast(pc.cast(column, pa.time32("ms")), pa.int32())
 
 
 def _text_date(source: pa.Table, column: str) -> pa.Array:
