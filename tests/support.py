@@ -93,7 +93,7 @@ def database(url: str) -> Database:
     return Database("test", parse_database_url("test", url, "TEST"), "TEST")
 
 
-def totesys(*args: str, env: dict | None = None, timeout: float = 120):
+def totesys(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None):
     """The installed command as a subprocess, with the test's environment plus `env`
     (a value of None removes that variable)."""
     merged = {**os.environ, **(env or {})}
@@ -104,6 +104,7 @@ def totesys(*args: str, env: dict | None = None, timeout: float = 120):
         check=False,
         env={k: v for k, v in merged.items() if v is not None},
         timeout=timeout,
+        cwd=cwd,
     )
 
 

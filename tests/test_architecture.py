@@ -22,7 +22,7 @@ LAYERS = (
     ("extract", "transform", "load", "ops"),
     ("endpoints", "runtime", "lineage", "history"),
     ("lake", "db", "quality"),
-    ("schemas", "settings", "logs", "progress", "errors", "faults", "aws"),
+    ("schemas", "settings", "profiles", "logs", "progress", "errors", "faults", "aws"),
 )
 STAGES = ("extract", "transform", "load")
 MAX_LINES = 450

@@ -149,7 +149,8 @@ class TextFormatter(logging.Formatter):
 
 
 def is_configured() -> bool:
-    return bool(logging.getLogger(LOGGER_NAME).handlers)
+    """Whether `configure` has set up our handlers (not whatever else a host attached)."""
+    return any(getattr(h, "totesys", False) for h in logging.getLogger(LOGGER_NAME).handlers)
 
 
 def shutdown() -> None:
@@ -177,6 +178,7 @@ def configure(
         handlers.append(_cloudwatch_handler(cloudwatch_log_group))
     for handler in handlers:
         handler.addFilter(_ContextFilter())
+        handler.totesys = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
 
 

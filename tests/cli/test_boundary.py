@@ -121,6 +121,16 @@ def test_wrong_password_exits_2_without_the_password(pg, empty_db, password_role
     assert not leaks(result.output)
 
 
+def test_no_password_where_one_is_asked_exits_2(pg, empty_db, password_role):
+    user, _ = password_role
+    result = invoke("init", "--warehouse-url", pg.url(empty_db, user=user))
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result.stderr).endswith(
+        f"/{empty_db}: it asks for a password and none was given. "
+        "Give the password in TOTESYS_WAREHOUSE_URL, or its secret"
+    )
+
+
 def test_right_password_works(pg, empty_db, password_role):
     user, password = password_role
     result = invoke("init", "--warehouse-url", pg.url(empty_db, user=user, password=password))

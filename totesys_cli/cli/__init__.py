@@ -13,8 +13,9 @@ import sys
 import click
 
 from totesys_cli import logs, progress
-from totesys_cli.cli import apps, ops, options, steps
+from totesys_cli.cli import apps, ops, options, profiles, steps
 from totesys_cli.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, TotesysError
+from totesys_cli.profiles import Profile
 
 log = logging.getLogger("totesys_cli.cli")
 
@@ -47,10 +48,28 @@ class TotesysGroup(click.Group):
                 after.append(arg)
         return before + moved + after
 
+    profile: Profile | None = None  # the profile in use, once read
+
+    def profile_defaults(self, argv: list[str]) -> tuple[dict, Profile | None]:
+        """The profile's settings; a broken file still lets --help and --version answer."""
+        try:
+            return profiles.load(self, argv)
+        except TotesysError:
+            if {"--help", "-h", "--version"} & set(argv):
+                return {}, None
+            raise
+
     def run_boundary(self, argv: list[str], prog_name: str, extra: dict) -> int:
         try:
             with logs.step(logs.STARTUP):
-                code = super().main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
+                defaults, self.profile = self.profile_defaults(argv)
+                code = super().main(
+                    args=argv,
+                    prog_name=prog_name,
+                    standalone_mode=False,
+                    default_map=defaults,
+                    **extra,
+                )
             return code if isinstance(code, int) else EXIT_OK
         except click.exceptions.Exit as done:
             return done.exit_code
@@ -97,20 +116,24 @@ def _error_line(message: str, step: str | None) -> None:
 
 
 @click.group(cls=TotesysGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@options.profile
 @options.logging
 @click.version_option(package_name="totesys")
 @click.pass_context
 def cli(
-    ctx: click.Context, log_level: str, log_format: str, cloudwatch_log_group: str | None
+    ctx: click.Context, log_level: str, log_format: str, cloudwatch_log_group: str | None, **_
 ) -> None:
     """Keep the totesys star-schema warehouse up to date, incrementally, exactly once."""
     logs.set_run_id(logs.new_run_id())
     logs.configure(log_level, log_format, cloudwatch_log_group)
     progress.show(log_format == "text" and sys.stderr.isatty())
     ctx.obj = {"log_format": log_format}
+    chosen = ctx.command.profile if isinstance(ctx.command, TotesysGroup) else None
+    for warning in chosen.warnings if chosen else ():
+        log.warning(warning)
 
 
-for command in (*steps.COMMANDS, *ops.COMMANDS, *apps.COMMANDS):
+for command in (*steps.COMMANDS, *ops.COMMANDS, *apps.COMMANDS, profiles.config):
     cli.add_command(command)
 
 

@@ -112,6 +112,43 @@ tables = click.option(
     help="Extract only this source table (repeatable).",
 )
 as_json = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+# read before anything else is parsed (see cli.profiles); declared here for --help
+profile = compose(
+    click.option(
+        "--config",
+        envvar="TOTESYS_CONFIG",
+        show_envvar=True,
+        metavar="FILE",
+        help="The profiles file [default: ./totesys.toml, if there is one].",
+    ),
+    click.option(
+        "--profile",
+        envvar="TOTESYS_PROFILE",
+        show_envvar=True,
+        metavar="NAME",
+        help="The profile of the file to use [default: 'default', if the file has one].",
+        shell_complete=lambda ctx, param, incomplete: profile_names(ctx, incomplete),
+    ),
+)
+
+
+def profile_names(ctx: click.Context, incomplete: str) -> list[str]:
+    """Shell completion of --profile: the profiles of the file in use."""
+    import os
+    from pathlib import Path
+
+    from totesys_cli import profiles
+    from totesys_cli.errors import ConfigError
+
+    try:
+        config = ctx.params.get("config") or os.environ.get(profiles.CONFIG_ENV)
+        path = profiles.find(config, Path.cwd())
+        names = profiles.read(path).profiles if path else {}
+    except ConfigError:
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
 logging = compose(
     setting("log_level", type=click.Choice(LOG_LEVELS, case_sensitive=False)),
     setting("log_format", type=click.Choice(LOG_FORMATS)),

@@ -240,3 +240,24 @@ def collected(result, dry_run: bool, grace_hours: float) -> None:
         f"{verb} {plural(result.count, 'uncommitted file')} ({result.bytes:,} bytes); "
         f"kept {result.kept_young} younger than {grace_hours:g} h"
     )
+
+
+def config(result: dict) -> None:
+    if result["profile"]:
+        click.echo(f"profile {result['profile']} from {result['file']}")
+    else:
+        click.echo("no profile: options, variables and defaults only")
+    rows = [("setting", "value", "from")] + [
+        (name, "-" if s["value"] is None else str(s["value"]), _origin(s))
+        for name, s in result["settings"].items()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, value, origin in rows:
+        click.echo(f"{name.ljust(widths[0])}  {value.ljust(widths[1])}  {origin}")
+
+
+def _origin(setting: dict) -> str:
+    """Where a value comes from, naming the option or variable that gave it."""
+    shown = {"option": setting["option"], "variable": setting["variable"]}
+    source = setting["from"]
+    return f"{source} {shown[source]}" if source in shown else source

@@ -96,6 +96,8 @@ def connection_error(db: Database, err: BaseException) -> TotesysError:
             f"the {db.role} database at {db.where} failed: {_server_message(orig)}", hint
         )
     cause = orig.__cause__ or orig
+    if db.url.password is None and "no password" in str(cause):
+        return _no_password(db)
     if isinstance(cause, ssl.SSLCertVerificationError):
         return ConfigError(
             f"the {db.role} database at {db.where} presented a certificate that cannot be "
@@ -128,6 +130,14 @@ def _server_message(err: BaseException) -> str:
     return str(fields.get("M", err)) if fields else str(err)
 
 
+def _no_password(db: Database) -> ConfigError:
+    return ConfigError(
+        f"cannot connect to the {db.role} database at {db.where}: it asks for a password "
+        "and none was given",
+        f"Give the password in {db.envvar}, or its secret",
+    )
+
+
 def engine(db: Database, pool: int = 0, wait: float = 10.0) -> Engine:
     """Without `pool`, an engine without a pool: each run opens few connections and must
     leave none behind. With it, a long-lived server's engine that never holds more than
@@ -139,6 +149,10 @@ def engine(db: Database, pool: int = 0, wait: float = 10.0) -> Engine:
             return _connect(db)
         except (OSError, pg8000.dbapi.Error) as err:
             raise connection_error(db, err) from None
+        except AttributeError:  # pg8000 starts SCRAM with a password of None
+            if db.url.password is not None:
+                raise
+            raise _no_password(db) from None
 
     if not pool:
         return create_engine("postgresql+pg8000://", creator=creator, poolclass=NullPool)
