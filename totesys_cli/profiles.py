@@ -113,9 +113,9 @@ def read(path: Path) -> ProfileFile:
             "A totesys.toml holds only [profiles.NAME] tables",
         )
     profiles = data.get("profiles", {})
-    parsed = ProfileFile(path, {}, text)
     if not isinstance(profiles, dict):
         raise ConfigError(f"{path}: profiles must be tables, as [profiles.NAME]")
+    parsed = ProfileFile(path, profiles, text)
     for name, values in profiles.items():
         if not isinstance(values, dict):
             raise ConfigError(
@@ -132,15 +132,14 @@ def read(path: Path) -> ProfileFile:
             ):
                 raise ConfigError(
                     f"{parsed.where(name, key)}: {key} in profile {name!r} must be a "
-                    f"single value, not a TOML {type(value).__name__}",
-                    "Give a string, a number or a date",
+                    f"string, a number or a date, not a TOML {type(value).__name__}"
                 )
             if key in PASSWORD_ENV and not isinstance(value, str):
                 raise ConfigError(
                     f"{parsed.where(name, key)}: {key} in profile {name!r} must be a "
                     "string: the name of an environment variable"
                 )
-    return ProfileFile(path, profiles, text)
+    return parsed
 
 
 def _is_day(value: object) -> bool:

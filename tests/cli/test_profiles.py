@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -160,7 +161,7 @@ BAD = [  # (the file, the line to name, what the error says)
     ("[profiles.dev]\nbatch_rows = 5\n", 2, "batch_rows in profile 'dev': 5 is not in the"),
     ('[profiles.dev]\nlog_level = "LOUD"\n', 2, "log_level in profile 'dev': 'LOUD' is not"),
     ("[profiles.dev]\nearliest_date = 2020-13-01\n", None, "is not valid TOML"),
-    ("[profiles.dev]\n[profiles.dev.lake_url]\n", None, "lake_url in profile 'dev' must be a"),
+    ("[profiles.dev]\n[profiles.dev.lake_url]\n", None, "lake_url in profile 'dev' must be a str"),
     ('[settings]\nlake_url = "/l"\n', None, "unknown top-level key 'settings'"),
     # the whole file is checked, not only the profile in use
     ('[profiles.dev]\n[profiles.prod]\noverlap = "x"\n', 3, "overlap in profile 'prod' must"),
@@ -305,3 +306,22 @@ def test_shell_completion_scripts_and_profile_names(shell, tmp_path):
     names = totesys(cwd=tmp_path, env={"_TOTESYS_COMPLETE": f"{shell}_complete", **words})
     assert names.returncode == 0, names.stderr
     assert "prod" in names.stdout and "dev" not in names.stdout and "staging" not in names.stdout
+
+
+def test_the_readme_example_file_is_valid_and_means_what_it_says(tmp_path):
+    from tests.support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    (example,) = re.findall(r"```toml\n(.*?)```", readme, re.DOTALL)
+    file = _write(tmp_path / "totesys.toml", example, 0o644)  # it holds no secret
+    laptop = _config("--config", str(file), "config", "--json")
+    assert laptop["profile"] == "default"
+    assert laptop["settings"]["lake_url"]["from"] == "profile"
+    prod = _config(
+        "--config", str(file), "--profile", "prod", "config", "--json",
+        env={"PROD_DW_PASSWORD": "from-the-variable"},
+    )  # fmt: skip
+    settings = prod["settings"]
+    assert settings["warehouse_url"]["value"].startswith("postgresql://analyst:***@dw.internal")
+    assert settings["source_secret"]["value"] == "totesys/source"
+    assert settings["log_level"] == {**settings["log_level"], "value": "WARNING", "from": "profile"}

@@ -128,7 +128,7 @@ def cli(
     logs.configure(log_level, log_format, cloudwatch_log_group)
     progress.show(log_format == "text" and sys.stderr.isatty())
     ctx.obj = {"log_format": log_format}
-    chosen = ctx.command.profile if isinstance(ctx.command, TotesysGroup) else None
+    chosen = cli.profile  # read before parsing (see TotesysGroup.run_boundary)
     for warning in chosen.warnings if chosen else ():
         log.warning(warning)
 
