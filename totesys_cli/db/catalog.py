@@ -49,12 +49,13 @@ def has_unique_index(conn: Connection, table: str, columns: tuple[str, ...]) -> 
 
 
 def estimated_rows(conn: Connection, tables: list[str]) -> dict[str, float]:
-    """The planner's row estimate per table (reltuples; -1 until first analyzed)."""
+    """The planner's row estimate per table, by the name given (schema-qualified or
+    not); reltuples, -1 until first analyzed."""
     return dict(
         conn.execute(
             text(
-                "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(:t) "
-                "AND relnamespace = current_schema()::regnamespace"
+                "SELECT t.name, c.reltuples FROM unnest(CAST(:t AS text[])) AS t(name) "
+                "JOIN pg_class AS c ON c.oid = to_regclass(t.name)"
             ),
             {"t": tables},
         ).all()

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import Connection, Table, any_, func, select, text
 
+from totesys_cli.db.catalog import estimated_rows
 from totesys_cli.db.copy import copy_in, copy_out
 from totesys_cli.schemas import star
 from totesys_cli.schemas.model import latest_versions
@@ -325,11 +326,8 @@ def _add_sums(conn: Connection, summary: Summary, sums) -> None:
             + f" FROM {_CHANGE} c WHERE {same}"
         )
     )
-    held = conn.execute(
-        text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
-        {"t": summary.fullname},
-    ).scalar()
-    many = sums.num_rows * REBUILD_SHARE > max(held or 0, 0)
+    held = estimated_rows(conn, [summary.fullname]).get(summary.fullname, 0)
+    many = sums.num_rows * REBUILD_SHARE > max(held, 0)
     with _key_built_after(conn, summary) if many else contextlib.nullcontext():
         conn.execute(
             text(

@@ -24,7 +24,7 @@ from totesys_cli.lake.files import read_parquet
 from totesys_cli.load import apply
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import DIMENSION_VERSIONS, star
-from totesys_cli.schemas.arrow import VERSION, output_schema, warehouse_schema
+from totesys_cli.schemas.arrow import VERSION, warehouse_schema
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,6 @@ def _straight_in(
     keys; so does a key not above `above`, or, appending to a fact, several versions of
     one key."""
     table = files.table
-    schema = output_schema(table)
     total = 0
     fill = summaries.FirstFill(conn, table, above is not None) if star(table).is_fact else None
     for rows in files:
@@ -86,7 +85,7 @@ def _straight_in(
             raise _NotStraight(table)
         if fill is not None:
             fill.add(rows)
-        if VERSION in schema.names:
+        if star(table).is_dimension:  # its rows carry the source version they reflect
             copy_in(conn, table, rows.drop_columns([VERSION]))
             versions = pa.table(
                 {
