@@ -15,7 +15,7 @@ from totesys_cli.endpoints import PROCESSED, RAW, WAREHOUSE, Endpoints
 from totesys_cli.errors import ConfigError
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.manifest import ProcessedManifest
+from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.lake.zone import Identity
 from totesys_cli.settings import envvar
 
@@ -53,10 +53,39 @@ def _identity(lake: Lake, role: str) -> Identity | None:
     return found
 
 
+def _run_id(lake: Lake, seq: int, kind: type[manifests.M]) -> str | None:
+    """The run id of run `seq` of a zone (None: the zone holds no such run)."""
+    if seq not in dict(manifests.manifests_after(lake, seq - 1)):
+        return None
+    return manifests.read(lake, manifests.manifest_key(seq), kind).run_id
+
+
+def _history(kind: str, lake: Lake, seq: int, run_id: str, reader: str) -> str | None:
+    """None when the zone still holds run `seq` as `run_id`; else what it holds instead.
+    A zone restored from an older copy, or a lagging replica, numbers new runs again
+    from where the copy ends: by number alone they would be taken as read already."""
+    found = _run_id(lake, seq, RawManifest if kind == RAW else ProcessedManifest)
+    if found == run_id:
+        return None
+    holds = f"its run {seq} is {found}" if found else f"it holds no run {seq}"
+    return (
+        f"the {kind} zone {lake.url} is not the history {reader} read: {reader} read its "
+        f"run {seq} ({run_id}), but {holds} (restored from an older copy?)"
+    )
+
+
 def _raw_of_processed(raw: Lake, processed: Lake, raw_zone: Identity | None) -> None:
     last = manifests.latest(processed, ProcessedManifest)
     if last is None or last.raw_zone is None:
         return
+    if raw_zone is not None and raw_zone.id == last.raw_zone and last.raw_run_id:
+        differs = _history(RAW, raw, last.raw_seq, last.raw_run_id, "the processed zone")
+        if differs:
+            raise ConfigError(
+                differs,
+                "Restore the raw zone as it was, or build a new processed zone from it and "
+                "reload the warehouse from that with totesys rebuild --yes",
+            )
     if raw_zone is None or raw_zone.id != last.raw_zone:
         now = raw_zone.describe(raw.url) if raw_zone else f"{raw.url} (a new zone)"
         raise ConfigError(
@@ -75,14 +104,17 @@ def _processed_of_warehouse(ends: Endpoints, processed_zone: Identity | None) ->
     processed = ends.processed
     if known.zone is not None:
         if processed_zone is not None and processed_zone.id == known.zone:
-            return
+            if known.newest_run is None:
+                return
+            differs = _history(PROCESSED, processed, *known.newest_run, "the warehouse")
+            if differs is None:
+                return
+            raise ConfigError(differs, f"Restore the processed zone as it was, {REBUILD}")
         was = f"{known.url} (zone {known.zone})"
     else:  # an older warehouse: the zone holding its newest loaded run is its own
         seq, run_id = known.newest_run
-        if seq in dict(manifests.manifests_after(processed, seq - 1)):
-            ran = manifests.read(processed, manifests.manifest_key(seq), ProcessedManifest)
-            if ran.run_id == run_id:
-                return
+        if _run_id(processed, seq, ProcessedManifest) == run_id:
+            return
         was = f"a processed zone holding run {seq} ({run_id})"
     now = (
         processed_zone.describe(processed.url)

@@ -24,6 +24,7 @@ from totesys_cli import load as load_stage
 from totesys_cli import transform as transform_stage
 from totesys_cli.endpoints import PROCESSED, RAW, SOURCE, WAREHOUSE, Endpoints, open_endpoints
 from totesys_cli.errors import ConfigError
+from totesys_cli.lake import writers
 from totesys_cli.ops import gc
 from totesys_cli.runtime import Deadline, hard_stop, run_lock
 from totesys_cli.schemas import SOURCE_TABLES
@@ -75,11 +76,23 @@ def run_step(
                 if WAREHOUSE in writes and lock is not None:  # not yet initialised?
                     load_stage.check_ready(endpoints.warehouse, lock)
                 lineage.check(endpoints, writes)
-                yield Run(endpoints, deadline, record, lock)
+                with _announced(endpoints, writes, deadline):
+                    yield Run(endpoints, deadline, record, lock)
         except BaseException as err:
             history.finish(record, err)
             raise
         history.finish(record, None)
+
+
+def _announced(ends: Endpoints, writes: tuple[str, ...], deadline: Deadline):
+    """A run that writes the lake without the warehouse lock tells lake gc so."""
+    zones = [z for r, z in ((RAW, ends.raw), (PROCESSED, ends.processed)) if r in writes and z]
+    if ends.warehouse is not None or not zones:
+        return contextlib.nullcontext()
+    longest = None
+    if deadline.seconds is not None:
+        longest = dt.timedelta(seconds=deadline.seconds + HARD_STOP_GRACE)
+    return writers.announced(zones, logs.run_id(), longest)
 
 
 def _share_left(deadline: Deadline, share: float) -> float | None:

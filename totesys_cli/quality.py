@@ -8,9 +8,8 @@ looks at its rows one by one, never in Python.
 
 An entry names the source table, the key, the version (`last_updated`, as text, since a
 bad one may not be a timestamp at all), the column, the value as text, the kind of
-problem and the raw run the version was read in. An entry is resolved when a valid
-version of the same key from a later raw run is emitted, or, for a row waiting on a
-parent, when that row itself is emitted.
+problem and the raw run the version was read in. When it is resolved is the transform's
+to say (`transform/quarantine.py`).
 """
 
 from __future__ import annotations

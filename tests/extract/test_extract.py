@@ -183,7 +183,13 @@ def _late_commit(pg, source_url, tmp_path, how: str) -> tuple[int, Lake]:
     _extract(source_url, tmp_path, **no_overlap)
     late = engine.connect()
     try:
-        written = late.execute(text(_LATE_WRITES[how])).scalar_one()
+        if how == "in a savepoint":  # a top-level write, then one in a subtransaction
+            late.execute(text("UPDATE department SET manager = 'Top' WHERE department_id = 3"))
+            late.execute(text("SAVEPOINT inner_write"))
+            written = late.execute(text(_LATE_WRITES["inserted"])).scalar_one()
+            late.execute(text("RELEASE SAVEPOINT inner_write"))
+        else:
+            written = late.execute(text(_LATE_WRITES[how])).scalar_one()
         for run in (2, 3):
             with engine.begin() as conn:
                 conn.execute(
@@ -214,6 +220,19 @@ def test_a_row_committed_late_is_caught_whatever_the_overlap(pg, source_url, tmp
     assert _manifest(raw, 3).state["department"].xids.count(":") == 2
     _extract(source_url, tmp_path, overlap=dt.timedelta(0))
     assert _run_rows(raw, 5, "department") == []  # read once, not again
+
+
+def test_a_row_written_in_a_savepoint_of_a_late_transaction_is_caught(pg, source_url, tmp_path):
+    """pg_current_snapshot() lists top-level transactions only: the subtransaction's
+    row must be caught as surely as the top-level row of the same transaction."""
+    written, raw = _late_commit(pg, source_url, tmp_path, "in a savepoint")
+    rows = _run_rows(raw, 4, "department")
+    assert sorted((r["department_id"], r["manager"]) for r in rows) == [
+        (3, "Top"),
+        (written, "Late"),
+    ]
+    _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+    assert _run_rows(raw, 5, "department") == []
 
 
 def test_when_the_transaction_counter_went_backwards_it_falls_back_with_a_warning(

@@ -8,6 +8,7 @@ each test checks); the tests that move it to another lake build their own.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 
 import pytest
@@ -91,6 +92,53 @@ def test_a_rebuild_that_fails_leaves_the_warehouse_as_it_was(pg, source_template
     manifest = json.loads((pipeline.lake / "processed/_manifests/0000000001.json").read_text())
     (pipeline.lake / "processed" / manifest["tables"]["fact_payment"]["files"][0]["key"]).unlink()
     _refused(pipeline, 1, "[rebuild] the lake file", "rebuild", "--yes")
+
+
+def _restore(copy, lake) -> None:
+    shutil.rmtree(lake)
+    shutil.copytree(copy, lake)
+
+
+def test_a_lake_restored_from_an_older_copy_is_refused_then_rebuilt(pg, source_template, tmp_path):
+    """Restored, the lake numbers new runs again from where the copy ends: by number
+    alone the load would take them as loaded and skip them for ever."""
+    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
+    assert pipeline.cli("run-all").returncode == 0
+    copy = tmp_path / "lake.bak"
+    shutil.copytree(pipeline.lake, copy)
+    for step in (1, 2):
+        pipeline.activity(step=step)
+        assert pipeline.cli("run-all").returncode == 0
+    _restore(copy, pipeline.lake)
+    pipeline.activity(step=3)
+    line = _refused(pipeline, 2, "restored from an older copy?", "run-all")
+    assert f"the processed zone {pipeline.lake}/processed is not the history" in line
+    assert "the warehouse read its run 3 (" in line and "it holds no run 3" in line
+    assert "totesys rebuild --yes" in line
+
+    # the way forward, on purpose: the warehouse reloaded from the restored lake, which
+    # then reads the source from where the copy ends
+    rebuilt = pipeline.cli("rebuild", "--yes")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    caught_up = pipeline.cli("run-all")
+    assert caught_up.returncode == 0, caught_up.stderr
+    pipeline.assert_current()
+    assert pipeline.cli("verify").returncode == 0
+
+
+def test_a_raw_zone_restored_behind_its_processed_zone_is_refused(pg, source_template, tmp_path):
+    """The transform would take the raw runs numbered again as consumed already."""
+    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
+    assert pipeline.cli("run-all").returncode == 0
+    copy = tmp_path / "raw.bak"
+    shutil.copytree(pipeline.lake / "raw", copy)
+    pipeline.activity(step=1)
+    assert pipeline.cli("run-all").returncode == 0
+    _restore(copy, pipeline.lake / "raw")
+    line = _refused(pipeline, 2, "restored from an older copy?", "run-all")
+    assert f"the raw zone {pipeline.lake}/raw is not the history the processed zone read" in line
+    assert "it holds no run 2" in line
+    _refused(pipeline, 2, "restored from an older copy?", "transform")
 
 
 # ---------------------------------------------------------------- 2. zones that overlap
@@ -206,6 +254,33 @@ def test_gc_without_a_warehouse_keeps_what_a_live_run_could_still_commit(loaded)
         assert (loaded.lake / "raw/_zone.json").exists()  # the identity is never collected
     finally:
         orphan.unlink(missing_ok=True)
+
+
+def test_gc_with_the_lock_keeps_the_files_of_a_run_writing_without_it(loaded, monkeypatch):
+    """An extract configured without a warehouse takes no lock; gc with the warehouse
+    (the lock free) and no grace runs while it writes: the extract still commits, and
+    the next run finds every file its manifest names."""
+    from totesys_cli import faults, pipeline
+    from totesys_cli.settings import parse_settings
+
+    collected = []
+
+    def gc_meanwhile(name: str) -> None:
+        if name == "extract.before_manifest":
+            collected.append(loaded.cli("lake", "gc", "--grace-hours", "0"))
+
+    monkeypatch.setattr(faults, "point", gc_meanwhile)
+    loaded.activity(step=1)
+    settings = parse_settings(source_url=loaded.source_url, lake_url=str(loaded.lake))
+    written = pipeline.extract(settings)
+    (gc,) = collected
+    assert gc.returncode == 0, gc.stderr
+    assert "without the warehouse lock is writing" in gc.stderr
+    assert written.rows > 0
+    assert not list((loaded.lake / "raw").glob("_writers/*"))  # gone once committed
+    after = loaded.cli("run-all")
+    assert after.returncode == 0, after.stderr
+    loaded.assert_current()
 
 
 # ---------------------------------------------------------------- 4. secrets

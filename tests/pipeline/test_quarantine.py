@@ -310,3 +310,86 @@ def test_orders_in_a_currency_set_aside_wait_for_it(pipeline):
     assert pipeline.cli("run-all").returncode == 0
     assert all(e["resolved_in"] for e in _warehouse_entries(pipeline))
     pipeline.assert_matches_source()
+
+
+def _open_entries(pipeline: Pipeline) -> list[tuple]:
+    return [
+        (e["source_table"], e["key"], e["kind"])
+        for e in _warehouse_entries(pipeline)
+        if e["resolved_in"] is None
+    ]
+
+
+FIXED_IN_PLACE = [
+    # (source table, key, the break (last_updated moved), the fix in place (untouched))
+    (
+        "sales_order",
+        7,
+        _set("sales_order", 7, "agreed_delivery_date = '2026-13-45'"),
+        "UPDATE sales_order SET agreed_delivery_date = '2026-12-25' WHERE sales_order_id = 7",
+    ),
+    (
+        "currency",
+        2,
+        _set("currency", 2, "currency_code = 'XYZ'"),
+        "UPDATE currency SET currency_code = 'USD' WHERE currency_id = 2",
+    ),
+    (
+        "sales_order",
+        13,
+        "ALTER TABLE sales_order ALTER COLUMN units_sold TYPE bigint; "
+        + _set("sales_order", 13, "units_sold = 3000000000"),
+        "UPDATE sales_order SET units_sold = 300 WHERE sales_order_id = 13",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "breaks", "fixes"),
+    FIXED_IN_PLACE,
+    ids=["a date the transform sets aside", "a currency code", "a number the extract sets aside"],
+)
+def test_a_value_fixed_in_place_arrives_and_resolves_its_entry(pipeline, table, key, breaks, fixes):
+    """A DBA fixes the value and leaves last_updated as it was: the same version, now
+    valid, reaches the warehouse exactly once and the entry closes."""
+    _source(pipeline, tuple(breaks.split("; ")))
+    assert pipeline.cli("run-all").returncode == 0
+    assert _open_entries(pipeline) == [(table, key, _open_entries(pipeline)[0][2])]
+    _source(pipeline, (fixes,))
+    fixed = pipeline.cli("run-all")
+    assert fixed.returncode == 0, fixed.stderr
+    assert _open_entries(pipeline) == []
+    pipeline.assert_matches_source()
+    assert invoke("verify", env=pipeline.env()).exit_code == 0
+    # and a quiet run after it changes nothing
+    assert pipeline.cli("run-all").returncode == 0
+    assert _open_entries(pipeline) == []
+    pipeline.assert_matches_source()
+
+
+def test_a_version_ahead_of_the_clock_goes_through_once_it_is_not_and_resolves(pipeline):
+    """An application clock three minutes fast: set aside with no tolerance, it goes
+    through with ten minutes' tolerance, and its entry closes."""
+    ahead = f"{NOW} + interval '3 minutes'"
+    _source(pipeline, (_set("sales_order", 10, "units_sold = 1", ahead),))
+    early = pipeline.cli("run-all", "--clock-skew", "0")
+    assert early.returncode == 0, early.stderr
+    assert _open_entries(pipeline) == [("sales_order", 10, "in_the_future")]
+    later = pipeline.cli("run-all", "--clock-skew", "10")
+    assert later.returncode == 0, later.stderr
+    assert _open_entries(pipeline) == []
+    pipeline.assert_matches_source()
+    verified = invoke("verify", env=pipeline.env())
+    assert verified.exit_code == 0 and "quarantined" not in verified.stdout, verified.stdout
+
+
+def test_a_value_still_bad_when_read_again_is_not_set_aside_twice(pipeline):
+    """The overlap re-reads a version still bad: it stays one open entry, and the runs
+    that re-read it find nothing new."""
+    _source(pipeline, (_set("sales_order", 7, "agreed_delivery_date = '2026-13-45'"),))
+    assert pipeline.cli("run-all").returncode == 0
+    again = pipeline.cli("--log-format", "json", "run-all", "--since", "2000-01-01")
+    assert again.returncode == 0, again.stderr
+    last = json.loads(again.stderr.splitlines()[-1])
+    assert last["message"] == "run succeeded" and last["quarantined"] == 0, last
+    assert _open_entries(pipeline) == [("sales_order", 7, "not_a_date")]

@@ -4,10 +4,10 @@ Every table is read inside one read-only REPEATABLE READ transaction with
 `COPY (SELECT ...) TO STDOUT`. A table is read from `last_updated > min(W, S - overlap)`,
 where W is the largest `last_updated` read before and S the previous snapshot's
 database time, and a quiet source is not re-read at all. Each run also records its
-snapshot's transactions (`pg_current_snapshot()`); the next one also reads every version
-whose transaction that snapshot did not see, so a row committed late, however late, is
-caught whatever its `last_updated`. The run becomes visible only
-when its manifest is created, after all its files.
+snapshot's transactions (`pg_current_snapshot()`, with the subtransactions it does not
+list); the next one also reads every version whose transaction that snapshot did not see,
+so a row committed late, however late, is caught whatever its `last_updated`. The run
+becomes visible only when its manifest is created, after all its files.
 """
 
 from __future__ import annotations
@@ -21,13 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from totesys_cli import faults, logs, progress, quality
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.db.copy import copy_out
-from totesys_cli.errors import ConfigError
-from totesys_cli.extract.source import check_columns, copy_query, set_window, typed_chunk
+from totesys_cli.extract.source import (
+    check_columns,
+    copy_query,
+    open_snapshot,
+    set_window,
+    typed_chunk,
+)
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import FileSet
@@ -310,21 +315,6 @@ def _state(
     return replace(previous, passing=passing)
 
 
-def _snapshot(conn: Connection, since: dt.datetime | None) -> tuple[dt.datetime, str]:
-    """The snapshot's database time, and its transactions (pg_current_snapshot())."""
-    conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-    snapshot, xids = conn.execute(
-        text("SELECT statement_timestamp() AT TIME ZONE 'UTC', pg_current_snapshot()::text")
-    ).one()
-    if since is not None and since > snapshot:
-        raise ConfigError(
-            f"--since {since.isoformat(sep=' ')} is after the source's clock "
-            f"({snapshot.isoformat(sep=' ', timespec='seconds')} UTC)",
-            "Give a time in the past, in UTC",
-        )
-    return snapshot, xids
-
-
 # the age(xmin) test that keeps the late-commit read cheap works within 2^31 transactions
 _XID_REACH = 2**31 - 2**20
 
@@ -410,7 +400,7 @@ def extract(
     seq = (last.seq if last else 0) + 1
     source = deadline.bound(source)
     with translate_errors(source), engine(source).connect() as conn:
-        snapshot, xids = _snapshot(conn, options.since)
+        snapshot, xids = open_snapshot(conn, options.since)
         check_columns(conn, options.tables)
         with FileSet(raw, "extracted_date", seq, snapshot.date(), "extract.file_written") as files:
             seconds, entries, state = _copy_tables(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,7 +16,7 @@ from sqlalchemy.dialects.postgresql import TIMESTAMP
 
 from totesys_cli import quality
 from totesys_cli.db.catalog import columns
-from totesys_cli.errors import RuntimeFailure
+from totesys_cli.errors import ConfigError, RuntimeFailure
 from totesys_cli.schemas import source_key, source_table
 from totesys_cli.schemas.arrow import arrow_schema
 from totesys_cli.settings import Bounds, envvar
@@ -79,6 +80,77 @@ def check_columns(conn: Connection, tables: tuple[str, ...]) -> None:
                     _nullability(column.nullable),
                     extra={"table": name},
                 )
+
+
+# the transaction ids one snapshot asks about at most (about 0.3 s): past that, a
+# transaction has stayed open that long, and what was written since it began is read again
+_XID_SCAN = 1_000_000
+
+
+@dataclass(frozen=True)
+class _Before:
+    """What was in progress just before the extract's snapshot."""
+
+    xmax: int
+    running: list[int] | None  # None: too many ids to ask about
+
+
+def _in_progress(conn: Connection) -> _Before:
+    """Every transaction id in progress, subtransactions included, asked before the
+    snapshot: a subtransaction of a transaction in progress is in progress too, even
+    once its SAVEPOINT was released."""
+    xmax, running = conn.execute(
+        text(
+            "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS low, "
+            "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS high) "
+            "SELECT high, CASE WHEN high - low <= :scan THEN array("
+            "SELECT x FROM generate_series(low, high - 1) AS x "
+            "WHERE pg_xact_status(x::text::xid8) = 'in progress') END FROM s"
+        ),
+        {"scan": _XID_SCAN},
+    ).one()
+    conn.rollback()  # the extract's own transaction begins after this
+    return _Before(int(xmax), None if running is None else [int(x) for x in running])
+
+
+def _with_subtransactions(xids: str, before: _Before) -> str:
+    """The snapshot as the late-commit rule must judge it. pg_current_snapshot() lists
+    top-level transactions only, so pg_visible_in_snapshot() calls a subtransaction (a
+    SAVEPOINT, a PL/pgSQL EXCEPTION block) of a transaction in progress visible. Every id
+    in progress just before the snapshot is added, and every id from that moment's xmax
+    on is judged not visible: at worst a few rows of transactions that committed between
+    the two are read again, never one missed."""
+    xmin, xmax, listed = xids.split(":")
+    low = int(xmin)
+    if before.running is None:
+        log.warning(
+            "a transaction has been open on the source for more than %d transactions "
+            "(since transaction %s): whatever was written since it began is read again by "
+            "the next run. Is a session idle in transaction?",
+            _XID_SCAN,
+            xmin,
+        )
+        return f"{low}:{low}:"
+    high = max(low, min(before.xmax, int(xmax)))
+    ids = {int(x) for x in listed.split(",") if x} | set(before.running)
+    return f"{low}:{high}:" + ",".join(str(x) for x in sorted(ids) if low <= x < high)
+
+
+def open_snapshot(conn: Connection, since: dt.datetime | None) -> tuple[dt.datetime, str]:
+    """Begin the extract's one read-only REPEATABLE READ transaction; returns its
+    database time and the transactions it did not see (see `_with_subtransactions`)."""
+    before = _in_progress(conn)
+    conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+    snapshot, xids = conn.execute(
+        text("SELECT statement_timestamp() AT TIME ZONE 'UTC', pg_current_snapshot()::text")
+    ).one()
+    if since is not None and since > snapshot:
+        raise ConfigError(
+            f"--since {since.isoformat(sep=' ')} is after the source's clock "
+            f"({snapshot.isoformat(sep=' ', timespec='seconds')} UTC)",
+            "Give a time in the past, in UTC",
+        )
+    return snapshot, _with_subtransactions(xids, before)
 
 
 def set_window(

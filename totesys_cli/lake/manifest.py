@@ -275,6 +275,7 @@ class ProcessedManifest(Manifest):
     waiting: dict[str, TableFiles] = field(default_factory=dict)  # fact rows held back
     raw_zone: str | None = None  # the identity of the raw zone read (older runs: unknown)
     raw_url: str | None = None
+    raw_run_id: str | None = None  # the run id of raw run raw_seq (older runs: unknown)
 
     def keys(self) -> list[str]:
         return [*super().keys(), *(k for t in self.waiting.values() for k in t.keys)]
@@ -302,6 +303,7 @@ class ProcessedManifest(Manifest):
             "waiting": {name: t.to_json(bounded=False) for name, t in self.waiting.items()},
             "raw_zone": self.raw_zone,
             "raw_url": self.raw_url,
+            "raw_run_id": self.raw_run_id,
             "state": {"raw_seq": self.raw_seq, **self.state},
         }
 
@@ -322,6 +324,7 @@ class ProcessedManifest(Manifest):
             waiting={n: TableFiles.from_json(t) for n, t in data.get("waiting", {}).items()},
             raw_zone=data.get("raw_zone"),
             raw_url=data.get("raw_url"),
+            raw_run_id=data.get("raw_run_id"),
         )
 
 

@@ -54,7 +54,14 @@ def record(conn: Connection, processed: Lake, manifest: ProcessedManifest) -> in
     identity = [_name(c) for c in IDENTITY]
     found = select(*(stage.c[c] for c in values), literal(manifest.seq)).where(~stage.c.resolved)
     new = pg_insert(QUARANTINE).from_select([*values, "found_in"], found)
-    added = conn.execute(new.on_conflict_do_nothing(index_elements=identity)).rowcount
+    # an entry found again after it was resolved (a row fixed, then broken again in
+    # place) opens again; a replay of an older run does not reopen it
+    again = new.on_conflict_do_update(
+        index_elements=identity,
+        set_={"found_in": new.excluded.found_in, "resolved_in": None, "resolved_at": None},
+        where=QUARANTINE.c.resolved_in < new.excluded.found_in,
+    )
+    added = conn.execute(again).rowcount
     conn.execute(
         update(QUARANTINE)
         .where(

@@ -2,7 +2,9 @@
 
 A run that crashed (or lost the race for its run number) left data files no manifest
 names; nothing reads them. They are deleted only when older than the grace period, so
-a run still writing its files is never touched. Only what totesys writes is considered:
+a run still writing its files is never touched, and whatever the grace, gc keeps every
+file newer than the announcement of a run writing without the warehouse lock (see
+`lake.writers`). Only what totesys writes is considered:
 a zone's table folders and its `_manifests/`, `_quarantine/` and `_waiting/`, so whatever
 else shares the bucket (Athena's query results beside the processed zone) is left alone.
 """
@@ -13,7 +15,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from totesys_cli.lake import Lake, StoredObject
+from totesys_cli.lake import Lake, StoredObject, writers
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import QUARANTINE, WAITING
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
@@ -46,13 +48,25 @@ def committed_keys(zone: Lake, kind: type[Manifest]) -> set[str]:
 def _folders(kind: type[Manifest]) -> set[str]:
     """The top folders of a zone that totesys writes."""
     tables = SOURCE_TABLES if kind is RawManifest else STAR_TABLES
-    return {*tables, manifests.MANIFESTS, QUARANTINE, WAITING}
+    return {*tables, manifests.MANIFESTS, QUARANTINE, WAITING, writers.WRITERS}
 
 
 def collect(raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = False) -> GcResult:
     result = GcResult()
-    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - grace
     for zone, kind in ((raw, RawManifest), (processed, ProcessedManifest)):
+        cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - grace
+        running = writers.live(zone)
+        if running:
+            # a run without the lock writes here: everything it wrote is newer than this
+            cutoff = min(cutoff, *(item.modified - dt.timedelta(seconds=1) for item in running))
+            log.info(
+                "%d run%s without the warehouse lock %s writing %s: files since %s are kept",
+                len(running),
+                "" if len(running) == 1 else "s",
+                "is" if len(running) == 1 else "are",
+                zone.url,
+                cutoff.isoformat(sep=" ", timespec="seconds"),
+            )
         keep = committed_keys(zone, kind)
         ours = _folders(kind)
         orphans = []

@@ -5,7 +5,8 @@ can arrive in several raw runs. A version is emitted once: the batch drops versi
 emitted by this run or remembered from earlier runs. It remembers only what a later
 extract can still read again (newer than that extract's lower bound), so a busy
 source does not grow the state. Remembering is an economy, not the guarantee: a
-version emitted twice is a no-op in the load.
+version emitted twice is a no-op in the load. A version set aside is never remembered:
+fixed in place (its `last_updated` untouched), it must go through when read again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 from totesys_cli.lake import Lake
 from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import RawManifest
+from totesys_cli.quality import MISSING_PARENT
 from totesys_cli.schemas import SOURCE_TABLES, source_key, source_table
 from totesys_cli.schemas.arrow import arrow_schema, version_schema
 from totesys_cli.transform.state import State
@@ -88,6 +90,7 @@ class Batch:
         self.horizons = horizons
         self.seen = {t: state.seen.get(t, version_schema(t).empty_table()) for t in SOURCE_TABLES}
         self.emitted: dict[str, list[pa.Table]] = {t: [] for t in self.seen}
+        self.forget(state.open.filter(pc.not_equal(state.open.column("kind"), MISSING_PARENT)))
 
     def chunks(self, table: str) -> Iterator[tuple[int, pa.Table]]:
         """New versions of `table`, one raw file at a time, with the raw run they are from."""
@@ -123,6 +126,22 @@ class Batch:
             remember = remember.filter(pc.greater(remember.column("last_updated"), horizon))
         self.emitted[table].append(remember.cast(version_schema(table)))
         return fresh
+
+    def forget(self, entries: pa.Table) -> None:
+        """The versions of these quarantine entries were not emitted: read again (fixed
+        in place, or no longer ahead of the clock), they are new. (A version waiting on a
+        parent is retried from the waiting rows instead.)"""
+        for table in pc.unique(entries.column("source_table")).to_pylist():
+            mine = entries.filter(pc.equal(entries.column("source_table"), table))
+            stamped = mine.filter(pc.is_valid(mine.column("last_updated")))
+            if table not in self.seen or stamped.num_rows == 0:
+                continue
+            versions = pa.table(
+                [stamped.column("key"), stamped.column("last_updated")],
+                names=version_schema(table).names,
+            ).cast(version_schema(table))
+            self.seen[table] = _anti(self.seen[table], versions)
+            self.emitted[table] = [_anti(part, versions) for part in self.emitted[table]]
 
     def next_seen(self, horizons: dict[str, dt.datetime]) -> dict[str, pa.Table]:
         """Recently emitted versions the next run must not emit again."""

@@ -68,6 +68,7 @@ class Run:
             self.deadline.check(f"transforming {table}")
             good, entries = checks.validate(table, rows, seq, self.bounds)
             self.ledger.add(entries)
+            batch.forget(entries)
             self.ledger.valid(
                 table, good.column(source_key(table)), good.column("last_updated"), seq
             )

@@ -1,8 +1,11 @@
 """The quarantine as a transform sees it: the entries still open, the rows waiting on a
 parent, and what this run adds and resolves.
 
-An entry is resolved when another, valid version of the same key arrives from a later raw
-run, or, for a row waiting on a parent, when that very version is emitted. A run's entries
+An entry is resolved when the key is read again, valid, from a later raw run: a new version,
+or the same one fixed in place (its `last_updated` untouched) or no longer ahead of the
+clock. An entry waiting on a parent is resolved when that very version is emitted, or
+when a valid later version of the key replaces it. An entry found again while it is open
+(the overlap re-reads a version still bad) is not new. A run's entries
 (new ones, and those it resolved) go to its processed quarantine file, which the load
 copies into the warehouse; the still-open entries and the waiting rows travel to the
 next run.
@@ -92,15 +95,24 @@ class Ledger:
             self.emitted_parts.append(part)
 
     def found_here(self) -> pa.Table:
-        """The entries the transform itself found in this run, once each."""
-        return _unique(pa.concat_tables([ENTRY.empty_table(), *self.here]))
+        """The entries the transform itself found in this run, once each, and not open
+        before."""
+        return self._not_open(_unique(pa.concat_tables([ENTRY.empty_table(), *self.here])))
+
+    def _not_open(self, entries: pa.Table) -> pa.Table:
+        if self.open.num_rows == 0 or entries.num_rows == 0:
+            return entries
+        marked = entries.append_column("_row", pa.array(range(entries.num_rows), pa.int64()))
+        known = self.open.select(list(IDENTITY)).group_by(list(IDENTITY)).aggregate([])
+        keep = marked.join(known, list(IDENTITY), join_type="left anti")
+        return entries.take(keep.sort_by("_row").column("_row"))
 
     def found(self) -> int:
         return self.found_here().num_rows
 
     def close(self) -> tuple[pa.Table, pa.Table]:
         """(this run's quarantine file: new entries and resolutions, the entries still open)."""
-        new = _unique(pa.concat_tables([ENTRY.empty_table(), *self.new]))
+        new = self._not_open(_unique(pa.concat_tables([ENTRY.empty_table(), *self.new])))
         everything = _unique(pa.concat_tables([self.open, new]))
         resolved = self._resolved(everything)
         still = pc.invert(resolved)
@@ -118,10 +130,14 @@ class Ledger:
         if self.valid_parts:  # another version, from a later raw run
             valid = pa.concat_tables(self.valid_parts)
             later = rows.join(valid, ["source_table", "key"], join_type="inner")
+            # a row waiting on a parent is valid as it is: only another version replaces it
             later = later.filter(
                 pc.and_(
                     pc.greater(later.column("seq"), later.column("raw_seq")),
-                    pc.not_equal(later.column("valid_version"), later.column("version")),
+                    pc.or_(
+                        pc.not_equal(later.column("kind"), MISSING_PARENT),
+                        pc.not_equal(later.column("valid_version"), later.column("version")),
+                    ),
                 )
             )
             hit = pa.concat_arrays([hit, later.column("_row").combine_chunks()])

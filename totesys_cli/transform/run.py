@@ -160,6 +160,7 @@ def transform(
         seq=seq,
         raw_zone=raw_zone.id if raw_zone else None,
         raw_url=raw.url,
+        raw_run_id=newest.run_id,
         run_id=logs.run_id(),
         tables=files.tables,
         quarantine=files.quarantine,
