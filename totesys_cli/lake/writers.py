@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Iterator
 
+from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake.store import Lake, StoredObject
 
 log = logging.getLogger(__name__)
@@ -49,16 +50,17 @@ def announced(zones: list[Lake], run_id: str, longest: dt.timedelta | None) -> I
                 log.warning("could not remove %s/%s: %s", zone.url, key, err)
 
 
+def _until(zone: Lake, item: StoredObject) -> dt.datetime | None:
+    """When an announcement lapses (None: removed meanwhile, its run has committed)."""
+    try:
+        return dt.datetime.fromisoformat(json.loads(zone.get(item.key))["until"])
+    except (ValueError, KeyError, TypeError):
+        return item.modified + UNBOUNDED  # unreadable: as long as a run without a deadline
+    except RuntimeFailure:
+        return None
+
+
 def live(zone: Lake) -> list[StoredObject]:
     """The announcements of runs that may still be writing this zone."""
-    found = []
-    for item in zone.list(f"{WRITERS}/"):
-        try:
-            until = dt.datetime.fromisoformat(json.loads(zone.get(item.key))["until"])
-        except (ValueError, KeyError, TypeError):
-            until = item.modified + UNBOUNDED  # unreadable: as long as a run without a deadline
-        except Exception:  # noqa: S112 - removed meanwhile: its run has committed
-            continue
-        if until > _now():
-            found.append(item)
-    return found
+    now = _now()
+    return [item for item in zone.list(f"{WRITERS}/") if (_until(zone, item) or now) > now]
