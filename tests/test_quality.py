@@ -62,7 +62,8 @@ def test_values_read_as_text_fit_their_types_without_loss_or_are_set_aside():
         }
     )
     findings = _findings(5)
-    converted = quality.convert(findings, text, schema)
+    converted, blanked = quality.convert(findings, text, schema, set(schema.names))
+    assert blanked == {}
     assert sorted(_kinds(findings)) == [
         (2, "at", "does_not_fit"),
         (2, "price", "does_not_fit"),
@@ -99,3 +100,29 @@ def test_nulls_dates_out_of_range_and_the_future_are_found_once_per_value():
     # the version names the row as it stands, the 2099 one included
     versions = {e["key"]: e["version"] for e in findings.entries().to_pylist()}
     assert versions[3] == "2099-01-01 00:00:00.000"
+
+
+def test_a_column_the_warehouse_does_not_hold_sets_nothing_aside():
+    """Its value that does not fit is left empty and counted; the version goes through."""
+    schema = pa.schema([("units", pa.int32()), ("account", pa.int32())])
+    text = pa.table({"units": ["1", "2"], "account": ["5000000000", "7"]})
+    findings = _findings(2)
+    converted, blanked = quality.convert(findings, text, schema, {"units"})
+    assert _kinds(findings) == [] and blanked == {"account": 1}
+    assert findings.good(converted).to_pylist() == [
+        {"units": 1, "account": None},
+        {"units": 2, "account": 7},
+    ]
+
+
+def test_bytes_that_are_not_utf8_are_escaped_and_pointed_out():
+    raw = pa.table(
+        {
+            "name": pa.array([b"Jos\xe9 M\xfcller", b"plain", None], pa.binary()),
+            "city": pa.array([b"Leeds", b"York", b"Hull"], pa.binary()),
+        }
+    )
+    strings, invalid = quality.texts(raw)
+    assert strings.column("name").to_pylist() == ["Jos\\xe9 M\\xfcller", "plain", None]
+    assert strings.column("city").to_pylist() == ["Leeds", "York", "Hull"]
+    assert list(invalid) == ["name"] and invalid["name"].to_pylist() == [True, False, False]

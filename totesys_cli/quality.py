@@ -33,6 +33,7 @@ MISSING = "missing"
 DOES_NOT_FIT = "does_not_fit"
 UNKNOWN_CURRENCY = "unknown_currency"
 MISSING_PARENT = "missing_parent"
+NOT_TEXT = "not_utf8"
 REASONS = {
     NOT_A_DATE: "not a YYYY-MM-DD calendar date",
     IMPLAUSIBLE: "outside the plausible dates",
@@ -41,6 +42,7 @@ REASONS = {
     DOES_NOT_FIT: "does not fit the warehouse's type without loss",
     UNKNOWN_CURRENCY: "not an ISO 4217 currency code",
     MISSING_PARENT: "references a row no processed run has emitted",
+    NOT_TEXT: "not valid UTF-8 text (shown with \\xNN for the bytes that are not)",
 }
 
 ENTRY = pa.schema(
@@ -196,18 +198,47 @@ def timestamps(text: pa.Array) -> pa.Array:
     return pc.cast(pc.if_else(fits, text, None), pa.timestamp("ms"))
 
 
-def convert(findings: Findings, strings: pa.Table, schema: pa.Schema) -> pa.Table:
+def texts(raw: pa.Table) -> tuple[pa.Table, dict[str, pa.Array]]:
+    """Columns read as bytes, as text: bytes that are not UTF-8 (a SQL_ASCII source) are
+    written `\\xNN`, losing nothing; returns where, per column."""
+    columns, invalid = {}, {}
+    for name in raw.column_names:
+        values = raw.column(name)
+        try:
+            columns[name] = pc.cast(values, pa.string())
+            continue
+        except pa.ArrowInvalid:
+            pass
+        decoded, bad = [], []
+        for value in values.to_pylist():
+            try:
+                decoded.append(None if value is None else value.decode())
+                bad.append(False)
+            except UnicodeDecodeError:
+                decoded.append(value.decode(errors="backslashreplace"))
+                bad.append(True)
+        columns[name] = pa.array(decoded, pa.string())
+        invalid[name] = pa.array(bad, pa.bool_())
+    return pa.table(columns), invalid
+
+
+def convert(
+    findings: Findings, strings: pa.Table, schema: pa.Schema, kept: set[str]
+) -> tuple[pa.Table, dict[str, int]]:
     """Columns read as text, converted to their declared types; a value that does not fit
     its type without loss is recorded and left null. For a source whose column types
-    changed (numeric(12,4), timestamp(6), bigint) or that holds `infinity`."""
-    columns = {}
+    changed (numeric(12,4), timestamp(6), bigint) or that holds `infinity`. In a column
+    the warehouse does not hold, such a value is only left null: returns how many, per
+    column."""
+    columns, blanked = {}, {}
     for target in schema:
         text = strings.column(target.name)
         if pa.types.is_string(target.type):
             columns[target.name] = text
             continue
         fits = pc.fill_null(pc.match_substring_regex(text, _pattern(target.type)), True)
-        if pa.types.is_timestamp(target.type):  # PostgreSQL's infinities are dates too far
+        if pa.types.is_timestamp(target.type) and target.name in kept:
+            # PostgreSQL's infinities are dates too far
             for word, kind in (("infinity", IN_THE_FUTURE), ("-infinity", IMPLAUSIBLE)):
                 findings.add(pc.equal(text, word), target.name, text, kind)
             fits = pc.or_(fits, pc.is_in(text, pa.array(["infinity", "-infinity"])))
@@ -223,9 +254,12 @@ def convert(findings: Findings, strings: pa.Table, schema: pa.Schema) -> pa.Tabl
             low, high = _int_range(target.type)
             inside = pc.and_(pc.greater_equal(converted, low), pc.less_equal(converted, high))
             fits = pc.and_(fits, pc.fill_null(inside, True))
-        findings.add(pc.invert(fits), target.name, text, DOES_NOT_FIT)
+        if target.name in kept:
+            findings.add(pc.invert(fits), target.name, text, DOES_NOT_FIT)
+        elif misfits := pc.sum(pc.and_(pc.invert(fits), pc.is_valid(text))).as_py():
+            blanked[target.name] = misfits
         columns[target.name] = pc.cast(pc.if_else(fits, converted, None), target.type)
-    return pa.table(columns)
+    return pa.table(columns), blanked
 
 
 def _pattern(kind: pa.DataType) -> str:

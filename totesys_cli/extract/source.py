@@ -19,6 +19,7 @@ from totesys_cli.db.catalog import columns
 from totesys_cli.errors import ConfigError, RuntimeFailure
 from totesys_cli.schemas import source_key, source_table
 from totesys_cli.schemas.arrow import arrow_schema
+from totesys_cli.schemas.source import kept
 from totesys_cli.settings import Bounds, envvar
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,17 @@ class _Before:
 
 
 def _in_progress(conn: Connection) -> _Before:
-    """Every transaction id in progress, subtransactions included, asked before the
-    snapshot: a subtransaction of a transaction in progress is in progress too, even
-    once its SAVEPOINT was released."""
+    """The session's encoding; then every transaction id in progress, subtransactions
+    included, asked before the snapshot: a subtransaction of a transaction in progress
+    is in progress too, even once its SAVEPOINT was released."""
+    # the rows come as UTF-8, converted by the server from the source's encoding; a
+    # SQL_ASCII source converts nothing, so its bytes come as stored (see `quality.texts`)
+    conn.execute(
+        text(
+            "SELECT set_config('client_encoding', CASE current_setting('server_encoding') "
+            "WHEN 'SQL_ASCII' THEN 'SQL_ASCII' ELSE 'UTF8' END, false)"
+        )
+    )
     xmax, running = conn.execute(
         text(
             "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS low, "
@@ -109,7 +118,7 @@ def _in_progress(conn: Connection) -> _Before:
         ),
         {"scan": _XID_SCAN},
     ).one()
-    conn.rollback()  # the extract's own transaction begins after this
+    conn.commit()  # nothing written; the extract's own transaction begins after this
     return _Before(int(xmax), None if running is None else [int(x) for x in running])
 
 
@@ -250,18 +259,21 @@ def typed_chunk(
     data: bytes | bytearray, table: Table, raw_seq: int, snapshot: dt.datetime, bounds: Bounds
 ) -> tuple[pa.Table, pa.Table]:
     """A chunk of the COPY in the declared types, and the quarantine entries of the
-    versions set aside (a value that does not fit, NULL where a value is required, an
-    implausible date, a `last_updated` in the future)."""
+    versions set aside (a value that does not fit, text that is not UTF-8, NULL where a
+    value is required, an implausible date, a `last_updated` in the future). Only the
+    columns the warehouse holds can set a version aside (see `schemas.source.kept`)."""
     schema = arrow_schema(table)
     relaxed = pa.schema([f.with_nullable(True) for f in schema])
     key = source_key(table.name)
+    held = {c.name for c in table.columns if kept(c)}
     try:
         rows = _read_csv(data, relaxed)
         findings = quality.Findings(
             table.name, rows.column(key), rows.column("last_updated"), raw_seq
         )
-    except pa.ArrowInvalid:  # a value that does not fit its type: read it all as text
-        strings = _read_csv(data, pa.schema([(name, pa.string()) for name in schema.names]))
+    except pa.ArrowInvalid:  # a value that does not fit its type, or bytes that are not UTF-8
+        raw = _read_csv(data, pa.schema([(name, pa.binary()) for name in schema.names]))
+        strings, invalid = quality.texts(raw)
         version = strings.column("last_updated")
         findings = quality.Findings(
             table.name,
@@ -270,9 +282,47 @@ def typed_chunk(
             raw_seq,
             version,
         )
-        rows = quality.convert(findings, strings, relaxed)
+        for name, bad in invalid.items():
+            if name in held:
+                findings.add(bad, name, strings.column(name), quality.NOT_TEXT)
+        rows, blanked = quality.convert(findings, strings, relaxed, held)
+        _carried(table.name, key, strings, invalid, blanked, held)
     quality.check_missing(findings, rows, [f.name for f in schema if not f.nullable])
-    stamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+    stamps = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.name in held]
     quality.check_plausible(findings, rows, stamps, bounds)
     quality.check_not_after(findings, rows, "last_updated", snapshot + bounds.skew)
     return findings.good(rows).cast(schema), findings.entries()
+
+
+def _carried(
+    table: str,
+    key: str,
+    strings: pa.Table,
+    invalid: dict[str, pa.Array],
+    blanked: dict[str, int],
+    held: set[str],
+) -> None:
+    """A WARNING for each column the warehouse does not hold whose values were carried
+    with their bytes escaped, or left empty: the versions still go through."""
+    for name, bad in invalid.items():
+        if name not in held:
+            keys = strings.column(key).filter(bad).to_pylist()
+            log.warning(
+                "the source column %s.%s holds text that is not UTF-8 (keys %s): carried "
+                "with \\xNN for those bytes; the warehouse does not hold it",
+                table,
+                name,
+                ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else ""),
+                extra={"table": table},
+            )
+    for name, count in blanked.items():
+        log.warning(
+            "%d value%s of the source column %s.%s do%s not fit its type: left empty in the "
+            "lake; the warehouse does not hold it",
+            count,
+            "" if count == 1 else "s",
+            table,
+            name,
+            "es" if count == 1 else "",
+            extra={"table": table},
+        )

@@ -20,7 +20,7 @@ from sqlalchemy import VARCHAR, Boolean, Column, Date, Integer, Numeric, Table, 
 from sqlalchemy.dialects.postgresql import ENUM, TIMESTAMP
 
 from totesys_cli.schemas.model import star
-from totesys_cli.schemas.source import source_key
+from totesys_cli.schemas.source import kept, source_key
 from totesys_cli.schemas.warehouse import data_columns
 
 VERSION = "source_last_updated"
@@ -62,7 +62,13 @@ def arrow_schema(table: Table, columns: list[str] | None = None, kind=arrow_type
     import pyarrow as pa
 
     names = columns if columns is not None else [c.name for c in table.columns]
-    return pa.schema([pa.field(n, kind(table.c[n]), nullable=table.c[n].nullable) for n in names])
+    # a source column the warehouse does not hold may travel empty (see `source.kept`)
+    return pa.schema(
+        [
+            pa.field(n, kind(table.c[n]), nullable=table.c[n].nullable or not kept(table.c[n]))
+            for n in names
+        ]
+    )
 
 
 def _star_schema(name: str, kind):

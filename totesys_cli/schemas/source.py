@@ -2,7 +2,10 @@
 
 The extract's COPY column lists and Arrow types, the generator's DDL and the tests all
 read these declarations. Tables marked `grows` hold a row per order (and its
-transaction and payment): they are read chunk by chunk, never whole.
+transaction and payment): they are read chunk by chunk, never whole. Columns marked
+`kept: False` reach no star table (contacts, account numbers, a dimension's
+`created_at`): the raw zone carries them, but a bad value there never sets a version
+aside (see `kept`).
 """
 
 from __future__ import annotations
@@ -31,11 +34,18 @@ TransactionType = ENUM(*TRANSACTION_TYPES, name="TransactionType", metadata=SOUR
 Money = Numeric(10, 2)
 
 
-def _stamp(name: str) -> Column:
+_NOT_KEPT = {"kept": False}
+
+
+def _stamp(name: str, kept: bool = True) -> Column:
     """Prisma's timestamp(3) columns: naive UTC with millisecond precision."""
     if name == "created_at":
         return Column(
-            name, TIMESTAMP(precision=3), nullable=False, server_default=text("CURRENT_TIMESTAMP")
+            name,
+            TIMESTAMP(precision=3),
+            nullable=False,
+            server_default=text("CURRENT_TIMESTAMP"),
+            info={} if kept else _NOT_KEPT,
         )
     return Column(name, TIMESTAMP(precision=3), nullable=False)
 
@@ -55,7 +65,7 @@ Table(
     Column("postal_code", Text, nullable=False),
     Column("country", Text, nullable=False),
     Column("phone", Text, nullable=False),
-    _stamp("created_at"),
+    _stamp("created_at", kept=False),
     _stamp("last_updated"),
 )
 Table(
@@ -64,9 +74,9 @@ Table(
     _pk("counterparty_id"),
     Column("counterparty_legal_name", Text, nullable=False),
     Column("legal_address_id", Integer, ForeignKey("address.address_id"), nullable=False),
-    Column("commercial_contact", Text),
-    Column("delivery_contact", Text),
-    _stamp("created_at"),
+    Column("commercial_contact", Text, info=_NOT_KEPT),
+    Column("delivery_contact", Text, info=_NOT_KEPT),
+    _stamp("created_at", kept=False),
     _stamp("last_updated"),
 )
 Table(
@@ -74,7 +84,7 @@ Table(
     SOURCE,
     _pk("currency_id"),
     Column("currency_code", VARCHAR(3), nullable=False),
-    _stamp("created_at"),
+    _stamp("created_at", kept=False),
     _stamp("last_updated"),
 )
 Table(
@@ -83,15 +93,15 @@ Table(
     _pk("department_id"),
     Column("department_name", Text, nullable=False),
     Column("location", Text),
-    Column("manager", Text),
-    _stamp("created_at"),
+    Column("manager", Text, info=_NOT_KEPT),
+    _stamp("created_at", kept=False),
     _stamp("last_updated"),
 )
 Table(
     "design",
     SOURCE,
     _pk("design_id"),
-    _stamp("created_at"),
+    _stamp("created_at", kept=False),
     Column("design_name", Text, nullable=False),
     Column("file_location", Text, nullable=False),
     Column("file_name", Text, nullable=False),
@@ -105,7 +115,7 @@ Table(
     Column("last_name", Text, nullable=False),
     Column("department_id", Integer, ForeignKey("department.department_id"), nullable=False),
     Column("email_address", Text, nullable=False),
-    _stamp("created_at"),
+    _stamp("created_at", kept=False),
     _stamp("last_updated"),
 )
 Table(
@@ -151,7 +161,7 @@ Table(
     SOURCE,
     _pk("payment_type_id"),
     Column("payment_type_name", PaymentTypeName, nullable=False),
-    _stamp("created_at"),
+    _stamp("created_at", kept=False),
     _stamp("last_updated"),
 )
 Table(
@@ -163,7 +173,7 @@ Table(
     Column(
         "purchase_order_id", Integer, ForeignKey("purchase_order.purchase_order_id"), unique=True
     ),
-    _stamp("created_at"),
+    _stamp("created_at", kept=False),
     _stamp("last_updated"),
     info={"grows": True},
 )
@@ -186,8 +196,8 @@ Table(
     Column("payment_type_id", Integer, ForeignKey("payment_type.payment_type_id"), nullable=False),
     Column("paid", Boolean, nullable=False),
     Column("payment_date", Text, nullable=False),
-    Column("company_ac_number", Integer, nullable=False),
-    Column("counterparty_ac_number", Integer, nullable=False),
+    Column("company_ac_number", Integer, nullable=False, info=_NOT_KEPT),
+    Column("counterparty_ac_number", Integer, nullable=False, info=_NOT_KEPT),
     info={"grows": True},
 )
 
@@ -201,6 +211,12 @@ def source_table(name: str) -> Table:
 def source_key(name: str) -> str:
     """The table's primary key column (every source table has one integer key)."""
     return source_table(name).primary_key.columns[0].name
+
+
+def kept(column: Column) -> bool:
+    """Whether the warehouse holds the column (or derives from it): only such a column's
+    value can set a version aside; the others travel as they come, or empty."""
+    return bool(column.info.get("kept", True))
 
 
 def grows(name: str) -> bool:
