@@ -175,9 +175,10 @@ def load(settings: Settings, since: dt.datetime | None = None) -> load_stage.Loa
         return _load(run, since)
 
 
-def rebuild(settings: Settings) -> load_stage.LoadResult:
+def rebuild(settings: Settings, allow_empty: bool = False) -> load_stage.LoadResult:
     with run_step(settings, "rebuild", (WAREHOUSE, PROCESSED)) as run:
-        result = load_stage.rebuild(run.ends.warehouse, run.ends.processed, run.deadline)
+        ends = run.ends
+        result = load_stage.rebuild(ends.warehouse, ends.processed, run.deadline, allow_empty)
         _loaded(run.record, "rebuild", result)
         return result
 

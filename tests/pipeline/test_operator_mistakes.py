@@ -8,13 +8,17 @@ each test checks); the tests that move it to another lake build their own.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import time
 import uuid
 
 import pytest
 from sqlalchemy import text
 
-from tests.support import Pipeline, lake_state, leaks
+from tests.support import TOTESYS, Pipeline, lake_state, leaks
+from totesys_cli.schemas import STAR_TABLES
 
 
 def _warehouse_state(pipeline: Pipeline) -> tuple:
@@ -139,6 +143,75 @@ def test_a_raw_zone_restored_behind_its_processed_zone_is_refused(pg, source_tem
     assert f"the raw zone {pipeline.lake}/raw is not the history the processed zone read" in line
     assert "it holds no run 2" in line
     _refused(pipeline, 2, "restored from an older copy?", "transform")
+
+
+def test_a_rebuild_from_a_lake_with_no_run_is_refused_unless_asked(pg, source_template, tmp_path):
+    """A typo in the lake's URL that names an existing but empty folder."""
+    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
+    assert pipeline.cli("run-all").returncode == 0
+    empty = tmp_path / "empty-lake"
+    (empty / "processed").mkdir(parents=True)
+    line = _refused(
+        pipeline, 2, "holds no committed run", "rebuild", "--yes", TOTESYS_LAKE_URL=str(empty)
+    )
+    assert "--allow-empty" in line
+    emptied = pipeline.cli("rebuild", "--yes", "--allow-empty", TOTESYS_LAKE_URL=str(empty))
+    assert emptied.returncode == 0, emptied.stderr
+    assert all(rows == [] for rows in pipeline.snapshot().values())
+
+
+def test_a_rebuild_keeps_the_run_history_and_lets_others_answer_meanwhile(
+    pg, source_template, tmp_path
+):
+    """Held up by a reader's lock on one star table, the rebuild holds the tables before
+    it: a run-all exits 75 at once and status answers (without their row counts); the
+    history keeps every run, the rebuild's own among them."""
+    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
+    assert pipeline.cli("run-all").returncode == 0
+    holder = pipeline.warehouse().connect()
+    holder.execute(text(f'LOCK TABLE "{STAR_TABLES[-1]}" IN ACCESS SHARE MODE'))
+    rebuilding = subprocess.Popen(
+        [TOTESYS, "rebuild", "--yes"],
+        env={**os.environ, **{k: v for k, v in pipeline.env().items() if v}},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with pipeline.warehouse().connect() as conn:
+            for _ in range(300):  # until the rebuild waits on the held lock
+                waiting = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'TRUNCATE%'"
+                    )
+                ).scalar_one()
+                conn.rollback()  # the activity is read once per transaction
+                if waiting:
+                    break
+                assert rebuilding.poll() is None, rebuilding.communicate()
+                time.sleep(0.1)
+            assert waiting, "the rebuild never waited for the lock held"
+        started = time.monotonic()
+        other = pipeline.cli("run-all", timeout=30)  # before, both hung on its locks
+        assert other.returncode == 75, other.stderr
+        status = pipeline.cli("status", "--json", timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert "the star tables are locked by a rebuild" in status.stderr
+        assert json.loads(status.stdout)["last_load"]["run"] == 1
+        assert time.monotonic() - started < 60
+    finally:
+        holder.rollback()
+        holder.close()
+    _, err = rebuilding.communicate(timeout=120)
+    assert rebuilding.returncode == 0, err
+    runs = json.loads(pipeline.cli("runs", "--json").stdout)
+    assert [(r["command"], r["outcome"]) for r in runs] == [
+        ("run-all", "locked"),
+        ("rebuild", "succeeded"),
+        ("run-all", "succeeded"),
+    ]
+    pipeline.assert_current()
 
 
 # ---------------------------------------------------------------- 2. zones that overlap

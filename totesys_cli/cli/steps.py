@@ -62,7 +62,12 @@ def run_all(ctx: click.Context, since, **given) -> None:
 @options.lake
 @options.deadline
 @click.option("--yes", is_flag=True, help="Confirm: the warehouse's rows are replaced.")
-def rebuild(yes: bool, **given) -> None:
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Rebuild even from a lake with no processed run (the star tables end empty).",
+)
+def rebuild(yes: bool, allow_empty: bool, **given) -> None:
     """Reload the warehouse from the configured lake, in one transaction (to move it to a
     new lake)."""
     from totesys_cli import pipeline
@@ -74,7 +79,7 @@ def rebuild(yes: bool, **given) -> None:
             "lake, so it needs --yes",
             "Run totesys rebuild --yes",
         )
-    result = pipeline.rebuild(options.settings_from(given))
+    result = pipeline.rebuild(options.settings_from(given), allow_empty)
     click.echo(
         f"rebuilt the warehouse from {render.plural(len(result.runs), 'processed run')}: "
         f"{result.rows:,} rows in {result.seconds:.1f} s"

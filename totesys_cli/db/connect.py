@@ -80,10 +80,16 @@ def connection_error(db: Database, err: BaseException) -> TotesysError:
     """Turn a driver failure into one clear line naming the database, never its password."""
     orig = err.orig if isinstance(err, DBAPIError) else err
     hint = f"Check {db.envvar}"
-    state = _sqlstate(orig)
+    state = sqlstate(orig)
     if state in _CONFIG_STATES:
         return ConfigError(
             f"cannot connect to the {db.role} database at {db.where}: {_CONFIG_STATES[state]}", hint
+        )
+    if state == "55P03":
+        return RuntimeFailure(
+            f"a table of the {db.role} database at {db.where} is locked by another session "
+            "(a rebuild, or a load reorganising it), so this read gave up",
+            "Try again when it has finished (totesys runs lists what is running)",
         )
     if state == "57014":
         return RuntimeFailure(
@@ -120,7 +126,7 @@ def _server_error(err: BaseException | None) -> dict | None:
     return None
 
 
-def _sqlstate(err: BaseException) -> str | None:
+def sqlstate(err: BaseException) -> str | None:
     fields = _server_error(err)
     return fields.get("C") if fields else None
 
@@ -136,6 +142,16 @@ def _no_password(db: Database) -> ConfigError:
         "and none was given",
         f"Give the password in {db.envvar}, or its secret",
     )
+
+
+# seconds a reader (status, verify) waits for a table lock before it gives up on it
+READ_WAIT = 3
+
+
+def reading(conn) -> None:
+    """A reader waits for a table lock at most READ_WAIT seconds: a rebuild holds the star
+    tables until it commits, and a reader must answer meanwhile, not hang."""
+    conn.exec_driver_sql(f"SET lock_timeout = '{READ_WAIT}s'")
 
 
 def engine(db: Database, pool: int = 0, wait: float = 10.0) -> Engine:

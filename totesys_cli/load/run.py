@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, insert, select, text, update
 from totesys_cli import faults, progress
 from totesys_cli.db import engine, summaries, translate_errors
 from totesys_cli.db.warehouse import check_tables, check_warehouse, ensure_meta, record_lineage
-from totesys_cli.errors import RuntimeFailure
+from totesys_cli.errors import ConfigError, RuntimeFailure
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
@@ -25,8 +25,17 @@ from totesys_cli.load import quarantine
 from totesys_cli.load.apply import bulk_facts, foreign_keys_checked_at_the_end
 from totesys_cli.load.tables import load_table
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import FACTS, LOADED_RUNS, META, STAR_TABLES, star
-from totesys_cli.settings import Database
+from totesys_cli.schemas import (
+    FACTS,
+    LINEAGE,
+    LOADED_RUNS,
+    META,
+    QUARANTINE,
+    RUNS,
+    STAR_TABLES,
+    star,
+)
+from totesys_cli.settings import Database, envvar
 
 log = logging.getLogger(__name__)
 
@@ -160,20 +169,44 @@ def check_ready(warehouse: Database, conn: Connection) -> None:
         check_tables(conn)
 
 
-def rebuild(warehouse: Database, processed: Lake, deadline: Deadline) -> LoadResult:
+# what a rebuild empties row by row, so that readers (status, quarantine) still answer
+# from the rows as they were until it commits; the run history it keeps
+_READ_WHILE_REBUILT = (LOADED_RUNS, QUARANTINE, LINEAGE)
+_KEPT = (RUNS,)
+
+
+def rebuild(
+    warehouse: Database, processed: Lake, deadline: Deadline, allow_empty: bool = False
+) -> LoadResult:
     """Empty the warehouse and load every run of this processed zone, in one
-    transaction: it ends loaded from this lake, or, on any failure, as it was."""
+    transaction: it ends loaded from this lake, or, on any failure, as it was. A zone
+    with no committed run would only empty the warehouse (a typo in the lake's URL):
+    refused unless `allow_empty`."""
     started = time.perf_counter()
+    runs = manifests.manifests_after(processed, 0)
+    if not runs and not allow_empty:
+        raise ConfigError(
+            f"the processed zone {processed.url} holds no committed run, so a rebuild "
+            "would leave every star table empty",
+            f"Check {envvar('lake_url')} (or {envvar('processed_url')}); to empty the "
+            "warehouse on purpose, give --allow-empty",
+        )
     warehouse = deadline.bound(warehouse)
     done: list[RunLoad] = []
     with translate_errors(warehouse), engine(warehouse).connect() as conn:
         check_warehouse(conn)
         ensure_meta(conn)
         conn.commit()
-        emptied = [*(star(t).table for t in STAR_TABLES), *META.sorted_tables]
+        skipped = {t.name for t in (*_READ_WHILE_REBUILT, *_KEPT)}
+        emptied = [
+            *(star(t).table for t in STAR_TABLES),
+            *(t for t in META.sorted_tables if t.name not in skipped),
+        ]
         with conn.begin():
+            for table in _READ_WHILE_REBUILT:
+                conn.execute(table.delete())
             conn.execute(text(f"TRUNCATE {', '.join(_quoted(t) for t in emptied)}"))
-            for _, key in manifests.manifests_after(processed, 0):
+            for _, key in runs:
                 manifest = manifests.read(processed, key, ProcessedManifest)
                 done.append(load_run(conn, processed, manifest, False, deadline))
     result = LoadResult(done, time.perf_counter() - started)

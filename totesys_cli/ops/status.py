@@ -9,8 +9,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy import table as relation
+from sqlalchemy.exc import DBAPIError
 
-from totesys_cli.db import engine, translate_errors
+from totesys_cli.db import engine, reading, sqlstate, translate_errors
 from totesys_cli.endpoints import Endpoints
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
@@ -27,6 +28,7 @@ from totesys_cli.schemas import (
 log = logging.getLogger(__name__)
 
 FRESHNESS_LIMIT = dt.timedelta(minutes=30)
+LOCKED = "55P03"  # lock_not_available
 SHOWN = 10  # open quarantine entries listed (`totesys quarantine` lists them all)
 
 
@@ -107,10 +109,11 @@ def status(endpoints: Endpoints) -> Status:
         db = endpoints.warehouse
         result.warehouse = db.where
         with translate_errors(db), engine(db).connect() as conn:
+            reading(conn)
             loaded = _last_load(conn, result)
-            result.row_counts, result.latest_rows = _row_counts(conn)
             result.quarantined = quarantine.open_count(conn)
             result.quarantine = [e.as_dict() for e in quarantine.entries(conn, limit=SHOWN)]
+            result.row_counts, result.latest_rows = _row_counts(conn)
         result.not_loaded = list(range(loaded + 1, processed_seq + 1))
     return result
 
@@ -149,7 +152,22 @@ def _last_load(conn: Connection, result: Status) -> int:
 
 
 def _row_counts(conn: Connection) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows of every star table (a fact's are its versions), and each fact's latest rows."""
+    """Rows of every star table (a fact's are its versions), and each fact's latest rows;
+    none while a rebuild (or a load reorganising a table) holds them."""
+    try:
+        return _counted(conn)
+    except DBAPIError as err:
+        if sqlstate(err.orig) != LOCKED:
+            raise
+        conn.rollback()
+        log.warning(
+            "the star tables are locked by a rebuild or a load reorganising them: their rows "
+            "are not counted (the rest is as of the last committed load)"
+        )
+        return {}, {}
+
+
+def _counted(conn: Connection) -> tuple[dict[str, int], dict[str, int]]:
     existing = set(conn.dialect.get_table_names(conn))
     views = set(conn.dialect.get_view_names(conn))
     rows = {

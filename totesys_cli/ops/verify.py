@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, func, select, table
 
-from totesys_cli.db import engine, summaries, translate_errors
+from totesys_cli.db import engine, reading, summaries, translate_errors
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.ops.quarantine import open_keys
 from totesys_cli.schemas import LOADED_RUNS, META_SCHEMA, STARS, Star, source_key, source_table
@@ -78,6 +78,7 @@ def verify(source: Database, warehouse: Database) -> VerifyResult:
         translate_errors(source),
         engine(source).connect() as src,
     ):
+        reading(wh)
         snapshot = _snapshot(wh)
         currency = source_table("currency")
         codes = dict(src.execute(select(currency.c.currency_id, currency.c.currency_code)).all())
