@@ -325,3 +325,26 @@ def test_the_readme_example_file_is_valid_and_means_what_it_says(tmp_path):
     assert settings["warehouse_url"]["value"].startswith("postgresql://analyst:***@dw.internal")
     assert settings["source_secret"]["value"] == "totesys/source"
     assert settings["log_level"] == {**settings["log_level"], "value": "WARNING", "from": "profile"}
+
+
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("postgresql://etl:Sup3rS@cretPW@dw:5432/w", "must be percent-encoded"),
+        ("postgresql://etl@dw:5432/w?password=Sup3rScretPW", "unsupported parameters: password"),
+    ],
+    ids=["an @ in the password", "a password as a URL parameter"],
+)
+def test_config_refuses_what_every_command_refuses_and_shows_no_part_of_it(tmp_path, url, refusal):
+    """Given as an option or in a profile, such a URL is one line and exit 2, as run-all
+    says it, and no fragment of the password reaches the output."""
+    file = _write(tmp_path / "totesys.toml", f'[profiles.dev]\nwarehouse_url = "{url}"\n')
+    ran = totesys("run-all", "--warehouse-url", url, "--source-url", "postgresql://u@h/s")
+    assert ran.returncode == 2 and refusal in one_error_line(ran.stderr)
+    for shown in (
+        totesys("config", "--json", "--warehouse-url", url),
+        totesys("--config", str(file), "--profile", "dev", "config", "--json"),
+    ):
+        assert shown.returncode == 2, shown.stdout
+        assert refusal in one_error_line(shown.stderr)
+        assert not any(part in shown.stdout + shown.stderr for part in ("cretPW", "Sup3r"))

@@ -19,7 +19,8 @@ from click.core import ParameterSource
 from totesys_cli import profiles
 from totesys_cli.cli import options
 from totesys_cli.errors import ConfigError
-from totesys_cli.settings import SETTINGS
+from totesys_cli.logs import register_secret
+from totesys_cli.settings import SETTINGS, parse_database_url
 
 SOURCES = {
     ParameterSource.COMMANDLINE: "option",
@@ -151,13 +152,13 @@ def _masked(name: str, value: Any) -> Any:
     if name == "token":
         return MASK
     if name.endswith("_url") and name.split("_")[0] in ("source", "warehouse"):
+        # read as every command reads it: what they refuse, this refuses, in the same line
         from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
 
-        try:
-            return make_url(value).render_as_string(hide_password=True)
-        except (ArgumentError, ValueError):
-            return MASK  # not a URL: it could be anything, a password among it
+        parse_database_url(name.split("_")[0], value, SETTINGS[name].envvar)
+        url = make_url(value)
+        register_secret(url.password)
+        return url.render_as_string(hide_password=True)
     if hasattr(value, "date") and callable(value.date):  # a day given to click.DateTime
         return value.date().isoformat()
     return value
