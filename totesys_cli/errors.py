@@ -12,6 +12,7 @@ class TotesysError(Exception):
     """A failure the user can act on; the CLI prints it as one line."""
 
     exit_code = EXIT_RUNTIME
+    fields: dict[str, object] = {}  # noqa: RUF012 - structured fields of its log line
 
     def __init__(self, problem: str, hint: str | None = None, *, step: str | None = None):
         self.problem = problem
@@ -36,6 +37,16 @@ class RuntimeFailure(TotesysError):
 
 class DeadlinePassed(RuntimeFailure):
     """The run's --max-runtime passed before it finished."""
+
+
+class Drift(RuntimeFailure):
+    """verify found the warehouse different from the source. Its line carries `drift`,
+    the number of measures that differ, which an alarm of its own watches: a drift is
+    not a failed run."""
+
+    def __init__(self, problem: str, hint: str, drift: int):
+        super().__init__(problem, hint, step="verify")
+        self.fields = {"drift": drift}
 
 
 class LockedError(TotesysError):

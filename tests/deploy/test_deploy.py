@@ -20,8 +20,10 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+from sqlalchemy import text as sa_text
 
 from tests.support import ROOT, TOTESYS, database
+from totesys_cli.db import engine
 from totesys_cli.ops.init import init_warehouse
 
 TEMPLATE = ROOT / "deploy" / "totesys.yaml"
@@ -179,9 +181,11 @@ def test_the_stack_deploys_into_moto(aws):
 
     events = boto3.client("events")
     rules = {r["ScheduleExpression"]: r for r in events.list_rules()["Rules"]}
-    assert set(rules) == {"rate(10 minutes)", "cron(30 3 * * ? *)"}
+    schedules = (("rate(10 minutes)", None), ("cron(30 3 * * ? *)", "lake gc"))
+    schedules += (("rate(1 hour)", "verify"),)
+    assert set(rules) == {expression for expression, _ in schedules}
     assert {r["State"] for r in rules.values()} == {"ENABLED"}
-    for expression, command in (("rate(10 minutes)", None), ("cron(30 3 * * ? *)", "lake gc")):
+    for expression, command in schedules:
         (target,) = events.list_targets_by_rule(Rule=rules[expression]["Name"])["Targets"]
         assert target["EcsParameters"]["TaskDefinitionArn"] == outputs["TaskDefinitionArn"]
         overrides = json.loads(target.get("Input", "{}")).get("containerOverrides", [])
@@ -278,8 +282,13 @@ def test_one_alarm_per_step_a_heartbeat_and_an_email(template):
 def test_the_schedules_start_as_the_parameter_says_and_the_heartbeat_follows(template):
     state = template["Parameters"]["ScheduleState"]
     assert state["Default"] == "ENABLED"  # an existing stack keeps running on update
-    for rule in ("ScheduleRule", "LakeGcRule"):
+    for rule in ("ScheduleRule", "LakeGcRule", "VerifyRule"):
         assert template["Resources"][rule]["Properties"]["State"] == {"Ref": "ScheduleState"}
+    verify = template["Resources"]["VerifyRule"]["Properties"]
+    assert verify["ScheduleExpression"] == {"Ref": "VerifySchedule"}
+    assert template["Parameters"]["VerifySchedule"]["Default"] == "rate(1 hour)"
+    (target,) = verify["Targets"]
+    assert json.loads(target["Input"])["containerOverrides"][0]["command"] == ["verify"]
     heartbeat = template["Resources"]["HeartbeatAlarm"]["Properties"]
     assert heartbeat["ActionsEnabled"] == {"Fn::If": ["ScheduleOn", True, False]}
     assert template["Conditions"]["ScheduleOn"] == {
@@ -337,16 +346,24 @@ _COMPARE = {
 }
 
 
+_ABSENT = re.compile(r"\(?\s*\$\.(\w+)\s+NOT EXISTS\s*\)?")
+
+
 def matches(pattern: str, message: str) -> bool:
     """CloudWatch JSON filter patterns of the form { ($.a = "x") && ($.b != "y") &&
-    ($.n > 0) }: strings compare equal or not equal, numbers only with numbers."""
+    ($.n > 0) && ($.c NOT EXISTS) }: strings compare equal or not equal, numbers only
+    with numbers."""
     body = pattern.strip()
     assert body.startswith("{") and body.endswith("}")
     try:
         event = json.loads(message)
     except ValueError:
         return False
-    conditions = [_CONDITION.fullmatch(part.strip()) for part in body[1:-1].split("&&")]
+    parts = [part.strip() for part in body[1:-1].split("&&")]
+    absent = [_ABSENT.fullmatch(part) for part in parts]
+    if any(m and m.group(1) in event for m in absent):
+        return False
+    conditions = [_CONDITION.fullmatch(p) for p, m in zip(parts, absent, strict=True) if not m]
     assert all(conditions), pattern
     for condition in conditions:
         field, operator, literal = condition.groups()
@@ -385,6 +402,9 @@ def test_the_evaluator_itself():
     other = '{ ($.level = "ERROR") && ($.step != "load") && ($.step != "gc") }'
     assert matches(other, '{"level": "ERROR", "step": "init"}')
     assert not matches(other, '{"level": "ERROR", "step": "gc"}')
+    absent = '{ ($.level = "ERROR") && ($.drift NOT EXISTS) }'
+    assert matches(absent, '{"level": "ERROR", "step": "verify"}')
+    assert not matches(absent, '{"level": "ERROR", "step": "verify", "drift": 2}')
 
 
 def test_rows_set_aside_raise_the_data_quality_alarm(template, pipeline_with_a_bad_row):
@@ -463,7 +483,11 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
             ),
         ],
         "GcErrors": (["lake", "gc", "--grace-hours", "0", *lake], {}, 2),
-        "OtherErrors": (["init", "--warehouse-url", unreachable], {}, 1),
+        "OtherErrors": [
+            (["init", "--warehouse-url", unreachable], {}, 1),
+            # a verify that cannot run is a failure, not a drift
+            (["verify", "--source-url", source_url, "--warehouse-url", unreachable], {}, 1),
+        ],
     }
     for commands in failures.values():
         for args, extra, code in commands if isinstance(commands, list) else [commands]:
@@ -489,6 +513,18 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
         check=False,
     )
     assert good.returncode == 0, good.stderr
+    # the warehouse drifts from the source while every run succeeds: the scheduled verify
+    with engine(database(warehouse_url)).begin() as conn:
+        conn.execute(sa_text("UPDATE fact_payment SET payment_amount = payment_amount + 1"))
+    drifting = subprocess.run(
+        [TOTESYS, "verify", "--source-url", source_url, "--warehouse-url", warehouse_url],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert drifting.returncode == 1, drifting.stderr
+    failures["VerifyDrift"] = (["verify"], {}, 1)
 
     lines = []
     for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
@@ -498,7 +534,7 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
                 "events"
             ]
         ]
-    assert len({json.loads(line)["run_id"] for line in lines}) == 9  # one stream per run
+    assert len({json.loads(line)["run_id"] for line in lines}) == 11  # one stream per run
     filters = _resources(template, "AWS::Logs::MetricFilter")
     alarms = _resources(template, "AWS::CloudWatch::Alarm")
     error_filters = {
@@ -508,7 +544,7 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
     }
     assert set(error_filters) == set(failures)
     errors = [line for line in lines if json.loads(line)["level"] == "ERROR"]
-    assert len(errors) == 8
+    assert len(errors) == 10
     for line in errors:
         matched = [name for name, pattern in error_filters.items() if matches(pattern, line)]
         assert len(matched) == 1, (line, matched)
@@ -518,7 +554,12 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
         assert len(selected) == expected, (name, selected)
         (alarm,) = [a for a in alarms.values() if a["Properties"]["MetricName"] == name]
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-        assert alarm["Properties"]["Period"] <= 600  # within one schedule period
+        if name != "VerifyDrift":  # that one is hourly, as verify is
+            assert alarm["Properties"]["Period"] <= 600  # within one schedule period
+    (drift,) = [json.loads(line) for line in errors if matches(error_filters["VerifyDrift"], line)]
+    assert drift["step"] == "verify" and drift["message"].startswith("the warehouse differs")
+    published = filters["VerifyDrift"]["Properties"]["MetricTransformations"][0]
+    assert metric_value(published, json.dumps(drift)) == drift["drift"] >= 1
     startup = [json.loads(line) for line in errors if matches(error_filters["StartupErrors"], line)]
     assert any("the warehouse is not initialised" in e["message"] for e in startup)
     assert any("Secrets Manager" in e["message"] for e in startup)

@@ -101,7 +101,7 @@ class TotesysGroup(click.Group):
 def _report(err: TotesysError) -> None:
     """One line; the traceback only when the user asked for DEBUG."""
     level = logging.WARNING if err.exit_code == EXIT_LOCKED else logging.ERROR
-    extra = {"step": err.step} if err.step else {}
+    extra = {**err.fields, **({"step": err.step} if err.step else {})}
     debug = logging.getLogger(logs.LOGGER_NAME).isEnabledFor(logging.DEBUG)
     exc_info = (err.__cause__ or err) if debug else None
     if logs.is_configured():

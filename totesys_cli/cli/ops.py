@@ -52,7 +52,7 @@ def status(as_json: bool, **given) -> None:
 def verify(**given) -> None:
     """Reconcile source and warehouse (row counts, sums per currency); exit 1 on drift."""
     from totesys_cli.endpoints import SOURCE, WAREHOUSE, open_endpoints
-    from totesys_cli.errors import RuntimeFailure
+    from totesys_cli.errors import Drift
     from totesys_cli.ops.verify import verify as reconcile
 
     settings = options.settings_from(given)
@@ -75,10 +75,10 @@ def verify(**given) -> None:
         )
         if all(c.table.startswith("totesys_meta.") for c in result.drift):
             repair = "Drop the summaries that differ and run totesys init: it sums them again"
-        raise RuntimeFailure(
+        raise Drift(
             f"the warehouse differs from the source: {named} ({keys or 'no key differs'})",
             repair,
-            step="verify",
+            len(result.drift),
         )
 
 
