@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -268,8 +269,34 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
     )
     timings = {f"{step}_seconds": round(value, 3) for step, value in seconds.items()}
     with logs.step("run-all"):
+        _too_short(settings, result)
         log.info(
             "run succeeded",
             extra={**result.counts(), "seconds": round(sum(seconds.values()), 3), **timings},
         )
     return result
+
+
+def _too_short(settings: Settings, result: RunAllResult) -> None:
+    """A WARNING when the deadline is too short for runs to progress: the extract's
+    share was spent before every table was read, and nothing new reached the warehouse
+    (what was read was the overlap, read again). Such runs would succeed for ever."""
+    extracted, transformed = result.extract, result.transform
+    if (
+        not result.tables_left
+        or extracted is None
+        or (transformed is not None and transformed.rows)
+        or result.load.rows
+    ):
+        return
+    per_table = sum(extracted.seconds.values()) / max(len(extracted.seconds), 1)
+    needed = sum(result.seconds.values()) + per_table * len(result.tables_left)
+    log.warning(
+        "--max-runtime %g s is too short for runs to progress: this run read %d of %d "
+        "tables and brought nothing new to the warehouse; give --max-runtime %d or more",
+        settings.max_runtime,
+        len(extracted.seconds),
+        len(SOURCE_TABLES),
+        math.ceil(needed / EXTRACT_SHARE["run-all"]),
+        extra={"tables_left": len(result.tables_left)},
+    )

@@ -301,7 +301,7 @@ def test_a_warehouse_never_loaded_gives_empty_charts_and_says_so(warehouse_url, 
 @pytest.mark.parametrize(
     ("args", "code", "line"),
     [
-        (["--currency", "XYZ"], 2, "--currency XYZ is not one the warehouse holds"),
+        (["--currency", "XYZ"], 2, "currency 'XYZ' is not one the warehouse holds"),
         (["--from", "2025-02-01", "--to", "2025-01-01"], 2, "--from 2025-02-01 is after"),
         (["--out", "/nonexistent/folder/r.html"], 2, "/nonexistent/folder is not a folder"),
         (["--out", "s3://"], 2, "s3:// names no object"),
@@ -440,3 +440,28 @@ def test_hostile_labels_break_no_chart_on_the_page_or_in_the_report(
         assert HOSTILE[3] in text_of.inner_text("body")  # the error, shown as text
         text_of.close()
     print(f"screenshots in {tmp_path}")
+
+
+def test_a_currency_stored_in_lower_case_is_filtered_as_stored(source_url, warehouse_url, tmp_path):
+    """A source that stores `gbp`: the report and the dashboard's filter take it in any
+    case and match the rows the warehouse holds under it."""
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    with pipeline.source().begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE currency SET currency_code = lower(currency_code), last_updated = "
+                "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE currency_code = 'GBP'"
+            )
+        )
+    assert pipeline.cli("run-all").returncode == 0
+    for given in ("GBP", "gbp"):
+        out = tmp_path / f"{given}.html"
+        result = totesys(
+            "report", "--warehouse-url", warehouse_url, "--currency", given, "--out", str(out)
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Nothing for these filters" not in out.read_text()
+    with serving(warehouse_url, tmp_path) as base:
+        for given in ("GBP", "gbp"):
+            status, body = get(f"{base}figures.json?currency={given}")
+            assert status == 200 and b'"figures"' in body, body

@@ -72,3 +72,46 @@ def test_a_run_hung_past_its_deadline_is_ended_by_the_hard_stop(aws_env):
         )
     )
     assert 31 <= elapsed < 60, elapsed
+
+
+def test_a_deadline_too_short_to_progress_says_so_and_names_one_that_would(
+    source_url, warehouse_url, tmp_path
+):
+    """A run whose start-up takes most of its deadline (held here by a lock on the run
+    history, not by seconds of a slow machine) reads only the first table's overlap and
+    brings nothing new: it still succeeds, with a WARNING naming a deadline that would
+    progress."""
+    import json
+
+    from sqlalchemy import text
+
+    from tests.support import Pipeline
+
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    with pipeline.source().begin() as conn:  # the first table has a row in every overlap
+        conn.execute(
+            text(
+                "UPDATE address SET last_updated = (now() AT TIME ZONE 'UTC')::timestamp(3) "
+                "WHERE address_id = 1"
+            )
+        )
+    assert pipeline.cli("run-all").returncode == 0
+    holder = pipeline.warehouse().connect()
+    holder.execute(text("LOCK TABLE totesys_meta.runs IN ACCESS EXCLUSIVE MODE"))
+    released = threading.Timer(7, holder.rollback)
+    released.start()
+    try:
+        run = pipeline.cli("--log-format", "json", "run-all", "--max-runtime", "10")
+    finally:
+        released.join()
+        holder.close()
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines()]
+    (warned,) = [x for x in lines if "too short for runs to progress" in x["message"]]
+    assert warned["level"] == "WARNING" and warned["tables_left"] >= 1
+    assert "give --max-runtime " in warned["message"]
+    needed = int(warned["message"].rsplit("give --max-runtime ", 1)[1].split()[0])
+    assert needed > 10
+    assert lines[-1]["message"] == "run succeeded" and lines[-1]["loaded"] == 0
+    quiet = pipeline.cli("--log-format", "json", "run-all")  # with the default deadline
+    assert "too short" not in quiet.stderr

@@ -294,3 +294,42 @@ def test_verify_leaves_rows_changed_since_the_load_to_the_next_run(pipeline, tmp
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "DRIFT" not in verified.stdout
     assert verified.stdout.strip().endswith("2 source rows changed since (left for the next run)")
+
+
+def test_a_late_transaction_with_a_savepoint_reaches_the_warehouse_whole(pipeline):
+    """A transaction open across two runs (overlap 0, a newer change committed and read
+    meanwhile) writes one row at top level and one inside a SAVEPOINT, then commits: the
+    next run brings both, and the warehouse is the source again."""
+    no_overlap = {"TOTESYS_OVERLAP_MINUTES": "0"}
+    assert pipeline.cli("run-all", **no_overlap).returncode == 0
+    pipeline.remember()
+    now = "(now() AT TIME ZONE 'UTC')::timestamp(3)"
+    late = pipeline.source().connect()
+    try:
+        late.execute(text(f"UPDATE staff SET last_name = 'Top', last_updated = {now} "
+                          "WHERE staff_id = 2"))  # fmt: skip
+        late.execute(text("SAVEPOINT inner_write"))
+        late.execute(text(f"UPDATE design SET design_name = 'Inner', last_updated = {now} "
+                          "WHERE design_id = 3"))  # fmt: skip
+        late.execute(text("RELEASE SAVEPOINT inner_write"))
+        for run in range(2):
+            with pipeline.source().begin() as conn:
+                conn.execute(
+                    text(
+                        "UPDATE design SET design_name = :name, last_updated = "
+                        "(clock_timestamp() AT TIME ZONE 'UTC')::timestamp(3) "
+                        "WHERE design_id = 4"
+                    ),
+                    {"name": f"Early {run}"},
+                )
+            assert pipeline.cli("run-all", **no_overlap).returncode == 0
+        late.commit()
+    finally:
+        late.close()
+    caught = pipeline.cli("run-all", **no_overlap)
+    assert caught.returncode == 0, caught.stderr
+    pipeline.assert_matches_source()
+    with pipeline.warehouse().connect() as conn:
+        assert conn.execute(
+            text("SELECT design_name FROM dim_design WHERE design_id = 3")
+        ).scalar_one() == "Inner"  # fmt: skip

@@ -306,6 +306,14 @@ def test_orders_in_a_currency_set_aside_wait_for_it(pipeline):
         ("currency", 4, "unknown_currency"),
         ("sales_order", 15, "missing_parent"),
     }
+    # reprocessing a window re-reads the waiting order: it still waits once, set aside once
+    for _ in range(2):
+        again = pipeline.cli("--log-format", "json", "run-all", "--since", "2000-01-01")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stderr.splitlines()[-1])["quarantined"] == 0
+        newest = manifests.latest(pipeline.processed, ProcessedManifest)
+        waiting = read_parquet(pipeline.processed, newest.waiting["fact_sales_order"].keys)
+        assert waiting.column("sales_order_id").to_pylist() == [15]
     _source(pipeline, (_set("currency", 4, "currency_code = 'EUR'"),))
     assert pipeline.cli("run-all").returncode == 0
     assert all(e["resolved_in"] for e in _warehouse_entries(pipeline))
@@ -473,3 +481,18 @@ def test_a_bad_value_in_a_column_the_warehouse_does_not_hold_sets_nothing_aside(
     assert "1 value of the source column payment.company_ac_number does not fit" in run.stderr
     assert _warehouse_entries(pipeline) == []
     pipeline.assert_matches_source()
+
+
+def test_a_stored_escape_sequence_never_reaches_the_terminal(pipeline):
+    """A value set aside holds an escape sequence (clear the screen, then red): the
+    listings show it written out, harmless."""
+    _source(
+        pipeline,
+        (_set("sales_order", 7, "agreed_delivery_date = E'\\x1b[2J\\x1b[31m2026-13-45'"),),
+    )
+    assert pipeline.cli("run-all").returncode == 0
+    for command in (("quarantine",), ("status",)):
+        shown = pipeline.cli(*command)
+        assert shown.returncode == 0, shown.stderr
+        assert "\x1b" not in shown.stdout + shown.stderr
+        assert "\\x1b[2J\\x1b[31m2026-13-45" in shown.stdout

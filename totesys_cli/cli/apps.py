@@ -31,17 +31,13 @@ def _dashboard_server(given: dict):
 
 def _filters(start, end, currency: str | None, currencies: list[str]):
     from totesys_cli.dashboard.queries import Filters
+    from totesys_cli.dashboard.reading import held_currency
     from totesys_cli.errors import ConfigError
 
     bounds = {"start": start.date() if start else None, "end": end.date() if end else None}
     if bounds["start"] and bounds["end"] and bounds["start"] > bounds["end"]:
         raise ConfigError(f"--from {bounds['start']} is after --to {bounds['end']}")
-    code = currency.strip().upper() if currency else None
-    if code is not None and code not in currencies:
-        raise ConfigError(
-            f"--currency {currency} is not one the warehouse holds",
-            f"Give one of {', '.join(currencies)}",
-        )
+    code = held_currency(currency, currencies)
     return Filters(**{k: v for k, v in bounds.items() if v is not None}, currency=code)
 
 

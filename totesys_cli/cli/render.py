@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import click
+
+# C0 and C1 control characters and DEL: in a value from the source, an escape sequence
+# could recolour, hide or rewrite what the terminal shows
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text as a terminal can show it harmlessly: each control character written \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def table(rows: list[tuple], headers: tuple[str, ...]) -> None:
@@ -26,7 +36,7 @@ def _cell(value) -> str:
         return f"{value:.2f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return printable(str(value))
 
 
 def plural(count: int, noun: str) -> str:

@@ -47,10 +47,23 @@ def parse_filters(query: dict[str, list[str]], currencies: list[str]) -> queries
     start, end = day("from", dt.date.min), day("to", dt.date.max)
     if start > end:
         raise ConfigError(f"from {start} is after to {end}")
-    currency = (query.get("currency") or [""])[0].strip().upper() or None
-    if currency is not None and currency not in currencies:
-        raise ConfigError(f"currency {currency!r} is not one the warehouse holds")
+    currency = held_currency((query.get("currency") or [""])[0], currencies)
     return queries.Filters(start=start, end=end, currency=currency)
+
+
+def held_currency(given: str | None, currencies: list[str]) -> str | None:
+    """The currency code as the warehouse stores it (a source may store `gbp`), matched
+    whatever its case; None for none given."""
+    wanted = (given or "").strip()
+    if not wanted:
+        return None
+    for code in currencies:
+        if code.upper() == wanted.upper():
+            return code
+    raise ConfigError(
+        f"currency {wanted!r} is not one the warehouse holds",
+        f"Give one of {', '.join(currencies)}",
+    )
 
 
 # ---------------------------------------------------------------- the warehouse

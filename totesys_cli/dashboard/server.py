@@ -1,8 +1,10 @@
 """The live dashboard: a WSGI application over the warehouse, served by waitress.
 
 Bounded whatever the clients do: a fixed pool of worker threads (idle connections cost
-none), a limit on open connections, idle connections dropped after a timeout, small
-request size limits, and the warehouse pool of `reading`. Every route but /healthz
+none), a limit on open connections, idle connections dropped after a timeout, a request
+that takes too long to arrive dropped however it trickles in (a header line every few
+seconds keeps a connection from being idle), small request size limits, and the
+warehouse pool of `reading`. Every route but /healthz
 checks the request's host name and token (`access`).
 """
 
@@ -28,6 +30,7 @@ REFRESH_SECONDS = 15.0
 THREADS = 8  # requests worked on at once
 CONNECTIONS = 1000  # open client connections; idle ones hold no thread
 IDLE_SECONDS = 30  # an idle client connection is closed after this
+REQUEST_SECONDS = 10  # a request still arriving after this is dropped, however it trickles
 HEADER_LIMIT = 16 * 1024  # bytes of request line and headers
 BODY_LIMIT = 16 * 1024  # bytes of request body (the dashboard takes none)
 COMPRESSED = 1024  # bytes from which a body is sent gzipped to a client that accepts it
@@ -209,24 +212,57 @@ def _no_store() -> list[tuple[str, str]]:
     return [("Cache-Control", "no-store")]
 
 
+def _bounded(server: Any) -> Any:
+    """`server` closing, at each of its maintenance passes, every connection whose request
+    has been arriving for more than REQUEST_SECONDS (waitress bounds only idle time)."""
+    import time
+
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
+
+    class TimedParser(HTTPRequestParser):
+        def __init__(self, adj: Any):
+            super().__init__(adj)
+            self.started = time.time()
+
+    class BoundedChannel(HTTPChannel):
+        parser_class = TimedParser
+
+    idle = server.maintenance
+
+    def maintenance(now: float) -> None:
+        idle(now)
+        cutoff = now - REQUEST_SECONDS
+        for channel in list(server.active_channels.values()):
+            arriving = getattr(channel, "request", None)
+            if arriving is not None and not channel.requests and arriving.started < cutoff:
+                channel.will_close = True
+
+    server.channel_class = BoundedChannel
+    server.maintenance = maintenance
+    return server
+
+
 def make_server(app: Dashboard, host: str, port: int) -> Any:
     """A waitress server for `app` on host:port, bounded as the module says."""
     from waitress.server import create_server
 
     try:
-        return create_server(
-            app,
-            host=host,
-            port=port,
-            threads=THREADS,
-            connection_limit=CONNECTIONS,
-            channel_timeout=IDLE_SECONDS,
-            cleanup_interval=5,
-            max_request_header_size=HEADER_LIMIT,
-            max_request_body_size=BODY_LIMIT,
-            asyncore_use_poll=True,  # more than 1,024 sockets
-            ident="totesys-dashboard",
-            expose_tracebacks=False,
+        return _bounded(
+            create_server(
+                app,
+                host=host,
+                port=port,
+                threads=THREADS,
+                connection_limit=CONNECTIONS,
+                channel_timeout=IDLE_SECONDS,
+                cleanup_interval=5,
+                max_request_header_size=HEADER_LIMIT,
+                max_request_body_size=BODY_LIMIT,
+                asyncore_use_poll=True,  # more than 1,024 sockets
+                ident="totesys-dashboard",
+                expose_tracebacks=False,
+            )
         )
     except OSError as err:
         raise ConfigError(

@@ -8,6 +8,7 @@ running afterwards, so the results can be explored; `totesys demo --stop` stops 
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,13 +123,20 @@ def how_to_explore(result: DemoResult) -> str:
             f"  psql -h {socket_folder} -U postgres -d {WAREHOUSE_DB} -c '{SAMPLE_QUERY}'",
             f"  ls {lake}/processed     the star tables as Parquet datasets",
             "  totesys report --out report.html   the dashboard as one file, opens offline",
-            "  totesys demo --stop     stop the demo's PostgreSQL",
+            f"  {stop_command(result.folder)}     stop the demo's PostgreSQL",
             "",
             "Open the dashboard on the demo warehouse:",
             f"  totesys dashboard --warehouse-url '{server.url(WAREHOUSE_DB)}'",
             "  then browse http://127.0.0.1:8050/ (Ctrl-C stops it)",
         ]
     )
+
+
+def stop_command(folder: Path) -> str:
+    """The command that stops this folder's server, as it works when typed anywhere."""
+    if folder == default_folder().expanduser().resolve():
+        return "totesys demo --stop"
+    return f"totesys demo --folder {shlex.quote(str(folder))} --stop"
 
 
 def stop_demo(folder: Path) -> bool:

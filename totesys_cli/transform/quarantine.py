@@ -152,8 +152,9 @@ class Ledger:
 def still_waiting(
     rows: pa.Table, table: str, key: str, versions: pa.Array, open_entries: pa.Table
 ) -> pa.Table:
-    """The waiting rows (of source table `table`) whose entries are still open: a row
-    whose key has since had a valid later version no longer waits."""
+    """The waiting rows (of source table `table`) whose entries are still open, each
+    version once (a --since replay reads a waiting version again): a row whose key has
+    since had a valid later version no longer waits."""
     waiting = open_entries.filter(
         pc.and_(
             pc.equal(open_entries.column("kind"), MISSING_PARENT),
@@ -168,4 +169,5 @@ def still_waiting(
         }
     )
     keep = marked.join(waiting.group_by(["key", "version"]).aggregate([]), ["key", "version"])
-    return rows.take(keep.sort_by("_row").column("_row"))
+    once = keep.group_by(["key", "version"]).aggregate([("_row", "min")])
+    return rows.take(once.sort_by("_row_min").column("_row_min"))
