@@ -269,7 +269,7 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
     )
     timings = {f"{step}_seconds": round(value, 3) for step, value in seconds.items()}
     with logs.step("run-all"):
-        _too_short(settings, result)
+        _too_short(settings, result, time.monotonic() - run.deadline.started)
         log.info(
             "run succeeded",
             extra={**result.counts(), "seconds": round(sum(seconds.values()), 3), **timings},
@@ -277,7 +277,7 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
     return result
 
 
-def _too_short(settings: Settings, result: RunAllResult) -> None:
+def _too_short(settings: Settings, result: RunAllResult, elapsed: float) -> None:
     """A WARNING when the deadline is too short for runs to progress: the extract's
     share was spent before every table was read, and nothing new reached the warehouse
     (what was read was the overlap, read again). Such runs would succeed for ever."""
@@ -289,13 +289,16 @@ def _too_short(settings: Settings, result: RunAllResult) -> None:
         or result.load.rows
     ):
         return
-    per_table = sum(extracted.seconds.values()) / max(len(extracted.seconds), 1)
-    needed = sum(result.seconds.values()) + per_table * len(result.tables_left)
+    # the extract starts no table after its share of the deadline: what went before it
+    # (start-up, the plan) and every table at this run's pace must fit in that share
+    per_table = sum(extracted.table_seconds.values()) / max(len(extracted.table_seconds), 1)
+    before = elapsed - sum(result.seconds.values())
+    needed = before + extracted.seconds + per_table * len(result.tables_left)
     log.warning(
         "--max-runtime %g s is too short for runs to progress: this run read %d of %d "
         "tables and brought nothing new to the warehouse; give --max-runtime %d or more",
         settings.max_runtime,
-        len(extracted.seconds),
+        len(extracted.table_seconds),
         len(SOURCE_TABLES),
         math.ceil(needed / EXTRACT_SHARE["run-all"]),
         extra={"tables_left": len(result.tables_left)},

@@ -59,7 +59,7 @@ def _demo_twice_then_stop(folder: Path, tmp_path: Path) -> None:
     (stop,) = [x for x in result.stdout.splitlines() if "stop the demo's PostgreSQL" in x]
     command = shlex.split(stop.split("     ")[0])
     assert command[:2] == ["totesys", "demo"]
-    stopped = totesys(*command[2:], env={"TOTESYS_DEMO_DIR": None})
+    stopped = totesys(*command[1:], env={"TOTESYS_DEMO_DIR": None})
     assert stopped.stdout == "demo server stopped\n"
     assert not (folder / "pg" / "postmaster.pid").exists()
     again = totesys("demo", "--folder", str(folder), "--stop")

@@ -98,9 +98,9 @@ def test_verify_names_a_corrupted_row(pipeline, tmp_path):
         stamp = conn.execute(
             text(f"SELECT last_updated FROM payment WHERE payment_id = {key}")
         ).scalar_one()
-    assert line.endswith(
+    assert line.endswith(  # and the measures that differ, which the drift alarm counts
         f"(fact_payment keys {key}). Reprocess them with totesys run-all --since "
-        f"{stamp.isoformat()}"
+        f"{stamp.isoformat()}  drift=2"
     )
     repaired = totesys("run-all", "--since", stamp.isoformat(), env=env)  # exactly that
     assert repaired.returncode == 0, repaired.stderr

@@ -329,12 +329,17 @@ def test_gc_without_a_warehouse_keeps_what_a_live_run_could_still_commit(loaded)
         orphan.unlink(missing_ok=True)
 
 
-def test_gc_with_the_lock_keeps_the_files_of_a_run_writing_without_it(loaded, monkeypatch):
+def test_gc_with_the_lock_keeps_the_files_of_a_run_writing_without_it(
+    pg, source_template, tmp_path, monkeypatch
+):
     """An extract configured without a warehouse takes no lock; gc with the warehouse
     (the lock free) and no grace runs while it writes: the extract still commits, and
     the next run finds every file its manifest names."""
     from totesys_cli import faults, pipeline
     from totesys_cli.settings import parse_settings
+
+    loaded = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
+    assert loaded.cli("run-all").returncode == 0
 
     collected = []
 

@@ -100,6 +100,7 @@ def _in_progress(conn: Connection) -> _Before:
     """The session's encoding; then every transaction id in progress, subtransactions
     included, asked before the snapshot: a subtransaction of a transaction in progress
     is in progress too, even once its SAVEPOINT was released."""
+    conn.execute(text("SET TRANSACTION READ ONLY"))  # the source is only ever read
     # the rows come as UTF-8, converted by the server from the source's encoding; a
     # SQL_ASCII source converts nothing, so its bytes come as stored (see `quality.texts`)
     conn.execute(
