@@ -1,6 +1,7 @@
 """PostgreSQL: connections with timeouts and errors a user can act on, COPY, the catalog."""
 
 from totesys_cli.db.connect import (
+    LOCK_NOT_AVAILABLE,
     connection_error,
     engine,
     reading,
@@ -8,4 +9,11 @@ from totesys_cli.db.connect import (
     translate_errors,
 )
 
-__all__ = ["connection_error", "engine", "reading", "sqlstate", "translate_errors"]
+__all__ = [
+    "LOCK_NOT_AVAILABLE",
+    "connection_error",
+    "engine",
+    "reading",
+    "sqlstate",
+    "translate_errors",
+]

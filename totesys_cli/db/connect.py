@@ -76,6 +76,12 @@ def _connect(db: Database) -> pg8000.dbapi.Connection:
     return raw
 
 
+# seconds a reader (status, verify) waits for a table lock before it gives up on it, with
+# this SQLSTATE
+READ_WAIT = 3
+LOCK_NOT_AVAILABLE = "55P03"
+
+
 def connection_error(db: Database, err: BaseException) -> TotesysError:
     """Turn a driver failure into one clear line naming the database, never its password."""
     orig = err.orig if isinstance(err, DBAPIError) else err
@@ -85,7 +91,7 @@ def connection_error(db: Database, err: BaseException) -> TotesysError:
         return ConfigError(
             f"cannot connect to the {db.role} database at {db.where}: {_CONFIG_STATES[state]}", hint
         )
-    if state == "55P03":
+    if state == LOCK_NOT_AVAILABLE:
         return RuntimeFailure(
             f"a table of the {db.role} database at {db.where} is locked by another session "
             "(a rebuild, or a load reorganising it), so this read gave up",
@@ -142,10 +148,6 @@ def _no_password(db: Database) -> ConfigError:
         "and none was given",
         f"Give the password in {db.envvar}, or its secret",
     )
-
-
-# seconds a reader (status, verify) waits for a table lock before it gives up on it
-READ_WAIT = 3
 
 
 def reading(conn) -> None:

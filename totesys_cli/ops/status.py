@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy import table as relation
 from sqlalchemy.exc import DBAPIError
 
-from totesys_cli.db import engine, reading, sqlstate, translate_errors
+from totesys_cli.db import LOCK_NOT_AVAILABLE, engine, reading, sqlstate, translate_errors
 from totesys_cli.endpoints import Endpoints
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
@@ -28,7 +28,6 @@ from totesys_cli.schemas import (
 log = logging.getLogger(__name__)
 
 FRESHNESS_LIMIT = dt.timedelta(minutes=30)
-LOCKED = "55P03"  # lock_not_available
 SHOWN = 10  # open quarantine entries listed (`totesys quarantine` lists them all)
 
 
@@ -157,7 +156,7 @@ def _row_counts(conn: Connection) -> tuple[dict[str, int], dict[str, int]]:
     try:
         return _counted(conn)
     except DBAPIError as err:
-        if sqlstate(err.orig) != LOCKED:
+        if sqlstate(err.orig) != LOCK_NOT_AVAILABLE:
             raise
         conn.rollback()
         log.warning(
