@@ -22,7 +22,12 @@ from totesys_cli.schemas import SOURCE_TABLES
 
 
 def naive_baseline(url: str) -> float:
-    import pandas as pd
+    try:
+        import pandas as pd
+    except ImportError:
+        raise SystemExit(
+            "the naive baseline needs pandas: pip install -e '.[bench]', or give --skip-naive"
+        ) from None
 
     start = time.perf_counter()
     with engine(database(url)).connect() as conn:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,57 @@ def source_url(pg: PgServer, source_template: str) -> Iterator[str]:
     name = pg.create_database(_unique("src"), template=source_template)
     yield pg.url(name)
     pg.drop_database(name)
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    """Template databases and a lake folder as a first `run-all` left them."""
+
+    source: str
+    warehouse: str
+    lake: Path
+    versions: dict[str, set[tuple]]
+
+
+@pytest.fixture(scope="session")
+def first_run(pg: PgServer, source_template: str, tmp_path_factory) -> FirstRun:
+    """The first run most pipeline tests begin with, made once per worker through the
+    installed CLI."""
+    from tests.support import Pipeline
+
+    source = pg.create_database(_unique("tpl_first_source"), template=source_template)
+    warehouse = pg.create_database(_unique("tpl_first_warehouse"))
+    pipeline = Pipeline(pg.url(source), pg.url(warehouse), tmp_path_factory.mktemp("first"))
+    pipeline.remember()
+    run = pipeline.cli("run-all")
+    assert run.returncode == 0, run.stderr
+    return FirstRun(source, warehouse, pipeline.lake, pipeline.versions)
+
+
+@pytest.fixture
+def after_first_run(pg: PgServer, first_run: FirstRun, tmp_path: Path) -> Iterator[Callable]:
+    """Pipelines as the first run left them, each its own copy of the source, the lake and
+    the warehouse (reached as `user` with `password`, when given)."""
+    from tests.support import Pipeline
+
+    made: list[str] = []
+
+    def copy(user: str | None = None, password: str | None = None) -> Pipeline:
+        source = pg.create_database(_unique("src"), template=first_run.source)
+        made.append(source)
+        warehouse = pg.create_database(_unique("db"), template=first_run.warehouse)
+        made.append(warehouse)
+        lake = tmp_path / ("lake" if len(made) == 2 else f"lake{len(made) // 2}")
+        shutil.copytree(first_run.lake, lake)
+        pipeline = Pipeline(
+            pg.url(source, user, password), pg.url(warehouse, user, password), lake, init=False
+        )
+        pipeline.versions = {table: set(rows) for table, rows in first_run.versions.items()}
+        return pipeline
+
+    yield copy
+    for name in made:
+        pg.drop_database(name)
 
 
 @pytest.fixture

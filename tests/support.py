@@ -52,6 +52,13 @@ PASSWORD = "s3cret/Pa55:w@rd%"
 ENCODED_PASSWORD = quote(PASSWORD, safe="")
 
 
+def unmeasured(env: dict | None = None) -> dict[str, str]:
+    """The environment (this process's, or `env`) without coverage's start-up hook: for a
+    process that is not this release of totesys (pip, a linter, an earlier release) or
+    one that is killed (it never writes its data), which measuring only slows down."""
+    return {k: v for k, v in (env or os.environ).items() if not k.startswith("COVERAGE")}
+
+
 def leaks(output: str) -> list[str]:
     """The forms of the test password that appear in the output (none, always)."""
     return [form for form in (PASSWORD, ENCODED_PASSWORD) if form in output]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.support import ROOT, Pipeline, require
+from tests.support import ROOT, Pipeline, require, unmeasured
 
 # previous releases, and what `init` then says: the release before the quarantine (its
 # manifests carry no quarantine, its transform state no open entries, its warehouse no
@@ -59,9 +59,7 @@ def previous(request, tmp_path_factory) -> Path:
 def _old(previous: Path, pipeline: Pipeline, *args: str) -> None:
     """The previous release's command (its coverage is not this release's)."""
     assert (previous / "totesys_cli" / "cli").is_dir()
-    env = {
-        k: v for k, v in {**os.environ, **pipeline.env()}.items() if not k.startswith("COVERAGE")
-    }
+    env = unmeasured({**os.environ, **pipeline.env()})
     env["PYTHONPATH"] = str(previous)
     run = subprocess.run(
         [sys.executable, "-c", "from totesys_cli.cli import main; main()", *args],

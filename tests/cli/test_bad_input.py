@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.support import ENCODED_PASSWORD, Pipeline, database_name, invoke, lake_state, leaks
+from tests.support import ENCODED_PASSWORD, Pipeline, invoke, lake_state, leaks
 
 OUTPUTS: list[str] = []
 
@@ -24,15 +24,9 @@ def no_secret_in_any_output():
 
 
 @pytest.fixture
-def ready(pg, source_url, warehouse_url, tmp_path, password_role) -> Pipeline:
+def ready(after_first_run, password_role) -> Pipeline:
     """A pipeline after one good run, reached with a password-checked role."""
-    user, password = password_role
-    source = pg.url(database_name(source_url), user=user, password=password)
-    warehouse = pg.url(database_name(warehouse_url), user=user, password=password)
-    pipeline = Pipeline(source, warehouse, tmp_path / "lake")
-    run = totesys(pipeline, "run-all")
-    assert run.returncode == 0, run.stderr
-    return pipeline
+    return after_first_run(*password_role)
 
 
 def totesys(pipeline: Pipeline, *args: str, **env: str) -> subprocess.CompletedProcess:

@@ -51,5 +51,9 @@ def test_off_a_terminal_there_are_only_log_lines(pg, source_url, warehouse_url, 
     ran = pipeline.cli("run-all", "--range-rows", "50")  # stderr is a pipe
     assert ran.returncode == 0, ran.stderr
     assert "\r" not in ran.stderr and "keys/s" not in ran.stderr
+    pipeline.activity()
     jsons = pipeline.cli("--log-format", "json", "run-all", "--range-rows", "50")
-    assert all(json.loads(line) for line in jsons.stderr.splitlines())
+    assert jsons.returncode == 0, jsons.stderr
+    assert "\r" not in jsons.stderr
+    lines = [json.loads(line) for line in jsons.stderr.splitlines()]
+    assert lines[-1]["message"] == "run succeeded" and lines[-1]["extracted"] > 0

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from sqlalchemy import text as sa_text
 
-from tests.support import ROOT, TOTESYS, database
+from tests.support import ROOT, TOTESYS, database, unmeasured
 from totesys_cli.db import engine
 from totesys_cli.ops.init import init_warehouse
 
@@ -69,7 +69,12 @@ def _resources(template: dict, kind: str) -> dict[str, dict]:
 )
 def test_linters_are_clean(command):
     result = subprocess.run(
-        [str(BIN / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False
+        [str(BIN / command[0]), *command[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=unmeasured(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -93,9 +98,10 @@ def test_the_wheel_installs_into_a_fresh_venv_as_the_image_does(tmp_path):
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(ROOT)],
         check=True,
         timeout=600,
+        env=unmeasured(),
     )
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=unmeasured())
     subprocess.run(
         [str(venv / "bin" / "pip"), "install", "--quiet", "--no-index", *wheels.glob("*.whl")],
         check=True,

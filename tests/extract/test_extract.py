@@ -565,6 +565,17 @@ def test_a_window_bigger_than_the_budget_is_read_over_runs_in_key_ranges(pg, sou
     assert ended.manifest.state["sales_order"].snapshot == began.snapshot  # S0
 
 
+def test_a_run_with_room_reads_every_range_of_its_window_to_the_end(pg, source_url, tmp_path):
+    """With time left, one run goes on from range to range until each window is read:
+    the last range (a part of range_rows) included, nothing read twice."""
+    result, raw = _extract(source_url, tmp_path, budget=600, range_rows=70)
+    assert result.left == []
+    assert result.manifest.tables["sales_order"].files  # 300 keys: five ranges, one run
+    for table in SOURCE_TABLES:
+        read = sorted(_key(table)(row) for row in _run_rows(raw, result.seq, table))
+        assert read == _source_keys(pg, source_url, table), table
+
+
 def test_rows_changed_during_a_pass_are_read_in_their_newest_version(pg, source_url, tmp_path):
     ranged = {"budget": 0, "range_rows": 100, "tables": ("sales_order",)}
     _extract(source_url, tmp_path, **ranged)  # keys 1-100

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import threading
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from tests.support import Pipeline
+from tests.support import TOTESYS, Pipeline
 from totesys_cli.runtime import LOCK_KEY
 
 
@@ -57,3 +60,44 @@ def test_runs_lists_succeeded_failed_locked_and_killed_runs(source_url, warehous
     assert "did not finish" in lines[1] and "locked (exit 75)" in lines[2]
     assert "failed (exit 1)" in lines[3] and "extract 1, transform 1, load 1" in lines[4]
     assert f"{failed['run_id']}: cannot reach the source database" in text
+
+
+def test_a_run_holding_the_lock_is_listed_as_running(after_first_run):
+    """A run stalled on a locked source table holds the warehouse lock: `runs` says it is
+    running (an open run without the lock would be one that did not finish)."""
+    pipeline = after_first_run()
+    blocker = pipeline.source().connect()
+    blocker.execute(text("LOCK TABLE address IN ACCESS EXCLUSIVE MODE"))  # read first
+    env = {k: v for k, v in pipeline.env().items() if v is not None}
+    run = subprocess.Popen(
+        [TOTESYS, "--log-level", "DEBUG", "run-all"],
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        locked = threading.Event()
+        lines: list[str] = []
+
+        def read() -> None:
+            for line in run.stderr:
+                lines.append(line)
+                if "took the warehouse lock" in line:
+                    locked.set()
+            locked.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert locked.wait(60) and run.poll() is None, "".join(lines)
+        listed = json.loads(pipeline.cli("runs", "--json").stdout)
+        assert [(r["command"], r["outcome"]) for r in listed] == [
+            ("run-all", "running"),
+            ("run-all", "succeeded"),
+        ]
+        assert "running" in pipeline.cli("runs").stdout.splitlines()[1]
+        assert json.loads(pipeline.cli("runs", "--json", "--failed").stdout) == []
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert run.wait(60) == 0, "".join(lines)
+    listed = json.loads(pipeline.cli("runs", "--json").stdout)
+    assert [r["outcome"] for r in listed] == ["succeeded", "succeeded"]

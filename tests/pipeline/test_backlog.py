@@ -86,7 +86,6 @@ def test_runs_bounded_by_their_deadline_drain_a_big_source_exactly(
         assert lines[-1]["seconds"] < DEADLINE + 1  # and a stopped load's roll back
         assert len(lines) < 40, "the backlog does not drain"
     assert len(lines) >= 3 and killed and shown  # a killed run, and at least two more
-    assert all(line["tables_left"] or line["runs_waiting"] for line in lines[:-1])
     pipeline.assert_matches_source()
     verified = pipeline.cli("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr

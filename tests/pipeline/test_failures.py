@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from tests.support import TOTESYS, Pipeline
 from totesys_cli.demo.activity import simulate_activity
@@ -21,6 +21,7 @@ from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.ops.gc import committed_keys
+from totesys_cli.runtime import LOCK_KEY
 from totesys_cli.schemas import FACTS, star
 from totesys_cli.schemas.arrow import warehouse_schema
 
@@ -149,7 +150,7 @@ def test_sigkill_at_a_commit_point_loses_and_duplicates_nothing(pipeline, point,
     with pipeline.source().begin() as conn:  # and the next run also sets a version aside
         conn.execute(text(BAD_DATE.format("2026-13-45")))
     killed = totesys(pipeline, "run-all", TOTESYS_KILL_AT=point.split(":")[0], **UNMEASURED)
-    assert killed.returncode in (-signal.SIGKILL, 0), killed.stderr  # a point may not recur
+    assert killed.returncode == -signal.SIGKILL, killed.stderr  # every point recurs
     _assert_loads_are_recorded_with_their_rows(pipeline)
     _recover(pipeline)
     assert _quarantine(pipeline) == [("sales_order", 7, "not_a_date")]  # once, open
@@ -188,6 +189,9 @@ def _started(process: subprocess.Popen) -> None:
 
 # seconds a kill may wait after the lock is taken, at most: a whole run on a slow machine
 MAX_WINDOW = 10.0
+# kills wanted, and the fewest (in at least two places) a slow machine may stop at once
+# the test has run for SECONDS: a slower machine makes fewer attempts, never a failure
+KILLS, FEWEST, SECONDS = 12, 6, 20.0
 
 
 def test_sigkill_at_random_times(pipeline):
@@ -200,9 +204,13 @@ def test_sigkill_at_random_times(pipeline):
     window = 0.6
     phases: Counter[str] = Counter()
     attempt = 0
-    while sum(phases.values()) < 20 and attempt < 40:
+    started = time.monotonic()
+    while sum(phases.values()) < KILLS and attempt < 3 * KILLS:
+        enough = sum(phases.values()) >= FEWEST and len(phases) >= 2
+        if enough and time.monotonic() - started > SECONDS:
+            break
         attempt += 1
-        if attempt % 5 == 0:
+        if attempt % 4 == 0:
             _recover_and_check(pipeline)
             pipeline.activity(step=attempt)
         before = (
@@ -224,22 +232,25 @@ def test_sigkill_at_random_times(pipeline):
             process.wait()
             phases[_phase(pipeline, before)] += 1
             _assert_loads_are_recorded_with_their_rows(pipeline)
-            if len(phases) == 1 and sum(phases.values()) % 5 == 0:
-                window = min(window * 2, MAX_WINDOW)  # once per five kills in one place
+            if len(phases) == 1 and sum(phases.values()) % 3 == 0:
+                window = min(window * 2, MAX_WINDOW)  # once per three kills in one place
         process.wait()
-    print(f"kills by where the run was: {dict(phases)}")
+    print(f"kills by where the run was: {dict(phases)} in {attempt} attempts")
     _recover_and_check(pipeline)
     assert totesys(pipeline, "verify").returncode == 0
-    assert sum(phases.values()) == 20  # twenty runs really died mid-run
+    assert sum(phases.values()) >= FEWEST  # runs really died mid-run
     assert len(phases) >= 2, phases  # and not all at one place
 
 
 def test_a_stalled_source_ends_by_its_deadline_and_frees_the_lock(pipeline):
+    """The first table a run reads is locked: the run stalls before it has read a row
+    (so no budget can end it with progress) and only its deadline ends it, whatever the
+    machine's speed, as long as start-up leaves the statement a second of it."""
     blocker = pipeline.source().connect()
     try:
-        blocker.execute(text("LOCK TABLE sales_order IN ACCESS EXCLUSIVE MODE"))
+        blocker.execute(text("LOCK TABLE address IN ACCESS EXCLUSIVE MODE"))
         started = time.perf_counter()
-        stalled = totesys(pipeline, "run-all", "--max-runtime", "3")
+        stalled = totesys(pipeline, "run-all", "--max-runtime", "4")
         assert time.perf_counter() - started < 20
     finally:
         blocker.rollback()
@@ -323,6 +334,13 @@ def test_orphans_are_never_read_and_gc_removes_only_them(pipeline):
     assert not set(orphans) & committed  # the next run never read them
     young = totesys(pipeline, "lake", "gc")
     assert young.stdout.startswith("deleted 0 uncommitted files (0 bytes); kept 11 younger")
+    with pipeline.warehouse().connect() as conn:  # a run holds the lock: gc deletes nothing
+        conn.execute(select(func.pg_advisory_lock(LOCK_KEY)))
+        held = totesys(pipeline, "lake", "gc", "--grace-hours", "0")
+        conn.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
+    assert held.returncode == 75, held.stderr
+    assert "another totesys run holds the warehouse lock" in held.stderr
+    assert set(orphans) <= {p.relative_to(lake).as_posix() for p in lake.rglob("*.parquet")}
     dry = totesys(pipeline, "lake", "gc", "--grace-hours", "0", "--dry-run")
     assert dry.stdout.splitlines()[-1].startswith("would delete 11 uncommitted files")
     done = totesys(pipeline, "lake", "gc", "--grace-hours", "0")

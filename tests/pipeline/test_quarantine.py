@@ -146,12 +146,8 @@ KINDS = [
 
 
 @pytest.fixture
-def pipeline(source_url, warehouse_url, tmp_path) -> Pipeline:
-    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
-    first = pipeline.cli("run-all")
-    assert first.returncode == 0, first.stderr
-    pipeline.remember()
-    return pipeline
+def pipeline(after_first_run) -> Pipeline:
+    return after_first_run()
 
 
 def _source(pipeline: Pipeline, statements: tuple[str, ...]) -> None:
