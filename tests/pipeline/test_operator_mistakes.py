@@ -64,6 +64,7 @@ def _refused(pipeline: Pipeline, code: int, expected: str, *args: str, **env: st
 def test_a_new_lake_with_the_same_warehouse_is_refused_then_rebuilt_on_purpose(
     pg, source_template, tmp_path
 ):
+    # its own first run: the warehouse names the lake it was first loaded from
     pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
     assert pipeline.cli("run-all").returncode == 0
     new = tmp_path / "new-lake"
@@ -90,9 +91,8 @@ def test_a_new_lake_with_the_same_warehouse_is_refused_then_rebuilt_on_purpose(
     _refused(pipeline, 2, "the warehouse was loaded from", "run-all")
 
 
-def test_a_rebuild_that_fails_leaves_the_warehouse_as_it_was(pg, source_template, tmp_path):
-    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
-    assert pipeline.cli("run-all").returncode == 0
+def test_a_rebuild_that_fails_leaves_the_warehouse_as_it_was(after_first_run, tmp_path):
+    pipeline = after_first_run()
     manifest = json.loads((pipeline.lake / "processed/_manifests/0000000001.json").read_text())
     (pipeline.lake / "processed" / manifest["tables"]["fact_payment"]["files"][0]["key"]).unlink()
     _refused(pipeline, 1, "[rebuild] the lake file", "rebuild", "--yes")
@@ -103,11 +103,10 @@ def _restore(copy, lake) -> None:
     shutil.copytree(copy, lake)
 
 
-def test_a_lake_restored_from_an_older_copy_is_refused_then_rebuilt(pg, source_template, tmp_path):
+def test_a_lake_restored_from_an_older_copy_is_refused_then_rebuilt(after_first_run, tmp_path):
     """Restored, the lake numbers new runs again from where the copy ends: by number
     alone the load would take them as loaded and skip them for ever."""
-    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
-    assert pipeline.cli("run-all").returncode == 0
+    pipeline = after_first_run()
     copy = tmp_path / "lake.bak"
     shutil.copytree(pipeline.lake, copy)
     for step in (1, 2):
@@ -130,10 +129,9 @@ def test_a_lake_restored_from_an_older_copy_is_refused_then_rebuilt(pg, source_t
     assert pipeline.cli("verify").returncode == 0
 
 
-def test_a_raw_zone_restored_behind_its_processed_zone_is_refused(pg, source_template, tmp_path):
+def test_a_raw_zone_restored_behind_its_processed_zone_is_refused(after_first_run, tmp_path):
     """The transform would take the raw runs numbered again as consumed already."""
-    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
-    assert pipeline.cli("run-all").returncode == 0
+    pipeline = after_first_run()
     copy = tmp_path / "raw.bak"
     shutil.copytree(pipeline.lake / "raw", copy)
     pipeline.activity(step=1)
@@ -145,10 +143,9 @@ def test_a_raw_zone_restored_behind_its_processed_zone_is_refused(pg, source_tem
     _refused(pipeline, 2, "restored from an older copy?", "transform")
 
 
-def test_a_rebuild_from_a_lake_with_no_run_is_refused_unless_asked(pg, source_template, tmp_path):
+def test_a_rebuild_from_a_lake_with_no_run_is_refused_unless_asked(after_first_run, tmp_path):
     """A typo in the lake's URL that names an existing but empty folder."""
-    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
-    assert pipeline.cli("run-all").returncode == 0
+    pipeline = after_first_run()
     empty = tmp_path / "empty-lake"
     (empty / "processed").mkdir(parents=True)
     line = _refused(
@@ -161,13 +158,12 @@ def test_a_rebuild_from_a_lake_with_no_run_is_refused_unless_asked(pg, source_te
 
 
 def test_a_rebuild_keeps_the_run_history_and_lets_others_answer_meanwhile(
-    pg, source_template, tmp_path
+    after_first_run, tmp_path
 ):
     """Held up by a reader's lock on one star table, the rebuild holds the tables before
     it: a run-all exits 75 at once and status answers (without their row counts); the
     history keeps every run, the rebuild's own among them."""
-    pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
-    assert pipeline.cli("run-all").returncode == 0
+    pipeline = after_first_run()
     holder = pipeline.warehouse().connect()
     holder.execute(text(f'LOCK TABLE "{STAR_TABLES[-1]}" IN ACCESS SHARE MODE'))
     rebuilding = subprocess.Popen(
@@ -330,7 +326,7 @@ def test_gc_without_a_warehouse_keeps_what_a_live_run_could_still_commit(loaded)
 
 
 def test_gc_with_the_lock_keeps_the_files_of_a_run_writing_without_it(
-    pg, source_template, tmp_path, monkeypatch
+    after_first_run, tmp_path, monkeypatch
 ):
     """An extract configured without a warehouse takes no lock; gc with the warehouse
     (the lock free) and no grace runs while it writes: the extract still commits, and
@@ -338,8 +334,7 @@ def test_gc_with_the_lock_keeps_the_files_of_a_run_writing_without_it(
     from totesys_cli import faults, pipeline
     from totesys_cli.settings import parse_settings
 
-    loaded = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
-    assert loaded.cli("run-all").returncode == 0
+    loaded = after_first_run()
 
     collected = []
 
