@@ -150,6 +150,7 @@ class Pipeline:
         self.source_db, self.warehouse_db = ends.source, ends.warehouse
         self.raw, self.processed = ends.raw, ends.processed
         self.versions: dict[str, set[tuple]] = {t: set() for t in FACTS}
+        self._source = self._warehouse = None  # engines, made once (they keep no connection)
         if init and self.warehouse_db is not None:
             init_warehouse(self.warehouse_db)
 
@@ -166,10 +167,14 @@ class Pipeline:
         return totesys(*args, env=self.env(**env), timeout=timeout)
 
     def source(self):
-        return engine(database(self.source_url))
+        if self._source is None:
+            self._source = engine(database(self.source_url))
+        return self._source
 
     def warehouse(self):
-        return engine(database(self.warehouse_url))
+        if self._warehouse is None:
+            self._warehouse = engine(database(self.warehouse_url))
+        return self._warehouse
 
     def extract(self, **options):
         return extract(self.source_db, self.raw, ExtractOptions(**options), Deadline(None))
@@ -212,48 +217,52 @@ class Pipeline:
             for fact in FACTS:
                 self.versions[fact] |= set(expected.rows(conn, fact))
 
-    def expected(self, table: str) -> list[tuple]:
-        with self.source().connect() as conn:
+    def expected(self, table: str, source=None) -> list[tuple]:
+        """The independent SQL expectation of a star table (through `source`, an open
+        connection to the source, if given)."""
+        with contextlib.nullcontext(source) if source else self.source().connect() as conn:
             rows = expected.rows(conn, table)
         if table in FACTS:
             return sorted(self.versions[table] | set(rows))
         return rows
 
-    def actual(self, table: str, relation: str | None = None) -> list[tuple]:
+    def actual(self, table: str, relation: str | None = None, warehouse=None) -> list[tuple]:
+        """The rows of a star table (or of `relation`) in the warehouse (through
+        `warehouse`, an open connection, if given)."""
         columns = ", ".join(f'"{c}"' for c in data_columns(star_table(table)))
-        with self.warehouse().connect() as conn:
-            return sorted(
-                tuple(r) for r in conn.execute(text(f'SELECT {columns} FROM "{relation or table}"'))
-            )
+        query = text(f'SELECT {columns} FROM "{relation or table}"')
+        with contextlib.nullcontext(warehouse) if warehouse else self.warehouse().connect() as conn:
+            return sorted(tuple(r) for r in conn.execute(query))
 
     def assert_matches_source(self) -> None:
         """The warehouse equals the independent SQL expectation, table by table."""
-        for table in STAR_TABLES:
-            actual, wanted = self.actual(table), self.expected(table)
-            if actual != wanted:
-                missing = sorted(set(wanted) - set(actual))[:5]
-                extra = sorted(set(actual) - set(wanted))[:5]
-                dupes = len(actual) - len(set(actual))
-                raise AssertionError(
-                    f"{table}: missing {missing}, unexpected {extra}, duplicates {dupes}"
-                )
-        with self.source().connect() as conn:
+        with self.source().connect() as source, self.warehouse().connect() as warehouse:
+            for table in STAR_TABLES:
+                actual, wanted = self.actual(table, None, warehouse), self.expected(table, source)
+                if actual != wanted:
+                    missing = sorted(set(wanted) - set(actual))[:5]
+                    extra = sorted(set(actual) - set(wanted))[:5]
+                    dupes = len(actual) - len(set(actual))
+                    raise AssertionError(
+                        f"{table}: missing {missing}, unexpected {extra}, duplicates {dupes}"
+                    )
             for fact in FACTS:
-                current = expected.rows(conn, fact)
-                assert self.actual(fact, latest_view_name(fact)) == current, fact
+                current = expected.rows(source, fact)
+                assert self.actual(fact, latest_view_name(fact), warehouse) == current, fact
 
     def assert_current(self) -> None:
         """Dimensions and the *_latest views equal the source now; no version is twice."""
-        with self.source().connect() as conn:
+        with self.source().connect() as source, self.warehouse().connect() as warehouse:
             for table in STAR_TABLES:
-                current = expected.rows(conn, table)
+                current = expected.rows(source, table)
                 if table in FACTS:
-                    assert self.actual(table, latest_view_name(table)) == current, table
-                    versions = self.actual(table)
+                    latest = self.actual(table, latest_view_name(table), warehouse)
+                    assert latest == current, table
+                    versions = self.actual(table, None, warehouse)
                     assert len(versions) == len(set(versions)), table
                     assert set(current) <= set(versions), table
                 else:
-                    assert self.actual(table) == current, table
+                    assert self.actual(table, None, warehouse) == current, table
 
     def snapshot(self) -> dict[str, list[tuple]]:
         """Every row of every star table, serial ids included."""
