@@ -322,7 +322,8 @@ def parse_database_url(role: str, raw: str, envvar: str) -> URL:
     whole = isinstance(timeout, str) and timeout.isdigit() and int(timeout) > 0
     if timeout is not None and not whole:
         raise ConfigError(
-            f"the {role} URL's connect_timeout {timeout!r} is not a whole number of seconds",
+            f"the {role} URL's connect_timeout {timeout!r} is not a positive whole number "
+            "of seconds",
             f"Give connect_timeout=10 (or more seconds) in {envvar}",
         )
     unknown = set(url.query) - set(URL_PARAMETERS)

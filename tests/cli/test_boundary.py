@@ -78,11 +78,11 @@ def test_malformed_url_exits_2_with_one_line():
         ),
         (
             "postgresql://u:p@localhost/db?connect_timeout=0",
-            "the warehouse URL's connect_timeout '0' is not a whole number of seconds",
+            "the warehouse URL's connect_timeout '0' is not a positive whole number of seconds",
         ),
         (
             "postgresql://u:p@localhost/db?connect_timeout=soon",
-            "the warehouse URL's connect_timeout 'soon' is not a whole number of seconds",
+            "the warehouse URL's connect_timeout 'soon' is not a positive whole number of seconds",
         ),
         (
             "postgresql://u:p@localhost/db?pool=3",

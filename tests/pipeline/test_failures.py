@@ -189,8 +189,8 @@ def _started(process: subprocess.Popen) -> None:
 
 # seconds a kill may wait after the lock is taken, at most: a whole run on a slow machine
 MAX_WINDOW = 10.0
-# kills wanted, and the fewest (in at least two places) a slow machine may stop at once
-# the test has run for SECONDS: a slower machine makes fewer attempts, never a failure
+# kills wanted; once the test has run SECONDS it stops at the FEWEST (in two places at
+# least): a slower machine makes fewer attempts, never a failure
 KILLS, FEWEST, SECONDS = 12, 6, 20.0
 
 
