@@ -19,7 +19,9 @@ from totesys_cli.schemas import RUNS, SOURCE_TABLES
 # run history says a load costs 9 ms a row (LOAD_PACE), so a run of 20 s has room for
 # about 1,500 rows (70 % of it, after its start-up); what a run reads is bounded by
 # that room, not by how fast this machine reads. Ranges of 50 keys keep a run's files
-# few enough for a loaded machine to load well within the deadline.
+# few enough for a loaded machine to load well within the deadline. A slower machine
+# measures a slower pace of its own once its runs are the latest: its runs then take
+# fewer rows each, and more of them drain the source (about 4 here; 40 are allowed).
 DEADLINE = 20
 BOUNDED = ("--max-runtime", str(DEADLINE), "--range-rows", "50")
 LOAD_PACE = (100_000, 900)  # rows, seconds
