@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -57,6 +58,24 @@ def unmeasured(env: dict | None = None) -> dict[str, str]:
     process that is not this release of totesys (pip, a linter, an earlier release) or
     one that is killed (it never writes its data), which measuring only slows down."""
     return {k: v for k, v in (env or os.environ).items() if not k.startswith("COVERAGE")}
+
+
+def started(process: subprocess.Popen) -> list[str]:
+    """Wait for a run started with `--log-level DEBUG` and its stderr piped to hold the
+    warehouse lock (imports and set-up done), reading its log on until it ends so that
+    it never blocks on a full pipe; its log lines, as they arrive."""
+    ready, lines = threading.Event(), []
+
+    def read() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if "took the warehouse lock" in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert ready.wait(60), "the run never took the lock"
+    return lines
 
 
 def leaks(output: str) -> list[str]:
@@ -161,6 +180,12 @@ class Pipeline:
             "TOTESYS_LAKE_URL": str(self.lake),
             **extra,
         }
+
+    def process_env(self, **extra: str | None) -> dict[str, str]:
+        """This process's environment with the pipeline's and `extra` (a value of None
+        removes that variable): for a run started with Popen."""
+        merged = {**os.environ, **self.env(**extra)}
+        return {k: v for k, v in merged.items() if v is not None}
 
     def cli(self, *args: str, timeout: float = 120, **env: str | None):
         """The installed command against this pipeline's source, lake and warehouse."""

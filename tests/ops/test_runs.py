@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import threading
 
 from sqlalchemy import func, select, text
 
-from tests.support import TOTESYS, Pipeline
+from tests.support import TOTESYS, Pipeline, started
 from totesys_cli.runtime import LOCK_KEY
 
 
@@ -68,26 +66,15 @@ def test_a_run_holding_the_lock_is_listed_as_running(after_first_run):
     pipeline = after_first_run()
     blocker = pipeline.source().connect()
     blocker.execute(text("LOCK TABLE address IN ACCESS EXCLUSIVE MODE"))  # read first
-    env = {k: v for k, v in pipeline.env().items() if v is not None}
     run = subprocess.Popen(
         [TOTESYS, "--log-level", "DEBUG", "run-all"],
-        env={**os.environ, **env},
+        env=pipeline.process_env(),
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        locked = threading.Event()
-        lines: list[str] = []
-
-        def read() -> None:
-            for line in run.stderr:
-                lines.append(line)
-                if "took the warehouse lock" in line:
-                    locked.set()
-            locked.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        assert locked.wait(60) and run.poll() is None, "".join(lines)
+        lines = started(run)
+        assert run.poll() is None, "".join(lines)
         listed = json.loads(pipeline.cli("runs", "--json").stdout)
         assert [(r["command"], r["outcome"]) for r in listed] == [
             ("run-all", "running"),

@@ -3,7 +3,6 @@ hangs, concurrent runs, a source under load, and the orphans killed runs leave."
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.support import TOTESYS, Pipeline
+from tests.support import TOTESYS, Pipeline, started
 from totesys_cli.demo.activity import simulate_activity
 from totesys_cli.faults import POINTS
 from totesys_cli.lake import manifest as manifests
@@ -44,11 +43,6 @@ def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
 
 # A SIGKILLed process never writes its coverage data: measuring it only slows it down.
 UNMEASURED = {"COVERAGE_PROCESS_CONFIG": None}
-
-
-def _env(pipeline: Pipeline, **extra: str | None) -> dict[str, str]:
-    merged = {**os.environ, **pipeline.env(**extra)}
-    return {k: v for k, v in merged.items() if v is not None}
 
 
 def totesys(pipeline: Pipeline, *args: str, **extra: str) -> subprocess.CompletedProcess:
@@ -172,21 +166,6 @@ def _phase(pipeline: Pipeline, before: tuple[int, int, int]) -> str:
     return "load" if loaded == before[2] else "after the load"
 
 
-def _started(process: subprocess.Popen) -> None:
-    """Wait for the run to hold the warehouse lock (imports and set-up done), reading
-    its log on until it ends so that it never blocks on a full pipe."""
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in process.stderr:
-            if "took the warehouse lock" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    assert ready.wait(60), "the run never took the lock"
-
-
 # seconds a kill may wait after the lock is taken, at most: a whole run on a slow machine
 MAX_WINDOW = 10.0
 # kills wanted; once the test has run SECONDS it stops at the FEWEST (in two places at
@@ -204,10 +183,10 @@ def test_sigkill_at_random_times(pipeline):
     window = 0.6
     phases: Counter[str] = Counter()
     attempt = 0
-    started = time.monotonic()
+    began = time.monotonic()
     while sum(phases.values()) < KILLS and attempt < 3 * KILLS:
         enough = sum(phases.values()) >= FEWEST and len(phases) >= 2
-        if enough and time.monotonic() - started > SECONDS:
+        if enough and time.monotonic() - began > SECONDS:
             break
         attempt += 1
         if attempt % 4 == 0:
@@ -220,12 +199,12 @@ def test_sigkill_at_random_times(pipeline):
         )
         process = subprocess.Popen(
             [TOTESYS, "--log-level", "DEBUG", "run-all"],
-            env=_env(pipeline, **UNMEASURED),
+            env=pipeline.process_env(**UNMEASURED),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
-        _started(process)
+        started(process)
         time.sleep(chance.uniform(0.0, window))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
@@ -249,9 +228,9 @@ def test_a_stalled_source_ends_by_its_deadline_and_frees_the_lock(pipeline):
     blocker = pipeline.source().connect()
     try:
         blocker.execute(text("LOCK TABLE address IN ACCESS EXCLUSIVE MODE"))
-        started = time.perf_counter()
+        began = time.perf_counter()
         stalled = totesys(pipeline, "run-all", "--max-runtime", "4")
-        assert time.perf_counter() - started < 20
+        assert time.perf_counter() - began < 20
     finally:
         blocker.rollback()
         blocker.close()
@@ -264,22 +243,22 @@ def test_a_stalled_source_ends_by_its_deadline_and_frees_the_lock(pipeline):
 
 def test_two_runs_at_once_and_an_extract_racing_a_run(pipeline):
     first = subprocess.Popen(
-        [TOTESYS, "run-all"], env=_env(pipeline), stderr=subprocess.PIPE, text=True
+        [TOTESYS, "run-all"], env=pipeline.process_env(), stderr=subprocess.PIPE, text=True
     )
     second = subprocess.Popen(
-        [TOTESYS, "run-all"], env=_env(pipeline), stderr=subprocess.PIPE, text=True
+        [TOTESYS, "run-all"], env=pipeline.process_env(), stderr=subprocess.PIPE, text=True
     )
     codes = sorted([first.wait(), second.wait()])
     assert codes in ([0, 0], [0, 75]), (first.stderr.read(), second.stderr.read())
     _recover_and_check(pipeline)
     pipeline.activity()
-    extract_env = _env(pipeline)
+    extract_env = pipeline.process_env()
     extract_env.pop("TOTESYS_WAREHOUSE_URL", None)
     racer = subprocess.Popen(
         [TOTESYS, "extract"], env=extract_env, stderr=subprocess.PIPE, text=True
     )
     run = subprocess.Popen(
-        [TOTESYS, "run-all"], env=_env(pipeline), stderr=subprocess.PIPE, text=True
+        [TOTESYS, "run-all"], env=pipeline.process_env(), stderr=subprocess.PIPE, text=True
     )
     outcomes = [(racer.wait(), racer.stderr.read()), (run.wait(), run.stderr.read())]
     for code, stderr in outcomes:

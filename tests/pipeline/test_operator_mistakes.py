@@ -8,7 +8,6 @@ each test checks); the tests that move it to another lake build their own.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -168,7 +167,7 @@ def test_a_rebuild_keeps_the_run_history_and_lets_others_answer_meanwhile(
     holder.execute(text(f'LOCK TABLE "{STAR_TABLES[-1]}" IN ACCESS SHARE MODE'))
     rebuilding = subprocess.Popen(
         [TOTESYS, "rebuild", "--yes"],
-        env={**os.environ, **{k: v for k, v in pipeline.env().items() if v}},
+        env=pipeline.process_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
