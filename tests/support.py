@@ -263,7 +263,9 @@ class Pipeline:
         """The warehouse equals the independent SQL expectation, table by table."""
         with self.source().connect() as source, self.warehouse().connect() as warehouse:
             for table in STAR_TABLES:
-                actual, wanted = self.actual(table, None, warehouse), self.expected(table, source)
+                current = expected.rows(source, table)
+                wanted = sorted(self.versions[table] | set(current)) if table in FACTS else current
+                actual = self.actual(table, None, warehouse)
                 if actual != wanted:
                     missing = sorted(set(wanted) - set(actual))[:5]
                     extra = sorted(set(actual) - set(wanted))[:5]
@@ -271,9 +273,8 @@ class Pipeline:
                     raise AssertionError(
                         f"{table}: missing {missing}, unexpected {extra}, duplicates {dupes}"
                     )
-            for fact in FACTS:
-                current = expected.rows(source, fact)
-                assert self.actual(fact, latest_view_name(fact), warehouse) == current, fact
+                if table in FACTS:
+                    assert self.actual(table, latest_view_name(table), warehouse) == current, table
 
     def assert_current(self) -> None:
         """Dimensions and the *_latest views equal the source now; no version is twice."""

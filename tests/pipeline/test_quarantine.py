@@ -10,6 +10,7 @@ is the independent expectation again.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
@@ -20,6 +21,7 @@ from tests.support import Pipeline, invoke
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
+from totesys_cli.ops.status import SHOWN
 from totesys_cli.schemas import STAR_TABLES, latest_view_name, star
 
 NOW = "(now() AT TIME ZONE 'UTC')::timestamp(3)"
@@ -172,71 +174,96 @@ def _warehouse_entries(pipeline: Pipeline) -> list[dict]:
         return [dict(r._mapping) for r in rows]
 
 
-def _everything_but(pipeline: Pipeline, table: str, key: int) -> None:
-    """Every star table equals the expectation as of now, but for the set-aside key (the
-    expectation reads the source with that row left out: its bad value may not even
-    parse)."""
-    column = f"{table}_id"
-    shadow = f'WITH "{table}" AS (SELECT * FROM "{table}" WHERE {column} <> {key}) '
+def _everything_but(pipeline: Pipeline, set_aside: dict[str, list[int]]) -> None:
+    """Every star table equals the expectation as of now, but for the set-aside keys of
+    each source table (the expectation reads the source with those rows left out: their
+    bad values may not even parse)."""
+    shadow = "WITH " + ", ".join(
+        f'"{table}" AS (SELECT * FROM "{table}" WHERE {table}_id NOT IN '
+        f"({', '.join(map(str, keys))}))"
+        for table, keys in set_aside.items()
+    )
     with pipeline.source().connect() as conn:
         for name in STAR_TABLES:
             if name == "dim_date":
-                continue  # the calendar and the facts' history: once the row is fixed
-            wanted = sorted(tuple(r) for r in conn.execute(text(shadow + expected.QUERIES[name])))
+                continue  # the calendar and the facts' history: once the rows are fixed
+            wanted = sorted(
+                tuple(r) for r in conn.execute(text(f"{shadow} {expected.QUERIES[name]}"))
+            )
             relation = latest_view_name(name) if star(name).is_fact else name
-            mine = star(name).source == table
+            mine = set_aside.get(star(name).source, [])
             # every star row starts with its source key
-            held = [r for r in pipeline.actual(name, relation) if not (mine and r[0] == key)]
+            held = [r for r in pipeline.actual(name, relation) if r[0] not in mine]
             assert held == wanted, name
 
 
-@pytest.mark.parametrize("case", KINDS, ids=[k.name for k in KINDS])
-def test_a_bad_value_is_set_aside_listed_and_resolved_once_fixed(pipeline, case):
-    pipeline.activity()  # good changes in the same run as the bad one
-    _source(pipeline, case.breaks)
+def _by_table(cases: list[Kind]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for case in cases:
+        found.setdefault(case.table, []).append(case.key)
+    return {table: sorted(keys) for table, keys in sorted(found.items())}
+
+
+def test_every_kind_of_bad_value_is_set_aside_listed_and_resolved_once_fixed(pipeline):
+    """Every kind at once, as a bad day brings them, among good changes: one run sets
+    each aside apart from the others; once each source row is fixed, one run resolves
+    them all. Each assertion names the kind it is about."""
+    pipeline.activity()  # good changes in the same run as the bad ones
+    for case in KINDS:
+        _source(pipeline, case.breaks)
     run = pipeline.cli("--log-format", "json", "run-all")
     assert run.returncode == 0, run.stderr
-    lines = [json.loads(line) for line in run.stderr.splitlines()]
-    assert lines[-1]["message"] == "run succeeded" and lines[-1]["quarantined"] >= 1
-    warned = [x for x in lines if x["level"] == "WARNING" and x.get("quarantined")]
-    assert [x["table"] for x in warned] == [case.table]
-    assert "Traceback" not in run.stderr and "unexpected" not in run.stderr
 
-    # the bad version is in its zone's quarantine, and in the warehouse's
-    (entry,) = [e for e in _zone_entries(pipeline, case.zone) if e["key"] == case.key]
-    assert (entry["source_table"], entry["column"], entry["kind"], entry["value"]) == (
-        case.table,
-        case.column,
-        case.kind,
-        case.value,
-    )
-    (recorded,) = _warehouse_entries(pipeline)
-    assert (recorded["source_table"], recorded["key"], recorded["column_name"]) == (
-        case.table,
-        case.key,
-        case.column,
-    )
-    assert recorded["resolved_in"] is None
-    _everything_but(pipeline, case.table, case.key)  # everything else of the run went through
+    # each bad version is in its zone's quarantine, and in the warehouse's
+    zones = {zone: _zone_entries(pipeline, zone) for zone in ("raw", "processed")}
+    recorded = {(e["source_table"], e["key"]): e for e in _warehouse_entries(pipeline)}
+    for case in KINDS:
+        found = [
+            (e["column"], e["kind"], e["value"])
+            for e in zones[case.zone]
+            if (e["source_table"], e["key"]) == (case.table, case.key)
+        ]
+        assert found == [(case.column, case.kind, case.value)], case.name
+        entry = recorded.pop((case.table, case.key), {})
+        assert (entry.get("column_name"), entry.get("resolved_in")) == (case.column, None), (
+            case.name
+        )
+    assert recorded == {}  # and nothing else
+    lines = [json.loads(line) for line in run.stderr.splitlines()]
+    assert lines[-1]["message"] == "run succeeded" and lines[-1]["quarantined"] == len(KINDS)
+    warned = Counter()
+    for line in lines:
+        if line["level"] == "WARNING" and line.get("quarantined"):
+            zone = "raw" if "in the raw quarantine" in line["message"] else "processed"
+            warned[(line["table"], zone)] += line["quarantined"]
+    assert warned == Counter((case.table, case.zone) for case in KINDS)  # one line per zone
+    assert "Traceback" not in run.stderr and "unexpected" not in run.stderr
+    set_aside = _by_table(KINDS)
+    _everything_but(pipeline, set_aside)  # everything else of the run went through
 
     env = pipeline.env()
     status = json.loads(invoke("status", "--json", env=env).stdout)
-    assert status["quarantined"] == 1
-    assert (status["quarantine"][0]["source_table"], status["quarantine"][0]["key"]) == (
-        case.table,
-        case.key,
-    )
+    assert status["quarantined"] == len(KINDS)
+    shown = {(e["source_table"], e["key"]) for e in status["quarantine"]}
+    assert len(shown) == min(len(KINDS), SHOWN)  # the newest
+    assert shown <= {(case.table, case.key) for case in KINDS}
     listed = invoke("quarantine", env=env)
-    assert listed.exit_code == 0 and case.column in listed.stdout and case.table in listed.stdout
+    assert listed.exit_code == 0
+    for case in KINDS:
+        assert case.column in listed.stdout and case.table in listed.stdout, case.name
     verified = invoke("verify", env=env)
     assert verified.exit_code == 0, verified.stdout + verified.stderr
-    assert f"quarantined, left out of both sides: {case.table} {case.key}" in verified.stdout
+    prefix = "quarantined, left out of both sides: "
+    (line,) = [x for x in verified.stdout.splitlines() if x.startswith(prefix)]
+    named = dict(part.split(" ", 1) for part in line[len(prefix) :].split(" (")[0].split("; "))
+    assert {t: sorted(map(int, keys.split(", "))) for t, keys in named.items()} == set_aside
 
-    _source(pipeline, case.fixes)
+    for case in KINDS:
+        _source(pipeline, case.fixes)
     fixed = pipeline.cli("run-all")
     assert fixed.returncode == 0, fixed.stderr
-    (recorded,) = _warehouse_entries(pipeline)
-    assert recorded["resolved_in"] is not None
+    unresolved = [e for e in _warehouse_entries(pipeline) if e["resolved_in"] is None]
+    assert unresolved == [] and len(_warehouse_entries(pipeline)) == len(KINDS)
     assert invoke("quarantine", env=env).stdout == "no open entries\n"
     pipeline.assert_matches_source()
     assert invoke("verify", env=env).exit_code == 0
@@ -327,39 +354,38 @@ def _open_entries(pipeline: Pipeline) -> list[tuple]:
 FIXED_IN_PLACE = [
     # (source table, key, the break (last_updated moved), the fix in place (untouched))
     (
-        "sales_order",
+        "sales_order",  # a date the transform sets aside
         7,
-        _set("sales_order", 7, "agreed_delivery_date = '2026-13-45'"),
+        (_set("sales_order", 7, "agreed_delivery_date = '2026-13-45'"),),
         "UPDATE sales_order SET agreed_delivery_date = '2026-12-25' WHERE sales_order_id = 7",
     ),
     (
-        "currency",
+        "currency",  # a currency code
         2,
-        _set("currency", 2, "currency_code = 'XYZ'"),
+        (_set("currency", 2, "currency_code = 'XYZ'"),),
         "UPDATE currency SET currency_code = 'USD' WHERE currency_id = 2",
     ),
     (
-        "sales_order",
+        "sales_order",  # a number the extract sets aside
         13,
-        "ALTER TABLE sales_order ALTER COLUMN units_sold TYPE bigint; "
-        + _set("sales_order", 13, "units_sold = 3000000000"),
+        (
+            "ALTER TABLE sales_order ALTER COLUMN units_sold TYPE bigint",
+            _set("sales_order", 13, "units_sold = 3000000000"),
+        ),
         "UPDATE sales_order SET units_sold = 300 WHERE sales_order_id = 13",
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("table", "key", "breaks", "fixes"),
-    FIXED_IN_PLACE,
-    ids=["a date the transform sets aside", "a currency code", "a number the extract sets aside"],
-)
-def test_a_value_fixed_in_place_arrives_and_resolves_its_entry(pipeline, table, key, breaks, fixes):
-    """A DBA fixes the value and leaves last_updated as it was: the same version, now
-    valid, reaches the warehouse exactly once and the entry closes."""
-    _source(pipeline, tuple(breaks.split("; ")))
+def test_values_fixed_in_place_arrive_and_resolve_their_entries(pipeline):
+    """A DBA fixes each value and leaves last_updated as it was: the same version, now
+    valid, reaches the warehouse exactly once and its entry closes."""
+    for _, _, breaks, _ in FIXED_IN_PLACE:
+        _source(pipeline, breaks)
     assert pipeline.cli("run-all").returncode == 0
-    assert _open_entries(pipeline) == [(table, key, _open_entries(pipeline)[0][2])]
-    _source(pipeline, (fixes,))
+    wanted = sorted((table, key) for table, key, _, _ in FIXED_IN_PLACE)
+    assert sorted((table, key) for table, key, _ in _open_entries(pipeline)) == wanted
+    _source(pipeline, tuple(fixes for _, _, _, fixes in FIXED_IN_PLACE))
     fixed = pipeline.cli("run-all")
     assert fixed.returncode == 0, fixed.stderr
     assert _open_entries(pipeline) == []
