@@ -120,6 +120,11 @@ def _extract(
         budget=_share_left(deadline, share),
         range_rows=settings.range_rows,
         room=room,
+        deletes=extract_stage.Deletes(
+            every=dt.timedelta(minutes=settings.deletes_every_minutes),
+            mass_percent=settings.mass_delete_percent,
+            allowed=settings.allow_mass_delete,
+        ),
     )
     result = extract_stage.extract(ends.source, ends.raw, options, deadline)
     rows = {name: files.rows for name, files in result.tables.items()}
@@ -218,6 +223,7 @@ class RunAllResult:
             "loaded": self.load.rows,
             "quarantined": (extracted.quarantined if extracted else 0)
             + (transformed.quarantined if transformed else 0),
+            "deleted": extracted.deleted if extracted else 0,
             "tables_left": len(self.tables_left),
             "runs_waiting": self.runs_waiting,
         }

@@ -34,6 +34,8 @@ DEFAULT_GRACE_HOURS = 24
 DEFAULT_EARLIEST_DATE = dt.date(1900, 1, 1)
 DEFAULT_LATEST_DATE = dt.date(2100, 12, 31)
 DEFAULT_CLOCK_SKEW_MINUTES = 5
+DEFAULT_DELETES_EVERY_MINUTES = 60  # a comparison of keys reads every primary key
+DEFAULT_MASS_DELETE_PERCENT = 5.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -116,6 +118,20 @@ SETTINGS: dict[str, Setting] = {
             "Minutes a row's last_updated may lie ahead of the extract's snapshot before it "
             "is set aside.",
             DEFAULT_CLOCK_SKEW_MINUTES,
+        ),
+        Setting(
+            "deletes_every",
+            "TOTESYS_DELETES_EVERY_MINUTES",
+            "Minutes between comparisons of the source's keys, which find deleted rows "
+            "(0: every run).",
+            DEFAULT_DELETES_EVERY_MINUTES,
+        ),
+        Setting(
+            "mass_delete_percent",
+            "TOTESYS_MASS_DELETE_PERCENT",
+            "A comparison finding more than this percent of a table deleted at once (or "
+            "the table emptied) records nothing and fails the run.",
+            DEFAULT_MASS_DELETE_PERCENT,
         ),
         Setting("log_level", "TOTESYS_LOG_LEVEL", "How much to log.", "INFO"),
         Setting(
@@ -209,6 +225,9 @@ class Settings:
     batch_rows: int = DEFAULT_BATCH_ROWS
     range_rows: int = DEFAULT_RANGE_ROWS
     bounds: Bounds = Bounds()
+    deletes_every_minutes: float = DEFAULT_DELETES_EVERY_MINUTES
+    mass_delete_percent: float = DEFAULT_MASS_DELETE_PERCENT
+    allow_mass_delete: tuple[str, ...] = ()  # tables whose mass delete is on purpose
 
     @property
     def overlap(self) -> dt.timedelta:
@@ -237,6 +256,9 @@ def parse_settings(
     earliest_date: dt.date | dt.datetime | None = None,
     latest_date: dt.date | dt.datetime | None = None,
     clock_skew: float | None = None,
+    deletes_every: float | None = None,
+    mass_delete_percent: float | None = None,
+    allow_mass_delete: tuple[str, ...] = (),
 ) -> Settings:
     """One lake URL holds both zones; separate raw and processed URLs override it."""
     lake = lake_url.rstrip("/") if lake_url else None
@@ -252,7 +274,14 @@ def parse_settings(
         batch_rows=DEFAULT_BATCH_ROWS if batch_rows is None else int(batch_rows),
         range_rows=DEFAULT_RANGE_ROWS if range_rows is None else int(range_rows),
         bounds=_bounds(earliest_date, latest_date, clock_skew),
+        deletes_every_minutes=_given(deletes_every, DEFAULT_DELETES_EVERY_MINUTES),
+        mass_delete_percent=_given(mass_delete_percent, DEFAULT_MASS_DELETE_PERCENT),
+        allow_mass_delete=tuple(allow_mass_delete),
     )
+
+
+def _given(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
 
 
 def _day(value: dt.date | dt.datetime | None, default: dt.date) -> dt.date:

@@ -49,7 +49,10 @@ def status(as_json: bool, **given) -> None:
 @click.command()
 @options.source
 @options.warehouse
-def verify(**given) -> None:
+@click.option(
+    "--deleted", "show_deleted", is_flag=True, help="List the keys deleted in the source."
+)
+def verify(show_deleted: bool, **given) -> None:
     """Reconcile source and warehouse (row counts, sums per currency); exit 1 on drift."""
     from totesys_cli.endpoints import SOURCE, WAREHOUSE, open_endpoints
     from totesys_cli.errors import Drift
@@ -59,7 +62,7 @@ def verify(**given) -> None:
     with logs.step("verify"):
         ends = open_endpoints(settings, (SOURCE, WAREHOUSE))
         result = reconcile(ends.source, ends.warehouse)
-    render.verified(result)
+    render.verified(result, show_deleted)
     if result.drift:
         named = "; ".join(
             f"{c.table} {c.measure}: source {c.source}, warehouse {c.warehouse}"
@@ -71,7 +74,9 @@ def verify(**given) -> None:
         repair = (
             f"Reprocess them with totesys run-all --since {result.since.isoformat()}"
             if result.since is not None
-            else "No source row explains it: the warehouse holds rows the source does not"
+            else "The source no longer holds those rows: deleted after the last comparison of "
+            "keys, which the next comparison records (totesys run-all --deletes-every 0 "
+            "compares now)"
         )
         if all(c.table.startswith("totesys_meta.") for c in result.drift):
             repair = "Drop the summaries that differ and run totesys init: it sums them again"

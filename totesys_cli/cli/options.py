@@ -102,6 +102,20 @@ checks = compose(
     setting("latest_date", type=click.DateTime(["%Y-%m-%d"])),
     setting("clock_skew", type=click.FloatRange(min=0)),
 )
+# how deletions in the source are found
+deletes = compose(
+    setting("deletes_every", type=click.FloatRange(min=0)),
+    setting("mass_delete_percent", type=click.FloatRange(min=0, max=100)),
+    click.option(
+        "--allow-mass-delete",
+        "allow_mass_delete",
+        multiple=True,
+        type=SourceTableType(),
+        metavar="TABLE",
+        help="Record the deletions found in this table however many (repeatable): for a "
+        "mass delete made on purpose.",
+    ),
+)
 # what every step of the pipeline takes
 step = compose(warehouse, lake, deadline, since)
 tables = click.option(

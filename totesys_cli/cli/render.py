@@ -143,6 +143,7 @@ def status(result) -> None:
             ("read over several runs", "key range", "rows so far", "runs", "runs left"),
         )
     click.echo(f"last extract run:    {result.last_extract or '-'}")
+    click.echo(f"keys compared:       {result.keys_compared or 'never'} (finds deletions)")
     click.echo(f"not transformed:     {listing(result.not_transformed)}")
     click.echo(f"last transform run:  {result.last_transform or '-'}")
     click.echo(f"not loaded:          {listing(result.not_loaded)}")
@@ -159,6 +160,9 @@ def status(result) -> None:
             [(t, n, result.latest_rows.get(t, "")) for t, n in result.row_counts.items()],
             ("star table", "rows (a fact's: versions)", "latest rows"),
         )
+    if result.warehouse and result.row_counts:
+        gone = ", ".join(f"{t} {n}" for t, n in result.deleted.items()) or "none"
+        click.echo(f"deleted in source:   {gone}")
     if result.quarantined is not None:
         entries_word = "entry" if result.quarantined == 1 else "entries"
         click.echo(f"quarantine:          {result.quarantined} open {entries_word}")
@@ -214,7 +218,7 @@ def _in_order(by_step: dict) -> list[tuple]:
     return sorted(by_step.items(), key=lambda item: order.index(item[0]))
 
 
-def verified(result) -> None:
+def verified(result, show_deleted: bool = False) -> None:
     summaries = [c for c in result.checks if c.table.startswith("totesys_meta.")]
     shown = [c for c in result.checks if c not in summaries or not c.ok]
     table(
@@ -234,6 +238,17 @@ def verified(result) -> None:
             f"{name} {', '.join(str(k) for k in keys)}" for name, keys in result.quarantined.items()
         )
         click.echo(f"quarantined, left out of both sides: {keys} (totesys quarantine says why)")
+    if result.deleted and show_deleted:
+        keys = "; ".join(
+            f"{name} {', '.join(str(k) for k in keys)}" for name, keys in result.deleted.items()
+        )
+        click.echo(f"deleted in the source, left out of both sides: {keys}")
+    elif result.deleted:
+        count = sum(len(keys) for keys in result.deleted.values())
+        click.echo(
+            f"{plural(count, 'key')} deleted in the source, left out of both sides "
+            "(--deleted lists them)"
+        )
 
 
 def collected(result, dry_run: bool, grace_hours: float) -> None:

@@ -15,6 +15,7 @@ from totesys_cli.cli import options, render
 @options.tables
 @options.reading
 @options.checks
+@options.deletes
 def extract(tables: tuple[str, ...], since, **given) -> None:
     """Copy what changed in the source into the raw zone of the lake."""
     from totesys_cli import pipeline
@@ -47,6 +48,7 @@ def load(since, **given) -> None:
 @options.step
 @options.reading
 @options.checks
+@options.deletes
 @click.pass_context
 def run_all(ctx: click.Context, since, **given) -> None:
     """Extract, transform and load in one run, under one lock."""

@@ -15,12 +15,12 @@ import logging
 import time
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, Table, any_, func, select, text
+from sqlalchemy import Connection, Table, any_, func, literal, select, text
 
 from totesys_cli.db.catalog import estimated_rows
 from totesys_cli.db.copy import copy_in, copy_out
-from totesys_cli.schemas import star
-from totesys_cli.schemas.model import latest_versions
+from totesys_cli.schemas import DELETIONS, star
+from totesys_cli.schemas.model import deleted, latest_versions
 from totesys_cli.schemas.summaries import SUMMARIES, Summary, of_fact
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,9 @@ def sum_whole(conn: Connection, fact: str, summaries: tuple[Summary, ...] | None
     one_each = conn.execute(
         select(func.count() == func.count(func.distinct(table.c[key])))
     ).scalar_one()
-    if one_each:
-        rows = f"(SELECT 1 AS sign, f.* FROM {fact} f)"  # nosec B608
+    if one_each:  # every version is the latest: the fact, less its deleted keys
+        whole = select(literal(1).label("sign"), table).where(~deleted(fact, table.c[key]))
+        rows = f"({_sql(whole, conn)})"
     else:
         conn.execute(
             text(f"CREATE TEMPORARY TABLE {_LATEST} ON COMMIT DROP AS {_latest(conn, fact)}")
@@ -180,8 +181,39 @@ def follow(conn: Connection, stage: Table, fact: str) -> None:
         text(
             f"CREATE TEMPORARY TABLE {_CHANGE} ON COMMIT DROP AS "  # nosec B608
             f"WITH before AS MATERIALIZED ({_sql(touched, conn)}) "
-            f"SELECT 1 AS sign, a.* FROM ({after}) a "
+            f"SELECT 1 AS sign, a.* FROM ({after}) a WHERE NOT {_still_deleted(fact, 'a')} "
             f"UNION ALL SELECT -1, {columns} FROM before"
+        )
+    )
+    for summary in of_fact(fact):
+        _add(conn, summary, _CHANGE, few=True)
+    conn.execute(text(f"DROP TABLE {_CHANGE}"))
+    _timed(fact, started)
+
+
+def _still_deleted(fact: str, rows: str) -> str:
+    """SQL: whether the version in `rows` leaves its key deleted: the key has an open
+    deletion and the version is not newer than the one the warehouse held then (a
+    replay's; a newer one ends the deletion, see `load.deletions`)."""
+    return (
+        f"EXISTS (SELECT FROM {DELETIONS.fullname} d WHERE "  # nosec B608
+        f"d.source_table = '{star(fact).source}' AND d.key = {rows}.{star(fact).key} "
+        "AND d.ended_in IS NULL AND d.last_version IS NOT NULL AND "
+        f"{rows}.last_updated_date + {rows}.last_updated_time <= d.last_version)"
+    )
+
+
+def forget(conn: Connection, fact: str, keys: str) -> None:
+    """Take the latest versions of these keys (SQL selecting them) out of the fact's
+    summaries: their rows were deleted in the source."""
+    started = time.perf_counter()
+    table = star(fact).table
+    key = table.c[star(fact).key]
+    latest = _sql(latest_versions(fact, with_deleted=True), conn)
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {_CHANGE} ON COMMIT DROP AS "  # nosec B608
+            f"SELECT -1 AS sign, l.* FROM ({latest}) l WHERE l.{key.name} IN ({keys})"
         )
     )
     for summary in of_fact(fact):

@@ -16,6 +16,7 @@ from totesys_cli.db import summaries
 from totesys_cli.db.catalog import present_columns
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.schemas import (
+    DELETIONS,
     FACTS,
     LINEAGE,
     LOADED_RUNS,
@@ -49,6 +50,8 @@ def ensure_meta(conn: Connection) -> list[str]:
             if index.name not in present:
                 conn.execute(CreateIndex(index))
                 created.append(f"index {index.name}")
+    if set(FACTS) <= set(inspector.get_table_names()):
+        created += _latest_views(conn)
     new = tuple(s for s in SUMMARIES if s.name not in existing)
     if new:  # a warehouse from before the summaries: they start from the facts it holds
         present = set(inspect(conn).get_table_names())
@@ -76,15 +79,25 @@ def create_missing(conn: Connection) -> list[str]:
             if index.name not in present:
                 conn.execute(CreateIndex(index))
                 created.append(f"index {index.name}")
-    views = set(inspector.get_view_names())
+    return created + ensure_meta(conn)
+
+
+def _latest_views(conn: Connection) -> list[str]:
+    """The facts' *_latest views: created where missing, and replaced where they were
+    created before deletions were recorded (they must leave deleted keys out)."""
+    done = []
+    views = set(inspect(conn).get_view_names())
     for fact in FACTS:
         name = star(fact).relation
-        if name not in views:
-            query = latest_versions(fact).compile(conn, compile_kwargs={"literal_binds": True})
-            view = conn.dialect.identifier_preparer.quote(name)
-            conn.execute(text(f"CREATE VIEW {view} AS {query}"))
-            created.append(f"view {name}")
-    return created + ensure_meta(conn)
+        if name in views:
+            shown = conn.execute(text("SELECT pg_get_viewdef(to_regclass(:v))"), {"v": name})
+            if DELETIONS.name in (shown.scalar() or ""):
+                continue
+        query = latest_versions(fact).compile(conn, compile_kwargs={"literal_binds": True})
+        view = conn.dialect.identifier_preparer.quote(name)
+        conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {query}"))
+        done.append(f"view {name}" + (" (leaving deleted keys out)" if name in views else ""))
+    return done
 
 
 def check_tables(conn: Connection) -> dict[str, set[str]]:

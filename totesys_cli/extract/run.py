@@ -17,8 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 from sqlalchemy import Connection
@@ -26,6 +25,8 @@ from sqlalchemy import Connection
 from totesys_cli import faults, logs, progress, quality
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.db.copy import copy_out
+from totesys_cli.extract import deletes
+from totesys_cli.extract.options import ExtractOptions, ExtractResult
 from totesys_cli.extract.source import (
     check_columns,
     copy_query,
@@ -39,78 +40,9 @@ from totesys_cli.lake.files import FileSet
 from totesys_cli.lake.manifest import Pass, RawManifest, TableFiles, TableState
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import SOURCE_TABLES, source_table
-from totesys_cli.settings import (
-    DEFAULT_BATCH_ROWS,
-    DEFAULT_OVERLAP_MINUTES,
-    DEFAULT_RANGE_ROWS,
-    Bounds,
-    Database,
-)
+from totesys_cli.settings import Bounds, Database
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Room:
-    """Seconds for the rows a run reads, and what a row of each table costs in them."""
-
-    seconds: float
-    pace: Mapping[str, float]
-
-
-@dataclass(frozen=True)
-class ExtractOptions:
-    tables: tuple[str, ...] = SOURCE_TABLES
-    since: dt.datetime | None = None
-    overlap: dt.timedelta = dt.timedelta(minutes=DEFAULT_OVERLAP_MINUTES)
-    batch_rows: int = DEFAULT_BATCH_ROWS
-    bounds: Bounds = field(default_factory=Bounds)
-    # seconds after which no new range of keys starts (None: read every window whole,
-    # one COPY per table); the run then commits what it read and the next goes on
-    budget: float | None = None
-    range_rows: int = DEFAULT_RANGE_ROWS
-    # the seconds the rest of the run has for the rows this one reads (None: no bound):
-    # no new range starts once they are spent, and ranges are cut to fit them
-    room: Room | None = None
-
-    @property
-    def bounded(self) -> bool:
-        return self.budget is not None or self.room is not None
-
-
-@dataclass
-class ExtractResult:
-    manifest: RawManifest
-    table_seconds: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    unread: tuple[str, ...] = ()  # tables the budget left for the next run
-
-    @property
-    def seq(self) -> int:
-        return self.manifest.seq
-
-    @property
-    def snapshot(self) -> dt.datetime:
-        return self.manifest.snapshot_time
-
-    @property
-    def tables(self) -> dict[str, TableFiles]:
-        return self.manifest.tables
-
-    @property
-    def rows(self) -> int:
-        return sum(t.rows for t in self.tables.values())
-
-    @property
-    def quarantined(self) -> int:
-        """Entries set aside by this run (a version may have several bad values)."""
-        return self.manifest.quarantine.rows
-
-    @property
-    def left(self) -> list[str]:
-        """The tables this run did not finish: an unfinished pass, or not reached."""
-        passing = [name for name, state in self.manifest.state.items() if state.passing]
-        return passing + [name for name in self.unread if name not in passing]
 
 
 class _ChunkWriter:
@@ -406,6 +338,12 @@ def extract(
             seconds, entries, state = _copy_tables(
                 conn, files, last, options, deadline, snapshot, xids
             )
+            census = last.census.carried() if last and last.census else None
+            if deletes.due(last, snapshot, options.deletes.every):
+                found, census = deletes.compare(
+                    conn, raw, last, options.deletes, seq, snapshot, deadline
+                )
+                files.tombstones(found, "raw")
             files.set_aside(entries)
             conn.rollback()  # read-only: nothing to commit in the source
             deadline.check("committing the extract")
@@ -419,6 +357,8 @@ def extract(
         since=options.since,
         overlap=options.overlap,
         state=state,
+        deleted=files.deleted,
+        census=census,
     )
     faults.point("extract.before_manifest")
     manifests.commit(raw, manifest, files.written, "extract")
@@ -434,6 +374,7 @@ def extract(
         extra={
             "rows": result.rows,
             "quarantined": result.quarantined,
+            "deleted": result.deleted,
             "seconds": round(result.seconds, 3),
         },
     )

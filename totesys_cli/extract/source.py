@@ -236,6 +236,13 @@ def copy_query(
     return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)"
 
 
+def keys_query(table: Table) -> str:
+    """COPY of the table's primary key in key order: an index-only scan of the key's
+    index answers it, the table's rows are not read."""
+    key = table.c[source_key(table.name)]
+    return f"COPY ({select(key).order_by(key).compile(dialect=_DIALECT)}) TO STDOUT"
+
+
 def _read_csv(data: bytes | bytearray, schema: pa.Schema) -> pa.Table:
     """PostgreSQL's CSV with these types: NULL is an unquoted empty field."""
     return pcsv.read_csv(

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 QUARANTINE = "_quarantine"  # the folder of each zone that holds its quarantine entries
 WAITING = "_waiting"  # the processed zone's fact rows waiting on a dimension key
+# where each zone's tombstones go: keys deleted in the source (the processed zone's are a
+# table of their own for Athena, beside the star tables)
+TOMBSTONES = {"raw": "_deleted", "processed": "deletions"}
 
 
 def put_data(zone: Lake, key: str, data: bytes) -> None:
@@ -57,6 +60,7 @@ class FileSet:
         self.tables: dict[str, TableFiles] = {}
         self.quarantine = TableFiles()
         self.waiting: dict[str, TableFiles] = {}
+        self.deleted = TableFiles()
         self.written: list[str] = []
 
     def __enter__(self) -> FileSet:
@@ -82,6 +86,10 @@ class FileSet:
     def set_aside(self, entries: pa.Table) -> None:
         """The run's quarantine entries, in `_quarantine/`, committed with the run."""
         self._write(self.quarantine, QUARANTINE, entries, None)
+
+    def tombstones(self, rows: pa.Table, zone: str) -> None:
+        """The keys the run found deleted in the source, committed with the run."""
+        self._write(self.deleted, TOMBSTONES[zone], rows, None)
 
     def hold(self, name: str, rows: pa.Table) -> None:
         """Rows of `name` held back for a later run (in `_waiting/<name>/`)."""

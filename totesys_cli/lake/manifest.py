@@ -21,20 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from totesys_cli.errors import RuntimeFailure
+from totesys_cli.lake.state import Census, Pass, TableState, lower_bound, stamp, when
 from totesys_cli.lake.store import Lake
 
 log = logging.getLogger(__name__)
 
 MANIFESTS = "_manifests"
 LATEST_HINT = f"{MANIFESTS}/_latest"
-
-
-def _stamp(value: dt.datetime | None) -> str | None:
-    return value.isoformat(sep=" ") if value is not None else None
-
-
-def _time(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -76,99 +69,21 @@ class TableFiles:
             "rows": self.rows,
             "bytes": self.bytes,
             "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in self.files],
-            "min_last_updated": _stamp(self.min_last_updated),
-            "max_last_updated": _stamp(self.max_last_updated),
+            "min_last_updated": stamp(self.min_last_updated),
+            "max_last_updated": stamp(self.max_last_updated),
         }
         if bounded:
-            data["lower_bound"] = _stamp(self.lower_bound)
+            data["lower_bound"] = stamp(self.lower_bound)
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TableFiles:
         return cls(
             files=[DataFile(f["key"], int(f["rows"]), int(f["bytes"])) for f in data["files"]],
-            min_last_updated=_time(data.get("min_last_updated")),
-            max_last_updated=_time(data.get("max_last_updated")),
-            lower_bound=_time(data.get("lower_bound")),
+            min_last_updated=when(data.get("min_last_updated")),
+            max_last_updated=when(data.get("max_last_updated")),
+            lower_bound=when(data.get("lower_bound")),
         )
-
-
-@dataclass(frozen=True)
-class Pass:
-    """A table's change window read in primary-key ranges over several runs (a first
-    load, a backlog): the window as the run that began it fixed it, and how far it got."""
-
-    snapshot: dt.datetime  # S0, of the run that began it: the table's snapshot once done
-    xids: str  # S0's transactions
-    lower: dt.datetime | None  # the window: last_updated > lower (None: every row) ...
-    late: str | None  # ... or written by a transaction these did not see ...
-    since: dt.datetime | None  # ... or last_updated >= since
-    after: int  # every key up to this one is read; the next run reads the keys above
-    first: int  # the table's smallest key when the pass began, its largest at the
-    last: int  # last run (for progress)
-    rows: int  # read so far
-    runs: int  # runs so far
-    newest: dt.datetime | None = None  # the largest last_updated read so far
-
-    @property
-    def done(self) -> float:
-        """The share of the key range read, 0 to 1."""
-        span = self.last - self.first
-        return 1.0 if span <= 0 else min(max((self.after - self.first) / span, 0.0), 1.0)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "snapshot": _stamp(self.snapshot),
-            "xids": self.xids,
-            "lower": _stamp(self.lower),
-            "late": self.late,
-            "since": _stamp(self.since),
-            "after": self.after,
-            "first": self.first,
-            "last": self.last,
-            "rows": self.rows,
-            "runs": self.runs,
-            "newest": _stamp(self.newest),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Pass:
-        return cls(
-            snapshot=dt.datetime.fromisoformat(data["snapshot"]),
-            xids=str(data["xids"]),
-            lower=_time(data.get("lower")),
-            late=data.get("late"),
-            since=_time(data.get("since")),
-            after=int(data["after"]),
-            first=int(data["first"]),
-            last=int(data["last"]),
-            rows=int(data["rows"]),
-            runs=int(data["runs"]),
-            newest=_time(data.get("newest")),
-        )
-
-
-@dataclass(frozen=True)
-class TableState:
-    """Where a table's extraction stands: the newest version read (W), when (S), and
-    the source's transactions as that snapshot saw them (`pg_current_snapshot()` as
-    text, xmin:xmax:in-progress; None before they were recorded); and its unfinished
-    pass, if a run stopped in the middle of one."""
-
-    watermark: dt.datetime | None
-    snapshot: dt.datetime
-    xids: str | None = None
-    passing: Pass | None = None
-
-
-def lower_bound(state: TableState | None, overlap: dt.timedelta) -> dt.datetime | None:
-    """Where the next read of a table starts: min(W, S - overlap), so a row a transaction
-    shorter than the overlap committed late is still caught; None for a table never
-    extracted (read everything)."""
-    if state is None:
-        return None
-    behind = state.snapshot - overlap
-    return behind if state.watermark is None else min(state.watermark, behind)
 
 
 @dataclass
@@ -203,11 +118,19 @@ class RawManifest(Manifest):
     """An extract: what it read of each table, from which snapshot."""
 
     KIND: ClassVar[str] = "raw"
+    # 2: keys found deleted in the source travel as tombstones (`deleted`), with the
+    # census of keys they were found against
+    FORMAT: ClassVar[int] = 2
     snapshot_time: dt.datetime = dt.datetime.min
     extracted_at: dt.datetime = dt.datetime.min
     since: dt.datetime | None = None
     overlap: dt.timedelta = dt.timedelta(0)
     state: dict[str, TableState] = field(default_factory=dict)
+    deleted: TableFiles = field(default_factory=TableFiles)  # tombstones: keys found gone
+    census: Census | None = None  # the newest comparison of keys (None: none yet)
+
+    def keys(self) -> list[str]:
+        return [*super().keys(), *self.deleted.keys]
 
     def next_lower_bound(self, table: str) -> dt.datetime | None:
         """The lower bound the next extract of `table` uses (with this run's overlap)."""
@@ -217,16 +140,18 @@ class RawManifest(Manifest):
         return {
             "kind": self.KIND,
             "run_id": self.run_id,
-            "snapshot_time": _stamp(self.snapshot_time),
-            "extracted_at": _stamp(self.extracted_at),
-            "since": _stamp(self.since),
+            "snapshot_time": stamp(self.snapshot_time),
+            "extracted_at": stamp(self.extracted_at),
+            "since": stamp(self.since),
             "overlap_seconds": self.overlap.total_seconds(),
             "tables": {name: t.to_json(bounded=True) for name, t in self.tables.items()},
             "quarantine": self.quarantine.to_json(bounded=False),
+            "deleted": self.deleted.to_json(bounded=False),
+            "census": self.census.to_json() if self.census else None,
             "state": {
                 name: {
-                    "watermark": _stamp(s.watermark),
-                    "snapshot": _stamp(s.snapshot),
+                    "watermark": stamp(s.watermark),
+                    "snapshot": stamp(s.snapshot),
                     **({"xids": s.xids} if s.xids else {}),
                     **({"pass": s.passing.to_json()} if s.passing else {}),
                 }
@@ -243,11 +168,13 @@ class RawManifest(Manifest):
             quarantine=_quarantine(data),
             snapshot_time=dt.datetime.fromisoformat(data["snapshot_time"]),
             extracted_at=dt.datetime.fromisoformat(data["extracted_at"]),
-            since=_time(data.get("since")),
+            since=when(data.get("since")),
             overlap=dt.timedelta(seconds=float(data["overlap_seconds"])),
+            deleted=_files(data, "deleted"),
+            census=Census.from_json(data.get("census")),
             state={
                 n: TableState(
-                    _time(s.get("watermark")),
+                    when(s.get("watermark")),
                     dt.datetime.fromisoformat(s["snapshot"]),
                     s.get("xids"),
                     Pass.from_json(s["pass"]) if s.get("pass") else None,
@@ -264,8 +191,9 @@ class ProcessedManifest(Manifest):
 
     KIND: ClassVar[str] = "processed"
     # 2: a time of day is an int32 of milliseconds since midnight (1: Parquet TIME),
-    # so that Athena and Spark read the files (see `schemas.arrow`)
-    FORMAT: ClassVar[int] = 2
+    # so that Athena and Spark read the files (see `schemas.arrow`); 3: keys deleted in
+    # the source travel as tombstones (`deleted`)
+    FORMAT: ClassVar[int] = 3
     raw_runs: list[int] = field(default_factory=list)
     raw_seq: int = 0  # every raw run up to this one is consumed
     since: dt.datetime | None = None
@@ -276,9 +204,11 @@ class ProcessedManifest(Manifest):
     raw_zone: str | None = None  # the identity of the raw zone read (older runs: unknown)
     raw_url: str | None = None
     raw_run_id: str | None = None  # the run id of raw run raw_seq (older runs: unknown)
+    deleted: TableFiles = field(default_factory=TableFiles)  # tombstones for the star tables
 
     def keys(self) -> list[str]:
-        return [*super().keys(), *(k for t in self.waiting.values() for k in t.keys)]
+        waiting = (k for t in self.waiting.values() for k in t.keys)
+        return [*super().keys(), *waiting, *self.deleted.keys]
 
     @property
     def min_last_updated(self) -> dt.datetime | None:
@@ -293,14 +223,15 @@ class ProcessedManifest(Manifest):
             "kind": self.KIND,
             "run_id": self.run_id,
             "raw_runs": self.raw_runs,
-            "since": _stamp(self.since),
-            "snapshot_time": _stamp(self.snapshot_time),
-            "transformed_at": _stamp(self.transformed_at),
-            "min_last_updated": _stamp(self.min_last_updated),
-            "max_last_updated": _stamp(self.max_last_updated),
+            "since": stamp(self.since),
+            "snapshot_time": stamp(self.snapshot_time),
+            "transformed_at": stamp(self.transformed_at),
+            "min_last_updated": stamp(self.min_last_updated),
+            "max_last_updated": stamp(self.max_last_updated),
             "tables": {name: t.to_json(bounded=False) for name, t in self.tables.items()},
             "quarantine": self.quarantine.to_json(bounded=False),
             "waiting": {name: t.to_json(bounded=False) for name, t in self.waiting.items()},
+            "deleted": self.deleted.to_json(bounded=False),
             "raw_zone": self.raw_zone,
             "raw_url": self.raw_url,
             "raw_run_id": self.raw_run_id,
@@ -317,20 +248,26 @@ class ProcessedManifest(Manifest):
             quarantine=_quarantine(data),
             raw_runs=[int(r) for r in data["raw_runs"]],
             raw_seq=int(state.pop("raw_seq")),
-            since=_time(data.get("since")),
-            snapshot_time=_time(data.get("snapshot_time")),
+            since=when(data.get("since")),
+            snapshot_time=when(data.get("snapshot_time")),
             transformed_at=dt.datetime.fromisoformat(data["transformed_at"]),
             state=state,
             waiting={n: TableFiles.from_json(t) for n, t in data.get("waiting", {}).items()},
             raw_zone=data.get("raw_zone"),
             raw_url=data.get("raw_url"),
             raw_run_id=data.get("raw_run_id"),
+            deleted=_files(data, "deleted"),
         )
 
 
 def _quarantine(data: dict[str, Any]) -> TableFiles:
     """A run's quarantine files (manifests written before there was a quarantine: none)."""
-    return TableFiles.from_json(data["quarantine"]) if "quarantine" in data else TableFiles()
+    return _files(data, "quarantine")
+
+
+def _files(data: dict[str, Any], name: str) -> TableFiles:
+    """Files of a kind older manifests did not have (none, for them)."""
+    return TableFiles.from_json(data[name]) if data.get(name) else TableFiles()
 
 
 M = TypeVar("M", bound=Manifest)

@@ -35,7 +35,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from totesys_cli.db.catalog import estimated_rows, has_unique_index
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import DIMENSION_VERSIONS, data_columns, star
+from totesys_cli.schemas import DELETIONS, DIMENSION_VERSIONS, data_columns, star
 from totesys_cli.schemas.arrow import VERSION, output_schema
 
 # A fact's foreign keys are checked once, set-based, at the end of the transaction
@@ -90,10 +90,20 @@ def apply_dimension(conn: Connection, stage: Table, table: str) -> int:
         .where(versions.c.dimension == table, versions.c.key == stage.c[key])
         .scalar_subquery()
     )
+    gone = DELETIONS
+    # a key deleted in the source comes back only with a version newer than the one the
+    # warehouse held when it was deleted (a replay's never brings it back)
+    still_deleted = exists().where(
+        gone.c.source_table == star(table).source,
+        gone.c.key == stage.c[key],
+        gone.c.ended_in.is_(None),
+        stage.c[VERSION] <= gone.c.last_version,
+    )
     newest = (
         select(stage)
         .ext(distinct_on(stage.c[key]))
         .where(stage.c[VERSION] >= func.coalesce(applied, cast(literal("-infinity"), TIMESTAMP)))
+        .where(~still_deleted)
         .order_by(stage.c[key], stage.c[VERSION].desc())
     )
     conn.execute(insert(fresh).from_select([c.name for c in stage.columns], newest))

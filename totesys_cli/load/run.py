@@ -21,7 +21,7 @@ from totesys_cli.errors import ConfigError, RuntimeFailure
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
-from totesys_cli.load import quarantine
+from totesys_cli.load import deletions, quarantine
 from totesys_cli.load.apply import bulk_facts, foreign_keys_checked_at_the_end
 from totesys_cli.load.tables import load_table
 from totesys_cli.runtime import Deadline
@@ -60,6 +60,7 @@ class RunLoad:
     seconds: float = 0.0
     reload: bool = False
     quarantined: int = 0  # entries newly recorded in the warehouse
+    deleted: int = 0  # deletions newly recorded
 
 
 @dataclass
@@ -110,6 +111,8 @@ def load_run(
                     },
                 )
     deadline.limit(conn)
+    deletions.end(conn, processed, manifest)
+    result.deleted = deletions.record(conn, processed, manifest)
     result.quarantined = quarantine.record(conn, processed, manifest)
     _record(conn, manifest, sum(result.rows.values()), reload)
     if (identity := zone.identity(processed)) is not None:

@@ -15,7 +15,7 @@ from totesys_cli.db import LOCK_NOT_AVAILABLE, engine, reading, sqlstate, transl
 from totesys_cli.endpoints import Endpoints
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
-from totesys_cli.ops import quarantine
+from totesys_cli.ops import deletions, quarantine
 from totesys_cli.schemas import (
     FACTS,
     LOADED_RUNS,
@@ -50,6 +50,9 @@ class Status:
     latest_rows: dict[str, int] = field(default_factory=dict)  # a fact's latest versions
     quarantined: int | None = None  # open entries (None: no warehouse)
     quarantine: list[dict[str, Any]] = field(default_factory=list)  # the newest open ones
+    # when the source's keys were last compared (every table at once), which finds deletes
+    keys_compared: str | None = None
+    deleted: dict[str, int] = field(default_factory=dict)  # per source table (None: no warehouse)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +92,7 @@ def status(endpoints: Endpoints) -> Status:
         raw = manifests.latest(endpoints.raw, RawManifest)
         raw_seq = raw.seq if raw else 0
         result.last_extract = raw_seq or None
+        result.keys_compared = _stamp(raw.census.time) if raw and raw.census else None
         for table, state in (raw.state if raw else {}).items():
             result.tables[table] = {
                 "watermark": _stamp(state.watermark),
@@ -112,6 +116,7 @@ def status(endpoints: Endpoints) -> Status:
             loaded = _last_load(conn, result)
             result.quarantined = quarantine.open_count(conn)
             result.quarantine = [e.as_dict() for e in quarantine.entries(conn, limit=SHOWN)]
+            result.deleted = deletions.counts(conn)
             result.row_counts, result.latest_rows = _row_counts(conn)
         result.not_loaded = list(range(loaded + 1, processed_seq + 1))
     return result

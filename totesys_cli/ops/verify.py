@@ -2,7 +2,8 @@
 
 The warehouse is exact as of the snapshot of the newest loaded extract, S. Source rows
 changed after S are not yet in it, so they are left out of both sides and reported as
-pending; so are the keys with an open quarantine entry, reported apart. Every other
+pending; so are the keys with an open quarantine entry, and the keys deleted in the
+source that the warehouse recorded (their facts' history stays), reported apart. Every other
 source row must be in the warehouse exactly: the number of keys per table, and per
 currency the sums of the quantity and money columns.
 """
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, func, select, table
 
 from totesys_cli.db import engine, reading, summaries, translate_errors
 from totesys_cli.errors import RuntimeFailure
+from totesys_cli.ops import deletions
 from totesys_cli.ops.quarantine import open_keys
 from totesys_cli.schemas import LOADED_RUNS, META_SCHEMA, STARS, Star, source_key, source_table
 from totesys_cli.schemas.warehouse import Measure
@@ -41,6 +43,7 @@ class VerifyResult:
     checks: list[Check]
     pending: dict[str, int]
     quarantined: dict[str, list[int]] = field(default_factory=dict)  # source table -> keys
+    deleted: dict[str, list[int]] = field(default_factory=dict)  # source table -> keys
     differing: dict[str, list[int]] = field(default_factory=dict)  # star table -> keys
     since: dt.datetime | None = None  # the --since that reprocesses every differing key
 
@@ -87,10 +90,12 @@ def verify(source: Database, warehouse: Database) -> VerifyResult:
         result_keys: dict[str, list[int]] = {}
         earliest: dt.datetime | None = None
         quarantined = open_keys(wh)
+        deleted = deletions.open_keys(wh)
         for star in STARS.values():
             if star.source is None:
                 continue  # the calendar is derived from the facts
-            set_aside = set(quarantined.get(star.source, ()))
+            gone = set(deleted.get(star.source, ()))
+            set_aside = set(quarantined.get(star.source, ())) | gone
             changed = [k for k in _changed_keys(src, star.source, snapshot) if k not in set_aside]
             pending[star.name] = len(changed)
             # neither side holds a quarantined key's version: both leave it out
@@ -107,7 +112,7 @@ def verify(source: Database, warehouse: Database) -> VerifyResult:
             Check(f"{META_SCHEMA}.{name}", "groups unlike the facts", 0, n)
             for name, n in summaries.drifted(wh).items()
         ]
-    return VerifyResult(snapshot, checks, pending, quarantined, result_keys, earliest)
+    return VerifyResult(snapshot, checks, pending, quarantined, deleted, result_keys, earliest)
 
 
 def _differing(src, wh, star: Star, snapshot, left_out: list[int]):

@@ -16,6 +16,7 @@ from totesys_cli.schemas.model import (
 from totesys_cli.schemas.source import SOURCE, SOURCE_TABLES, source_key, source_table
 from totesys_cli.schemas.summaries import SUMMARIES
 from totesys_cli.schemas.warehouse import (
+    DELETIONS,
     DIMENSION_VERSIONS,
     LINEAGE,
     LOADED_RUNS,
@@ -31,6 +32,7 @@ from totesys_cli.schemas.warehouse import (
 )
 
 __all__ = [
+    "DELETIONS",
     "DIMENSIONS",
     "DIMENSION_VERSIONS",
     "FACTS",

@@ -100,3 +100,20 @@ def version_schema(source: str):
     return pa.schema(
         [pa.field(source_key(source), pa.int32()), pa.field("last_updated", pa.timestamp("ms"))]
     )
+
+
+def tombstone_schema(processed: bool = False):
+    """A key deleted in the source, found gone by the raw run `raw_seq` whose snapshot
+    was at `deleted_at` (the source's clock); in the processed zone, with the star table
+    built from that source table (None: none is)."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field("source_table", pa.string(), nullable=False),
+        pa.field("key", pa.int64(), nullable=False),
+        pa.field("deleted_at", pa.timestamp("ms"), nullable=False),
+        pa.field("raw_seq", pa.int32(), nullable=False),
+    ]
+    if processed:
+        fields.insert(0, pa.field("star_table", pa.string()))
+    return pa.schema(fields)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, exists, literal, select
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from totesys_cli.schemas.source import SOURCE_TABLES, grows, source_key, source_table
 from totesys_cli.schemas.summaries import SUMMARIES
 from totesys_cli.schemas.warehouse import (
+    DELETIONS,
     LOADED_RUNS,
     STAR_TABLES,
     Measure,
@@ -116,6 +117,17 @@ class Star:
         return column
 
     @property
+    def referenced_by(self) -> list[tuple[str, str]]:
+        """(fact, column) for each fact column that references this dimension."""
+        return [
+            (fact.name, column)
+            for fact in STARS.values()
+            if fact.is_fact
+            for column, target in fact.references.items()
+            if target == self.name
+        ]
+
+    @property
     def relation(self) -> str:
         """Where reports read it: a fact's latest versions, or the table itself."""
         return latest_view_name(self.name) if self.is_fact else self.name
@@ -155,11 +167,22 @@ def relations() -> tuple[str, ...]:
     )
 
 
-def latest_versions(fact: str):
-    """The latest version of each source row: what reports sum (the `*_latest` views)."""
+def deleted(star_name: str, key) -> object:
+    """Whether the key (a column) of the star table has an open deletion."""
+    source = star(star_name).source
+    return exists().where(
+        DELETIONS.c.source_table == literal(source),
+        DELETIONS.c.key == key,
+        DELETIONS.c.ended_in.is_(None),
+    )
+
+
+def latest_versions(fact: str, with_deleted: bool = False):
+    """The latest version of each source row: what reports sum (the `*_latest` views),
+    leaving out keys deleted in the source (unless `with_deleted`)."""
     table = star(fact).table
     key = table.c[star(fact).key]
-    return (
+    query = (
         select(table)
         .ext(distinct_on(key))
         .order_by(
@@ -169,3 +192,4 @@ def latest_versions(fact: str):
             table.c[star(fact).record_id].desc(),
         )
     )
+    return query if with_deleted else query.where(~deleted(fact, key))

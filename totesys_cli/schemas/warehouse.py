@@ -295,3 +295,27 @@ QUARANTINE = Table(
     Column("resolved_in", Integer),
     Column("resolved_at", TIMESTAMP(timezone=True)),
 )
+DELETIONS = Table(  # keys deleted in the source, as the load recorded them
+    "deletions",
+    META,
+    Column("source_table", Text, primary_key=True),
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("deleted_in", Integer, primary_key=True, autoincrement=False),  # the processed run
+    Column("star_table", Text),  # the star table built from the source table (None: none)
+    Column("deleted_at", TIMESTAMP(precision=3), nullable=False),  # the source's clock, found gone
+    Column("raw_seq", Integer, nullable=False),  # the raw run that found it gone
+    Column("last_version", TIMESTAMP(precision=3)),  # the newest version the warehouse held
+    Column("kept", Boolean, nullable=False),  # a dimension row kept: facts reference it
+    Column("recorded_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+    # the processed run that brought a newer version of the key: the deletion ended
+    Column("ended_in", Integer),
+    Column("ended_at", TIMESTAMP(timezone=True)),
+)
+# one open deletion per key: what the *_latest views and verify leave out
+Index(
+    "deletions_open",
+    DELETIONS.c.source_table,
+    DELETIONS.c.key,
+    unique=True,
+    postgresql_where=DELETIONS.c.ended_in.is_(None),
+)

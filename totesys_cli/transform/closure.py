@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from totesys_cli import quality
+from totesys_cli.lake import keys as keysets
 from totesys_cli.schemas import star
-from totesys_cli.transform import keys as keysets
 
 
 class Closure:

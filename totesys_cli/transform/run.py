@@ -27,7 +27,7 @@ from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import star
 from totesys_cli.schemas.arrow import output_schema
 from totesys_cli.settings import Bounds
-from totesys_cli.transform import build
+from totesys_cli.transform import build, deletes
 from totesys_cli.transform.batch import Batch, RawRun, horizons, next_horizons
 from totesys_cli.transform.closure import Closure
 from totesys_cli.transform.quarantine import Ledger, still_waiting
@@ -55,6 +55,7 @@ class TransformResult:
     tables: dict[str, TableFiles]
     seconds: float
     quarantined: int = 0  # entries this run found (the extract's were counted there)
+    deleted: int = 0  # tombstones it carried to the star tables
     waiting: int = 0  # raw runs left for the next run
 
     @property
@@ -143,6 +144,9 @@ def transform(
         parents = build.dimensions(run, batch, state)
         build.facts(run, batch)
         calendar = build.calendar(run, state.dates)
+        tombstones = deletes.carried(raw, runs)
+        files.tombstones(tombstones, "processed")
+        parents = deletes.forget(parents, tombstones)
         events, still_open = ledger.close()
         files.set_aside(events)
         _hold_waiting(files, ledger, still_open)
@@ -165,6 +169,7 @@ def transform(
         tables=files.tables,
         quarantine=files.quarantine,
         waiting=files.waiting,
+        deleted=files.deleted,
         raw_runs=[r.seq for r in runs],
         raw_seq=next_state.raw_seq,
         since=options.since,
@@ -176,7 +181,15 @@ def transform(
     manifests.commit(processed, manifest, files.written, "transform")
     faults.point("transform.after_manifest")
     elapsed = time.perf_counter() - started
-    result = TransformResult(seq, manifest.raw_runs, files.tables, elapsed, ledger.found(), waiting)
+    result = TransformResult(
+        seq,
+        manifest.raw_runs,
+        files.tables,
+        elapsed,
+        quarantined=ledger.found(),
+        deleted=tombstones.num_rows,
+        waiting=waiting,
+    )
     files.log("transformed")
     quality.warn(ledger.found_here(), "processed")
     log.info(

@@ -1,8 +1,8 @@
 """Compact key sets: sorted, merged [low, high] intervals.
 
-Source keys are dense sequences, so the set of every key ever emitted for a dimension
-is a handful of intervals however many rows it holds: cheap to keep in the lake and to
-read on every run.
+Source keys are dense sequences, so the set of every key ever emitted for a dimension,
+or every key a source table holds, is a handful of intervals however many rows it
+holds: cheap to keep in the lake and to read on every run.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import numpy as np
 Intervals = list[list[int]]
 
 
-def _from_keys(keys: np.ndarray) -> Intervals:
+def from_keys(keys: np.ndarray) -> Intervals:
+    """The intervals holding exactly these keys."""
     keys = np.unique(keys)
     if keys.size == 0:
         return []
@@ -25,7 +26,7 @@ def _from_keys(keys: np.ndarray) -> Intervals:
 def add(intervals: Intervals, keys) -> Intervals:
     """The union of the intervals and the keys, merged."""
     merged: Intervals = []
-    for low, high in sorted([*intervals, *_from_keys(np.asarray(keys, dtype=np.int64))]):
+    for low, high in sorted([*intervals, *from_keys(np.asarray(keys, dtype=np.int64))]):
         if merged and low <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], high)
         else:
@@ -43,3 +44,21 @@ def missing(intervals: Intervals, keys) -> np.ndarray:
     slot = np.searchsorted(starts, keys, side="right") - 1
     inside = (slot >= 0) & (keys <= ends[np.clip(slot, 0, None)])
     return keys[~inside]
+
+
+def count(intervals: Intervals) -> int:
+    """How many keys the intervals hold."""
+    return sum(high - low + 1 for low, high in intervals)
+
+
+def absent(intervals: Intervals, present: np.ndarray) -> np.ndarray:
+    """The keys the intervals hold that `present` (sorted, unique) does not: an interval
+    wholly present costs two binary searches; only one with gaps is spelled out."""
+    gone = []
+    for low, high in intervals:
+        first, last = np.searchsorted(present, [low, high + 1])
+        if last - first == high - low + 1:
+            continue
+        every = np.arange(low, high + 1, dtype=np.int64)
+        gone.append(np.setdiff1d(every, present[first:last], assume_unique=True))
+    return np.concatenate(gone) if gone else np.empty(0, dtype=np.int64)
