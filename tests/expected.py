@@ -58,6 +58,33 @@ FROM generate_series((SELECT min(d) FROM referenced), (SELECT max(d) FROM refere
 """
 
 
+# each dimension, and where the facts' rows above hold its key (position in the row)
+REFERENCES = {
+    "dim_staff": {"fact_sales_order": 5, "fact_purchase_orders": 5},
+    "dim_counterparty": {"fact_sales_order": 6, "fact_purchase_orders": 6, "fact_payment": 6},
+    "dim_currency": {"fact_sales_order": 9, "fact_purchase_orders": 10, "fact_payment": 8},
+    "dim_design": {"fact_sales_order": 10},
+    "dim_location": {"fact_sales_order": 13, "fact_purchase_orders": 13},
+    "dim_payment_type": {"fact_payment": 9},
+    "dim_transaction": {"fact_payment": 5},
+}
+
+
+def dimension(
+    table: str,
+    current: list[tuple],
+    remembered: dict[int, tuple],
+    facts: dict[str, set[tuple]],
+) -> list[tuple]:
+    """A dimension once rows are deleted in the source: the source's rows, and each
+    deleted row that a fact version (any, history included) still references, as it
+    last was (`remembered`, by key); a deleted row no fact references is gone."""
+    present = {row[0] for row in current}
+    used = {row[i] for fact, i in REFERENCES.get(table, {}).items() for row in facts[fact]}
+    kept = [row for key, row in remembered.items() if key not in present and key in used]
+    return sorted(current + kept)
+
+
 def rows(conn: Connection, table: str) -> list[tuple]:
     """The expected rows of a star table (facts: one per current source version)."""
     sql = DATES if table == "dim_date" else QUERIES[table]

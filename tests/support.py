@@ -169,6 +169,8 @@ class Pipeline:
         self.source_db, self.warehouse_db = ends.source, ends.warehouse
         self.raw, self.processed = ends.raw, ends.processed
         self.versions: dict[str, set[tuple]] = {t: set() for t in FACTS}
+        # each dimension row the source has shown, as it last was, by key
+        self.dimensions: dict[str, dict[int, tuple]] = {}
         self._source = self._warehouse = None  # engines, made once (they keep no connection)
         if init and self.warehouse_db is not None:
             init_warehouse(self.warehouse_db)
@@ -237,10 +239,21 @@ class Pipeline:
             return simulate_activity(conn, seed=23, step=step, **options)
 
     def remember(self) -> None:
-        """Every fact version the source has shown so far belongs in the warehouse."""
+        """Every fact version the source has shown so far belongs in the warehouse, and
+        so does each dimension row a fact version references, deleted or not."""
         with self.source().connect() as conn:
             for fact in FACTS:
                 self.versions[fact] |= set(expected.rows(conn, fact))
+            for table in expected.REFERENCES:
+                known = self.dimensions.setdefault(table, {})
+                known.update({row[0]: row for row in expected.rows(conn, table)})
+
+    def _dimension(self, table: str, current: list[tuple], facts: dict[str, list[tuple]]):
+        """The expected rows of a dimension (see `expected.dimension`)."""
+        if table not in expected.REFERENCES:
+            return current
+        seen = {fact: self.versions[fact] | set(rows) for fact, rows in facts.items()}
+        return expected.dimension(table, current, self.dimensions.get(table, {}), seen)
 
     def expected(self, table: str, source=None) -> list[tuple]:
         """The independent SQL expectation of a star table (through `source`, an open
@@ -262,9 +275,13 @@ class Pipeline:
     def assert_matches_source(self) -> None:
         """The warehouse equals the independent SQL expectation, table by table."""
         with self.source().connect() as source, self.warehouse().connect() as warehouse:
+            facts = {fact: expected.rows(source, fact) for fact in FACTS}
             for table in STAR_TABLES:
-                current = expected.rows(source, table)
-                wanted = sorted(self.versions[table] | set(current)) if table in FACTS else current
+                current = facts[table] if table in FACTS else expected.rows(source, table)
+                if table in FACTS:
+                    wanted = sorted(self.versions[table] | set(current))
+                else:
+                    wanted = self._dimension(table, current, facts)
                 actual = self.actual(table, None, warehouse)
                 if actual != wanted:
                     missing = sorted(set(wanted) - set(actual))[:5]
@@ -279,16 +296,18 @@ class Pipeline:
     def assert_current(self) -> None:
         """Dimensions and the *_latest views equal the source now; no version is twice."""
         with self.source().connect() as source, self.warehouse().connect() as warehouse:
+            facts = {fact: expected.rows(source, fact) for fact in FACTS}
             for table in STAR_TABLES:
-                current = expected.rows(source, table)
                 if table in FACTS:
+                    current = facts[table]
                     latest = self.actual(table, latest_view_name(table), warehouse)
                     assert latest == current, table
                     versions = self.actual(table, None, warehouse)
                     assert len(versions) == len(set(versions)), table
                     assert set(current) <= set(versions), table
                 else:
-                    assert self.actual(table, None, warehouse) == current, table
+                    wanted = self._dimension(table, expected.rows(source, table), facts)
+                    assert self.actual(table, None, warehouse) == wanted, table
 
     def snapshot(self) -> dict[str, list[tuple]]:
         """Every row of every star table, serial ids included."""

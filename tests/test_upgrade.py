@@ -20,13 +20,16 @@ from sqlalchemy import text
 
 from tests.support import ROOT, Pipeline, require, unmeasured
 
-# previous releases, and what `init` then says: the release before the quarantine (its
-# manifests carry no quarantine, its transform state no open entries, its warehouse no
-# totesys_meta.quarantine), and the release before processed manifest format 2 (its
-# processed files hold times of day as Parquet TIME)
+# previous releases, what `init` then says, and the format of their processed manifests:
+# the release before the quarantine (its manifests carry no quarantine, its transform
+# state no open entries, its warehouse no totesys_meta.quarantine), the release before
+# processed manifest format 2 (its processed files hold times of day as Parquet TIME),
+# and the release before deletions (no census, no tombstones, *_latest views that keep
+# every key: init replaces them)
 PREVIOUS = {
-    "76861f5": "warehouse initialised: created 9 objects\n",  # 6 summaries
-    "775c0db": "warehouse already initialised: nothing to do\n",
+    "76861f5": ("warehouse initialised: created 14 objects\n", 1),  # 6 summaries
+    "775c0db": ("warehouse initialised: created 5 objects\n", 1),
+    "a7dc698": ("warehouse initialised: created 5 objects\n", 2),
 }
 
 
@@ -91,15 +94,28 @@ def test_a_lake_and_warehouse_of_the_previous_release_keep_working(
 
     upgraded = pipeline.cli("init")  # brings totesys_meta up to date, touches no star row
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout == PREVIOUS[previous.name]
+    said, old_format = PREVIOUS[previous.name]
+    assert upgraded.stdout == said
     run = pipeline.cli("run-all")
     assert run.returncode == 0, run.stderr
     written = pipeline.lake / "processed" / "_manifests"
     formats = {json.loads(m.read_text())["format"] for m in written.glob("*.json")}
-    assert formats == {1, 2}  # the old release's processed runs, and this one's
+    assert formats == {old_format, 3}  # the old release's processed runs, and this one's
     pipeline.assert_matches_source()  # every version once: nothing lost, nothing twice
     verified = pipeline.cli("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # a row deleted now is found by the next comparison of keys (the first run of this
+    # release took the census), and leaves the old warehouse's latest view
+    pipeline.remember()
+    with pipeline.source().begin() as conn:
+        conn.execute(text("DELETE FROM payment WHERE payment_id = 11"))
+    compared = pipeline.cli("run-all", TOTESYS_DELETES_EVERY_MINUTES="0")
+    assert compared.returncode == 0, compared.stderr
+    pipeline.assert_matches_source()
+    verified = pipeline.cli("verify", "--deleted")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "deleted in the source, left out of both sides: payment 11" in verified.stdout
 
     # and the new release's own features work on the old lake
     with pipeline.source().begin() as conn:

@@ -31,6 +31,8 @@ SAMPLES = {
     "earliest_date": ("2001-01-01", "2002-01-01", "2003-01-01"),
     "latest_date": ("2091-01-01", "2092-01-01", "2093-01-01"),
     "clock_skew": (1.0, 2.0, 3.0),
+    "deletes_every": (30.0, 20.0, 10.0),
+    "mass_delete_percent": (7.0, 8.0, 9.0),
     "log_level": ("DEBUG", "ERROR", "WARNING"),
     "log_format": ("json", "text", "json"),
     "cloudwatch_log_group": ("/p", "/v", "/o"),

@@ -27,6 +27,17 @@ from totesys_cli.schemas import STAR_TABLES
 template = _template  # the parsed template, as a fixture of this module too
 
 
+# an order with the most units, with its transaction and their payments
+DELETE_AN_ORDER = (
+    "CREATE TEMPORARY TABLE doomed ON COMMIT DROP AS SELECT s.sales_order_id, t.transaction_id "
+    'FROM sales_order s LEFT JOIN "transaction" t USING (sales_order_id) '
+    "ORDER BY s.units_sold DESC, s.sales_order_id LIMIT 1",
+    "DELETE FROM payment WHERE transaction_id IN (SELECT transaction_id FROM doomed)",
+    'DELETE FROM "transaction" WHERE transaction_id IN (SELECT transaction_id FROM doomed)',
+    "DELETE FROM sales_order WHERE sales_order_id IN (SELECT sales_order_id FROM doomed)",
+)
+
+
 @pytest.fixture(scope="module")
 def filled(pg, source_template, tmp_path_factory):
     """A pipeline after two runs with activity between them and a replay of the whole
@@ -46,6 +57,11 @@ def filled(pg, source_template, tmp_path_factory):
             )
         )
     assert pipeline.cli("run-all").returncode == 0
+    with pipeline.source().begin() as conn:  # an overdue payment and an order deleted
+        for statement in DELETE_AN_ORDER:
+            conn.execute(text(statement))
+        conn.execute(text("DELETE FROM payment WHERE payment_id = 26"))
+    assert pipeline.cli("run-all", TOTESYS_DELETES_EVERY_MINUTES="0").returncode == 0
     assert pipeline.cli("run-all", "--since", "2000-01-01").returncode == 0
     yield pipeline
     pg.drop_database(source)
@@ -64,6 +80,7 @@ def _parquet_type(athena: str) -> tuple[str, str]:
         return "FIXED_LEN_BYTE_ARRAY", f"Decimal(precision={decimal[1]}, scale={decimal[2]})"
     return {
         "int": ("INT32", "None"),
+        "bigint": ("INT64", "None"),
         "string": ("BYTE_ARRAY", "String"),
         "date": ("INT32", "Date"),
         "boolean": ("BOOLEAN", "None"),
@@ -78,7 +95,7 @@ def _files(pipeline: Pipeline, folder: str = "") -> list[Path]:
 
 def test_every_star_table_is_in_the_catalog_with_projected_partitions(template):
     tables = _tables(template)
-    assert sorted(tables) == sorted(STAR_TABLES)
+    assert sorted(tables) == sorted([*STAR_TABLES, "deletions"])
     for name, table in tables.items():
         assert table["PartitionKeys"] == [{"Name": "processed_date", "Type": "string"}]
         place = {"Fn::Sub": f"s3://${{ProcessedBucket}}/{name}/"}
@@ -202,16 +219,20 @@ def test_each_named_query_answers_from_the_lake_what_the_warehouse_answers(templ
 
 
 def test_the_queries_read_the_newest_version_not_every_version(template, filled):
-    """The lake holds an older version of amended orders; counting every version would
-    count those orders twice."""
+    """The lake holds an older version of amended orders, and every version of a deleted
+    one; counting every version would count the first twice, and the second at all."""
     lake = _lake(filled, template)
     versions = lake.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
     orders = lake.execute("SELECT count(DISTINCT sales_order_id) FROM fact_sales_order").fetchone()[
         0
     ]
     assert versions > orders
+    deleted = lake.execute(
+        "SELECT count(*) FROM deletions WHERE star_table = 'fact_sales_order'"
+    ).fetchone()[0]
+    assert deleted == 1  # and the order deleted in the source is left out
     by_month = lake.execute(_queries(template)["revenue by month and currency"]).fetchall()
-    assert sum(row[2] for row in by_month) == orders
+    assert sum(row[2] for row in by_month) == orders - deleted
 
 
 def test_a_time_of_day_in_the_lake_is_the_warehouse_time(filled):

@@ -97,7 +97,7 @@ def test_every_raw_file_is_written_with_the_declared_types(source_url, tmp_path)
 def test_manifest_records_snapshot_bounds_and_watermarks(pg, source_url, tmp_path):
     result, _raw = _extract(source_url, tmp_path)
     manifest = json.loads((tmp_path / "_manifests" / "0000000001.json").read_text())
-    assert manifest["format"] == manifests.RawManifest.FORMAT == 1
+    assert manifest["format"] == manifests.RawManifest.FORMAT == 2
     assert manifest["seq"] == 1 and manifest["kind"] == "raw"
     assert manifest["snapshot_time"] == result.snapshot.isoformat(sep=" ")
     with pg.engine(_db(source_url)).connect() as conn:

@@ -268,7 +268,7 @@ def test_a_manifest_of_an_unknown_format_is_refused(pipeline, tmp_path):
     lake = tmp_path / "lake"
     assert pipeline.cli("extract").returncode == 0
     manifest = lake / "raw" / "_manifests" / "0000000001.json"
-    manifest.write_text(manifest.read_text().replace('"format": 1', '"format": 99'))
+    manifest.write_text(manifest.read_text().replace('"format": 2', '"format": 99'))
     result = pipeline.cli("run-all")
     assert result.returncode == 1
     assert (
@@ -276,7 +276,7 @@ def test_a_manifest_of_an_unknown_format_is_refused(pipeline, tmp_path):
         .splitlines()[-1]
         .endswith(
             f"[extract] the manifest {manifest} has format 99; this totesys reads raw manifests "
-            "of format 1. Upgrade totesys"
+            "of formats 1 to 2. Upgrade totesys"
         )
     )
 

@@ -46,7 +46,8 @@ UNMEASURED = {"COVERAGE_PROCESS_CONFIG": None}
 
 
 def totesys(pipeline: Pipeline, *args: str, **extra: str) -> subprocess.CompletedProcess:
-    return pipeline.cli(*args, **extra)
+    """The command, comparing keys on every run: a delete is found by the next run."""
+    return pipeline.cli(*args, TOTESYS_DELETES_EVERY_MINUTES="0", **extra)
 
 
 def _processed_seqs(pipeline: Pipeline) -> list[int]:
@@ -81,6 +82,19 @@ def _assert_loads_are_recorded_with_their_rows(pipeline: Pipeline) -> None:
             found = read_parquet(pipeline.processed, manifest.quarantine.keys)
             entries |= {(e["source_table"], e["key"], e["kind"]) for e in found.to_pylist()}
     assert set(_quarantine(pipeline)) == entries
+    # and the deletions its tombstones record
+    tombstones = set()
+    for manifest in manifests.runs_after(pipeline.processed, 0, ProcessedManifest):
+        if manifest.seq in recorded and manifest.deleted.files:
+            found = read_parquet(pipeline.processed, manifest.deleted.keys)
+            tombstones |= {(t["source_table"], t["key"], manifest.seq) for t in found.to_pylist()}
+    assert set(_deletions(pipeline)) == tombstones
+
+
+def _deletions(pipeline: Pipeline) -> list[tuple]:
+    with pipeline.warehouse().connect() as conn:
+        query = "SELECT source_table, key, deleted_in FROM totesys_meta.deletions"
+        return [tuple(r) for r in conn.execute(text(query))]
 
 
 def _quarantine(pipeline: Pipeline) -> list[tuple]:
@@ -141,13 +155,15 @@ def test_sigkill_at_a_commit_point_loses_and_duplicates_nothing(pipeline, point,
     _assert_loads_are_recorded_with_their_rows(pipeline)
     _recover_and_check(pipeline)  # the source changes only after a completed run
     pipeline.activity()
-    with pipeline.source().begin() as conn:  # and the next run also sets a version aside
+    with pipeline.source().begin() as conn:  # the next run also sets a version aside
         conn.execute(text(BAD_DATE.format("2026-13-45")))
+        conn.execute(text("DELETE FROM payment WHERE payment_id = 3"))  # and finds a delete
     killed = totesys(pipeline, "run-all", TOTESYS_KILL_AT=point.split(":")[0], **UNMEASURED)
     assert killed.returncode == -signal.SIGKILL, killed.stderr  # every point recurs
     _assert_loads_are_recorded_with_their_rows(pipeline)
     _recover(pipeline)
     assert _quarantine(pipeline) == [("sales_order", 7, "not_a_date")]  # once, open
+    assert [row[:2] for row in _deletions(pipeline)] == [("payment", 3)]  # once
     with pipeline.source().begin() as conn:
         conn.execute(text(BAD_DATE.format("2026-12-25")))
     _recover_and_check(pipeline)

@@ -102,10 +102,13 @@ checks = compose(
     setting("latest_date", type=click.DateTime(["%Y-%m-%d"])),
     setting("clock_skew", type=click.FloatRange(min=0)),
 )
-# how deletions in the source are found
-deletes = compose(
+# how deletions in the source are found (the settings), and a mass delete let through
+finding_deletes = compose(
     setting("deletes_every", type=click.FloatRange(min=0)),
     setting("mass_delete_percent", type=click.FloatRange(min=0, max=100)),
+)
+deletes = compose(
+    finding_deletes,
     click.option(
         "--allow-mass-delete",
         "allow_mass_delete",

@@ -171,6 +171,7 @@ def _masked(name: str, value: Any) -> Any:
 @options.deadline
 @options.reading
 @options.checks
+@options.finding_deletes
 @options.setting("token")
 @options.as_json
 @click.argument("command", nargs=-1)

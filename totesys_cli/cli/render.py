@@ -62,8 +62,9 @@ def extracted(result) -> None:
         [(n, t.rows, t.bytes, result.table_seconds.get(n, 0.0)) for n, t in result.tables.items()],
         ("table", "rows", "bytes", "seconds"),
     )
+    deleted = f", {plural(result.deleted, 'key')} found deleted" if result.deleted else ""
     click.echo(
-        f"extract run {result.seq} committed: {result.rows:,} rows in "
+        f"extract run {result.seq} committed: {result.rows:,} rows{deleted} in "
         f"{result.seconds:.1f} s (snapshot {result.snapshot:%Y-%m-%d %H:%M:%S} UTC)"
     )
 
@@ -112,6 +113,8 @@ def run_summary(result) -> None:
     rows = [(name, t.rows, "", "") for name, t in extracted.items()]
     rows += [(name, "", t.rows, changed.get(name, 0)) for name, t in transformed.items()]
     table(rows, ("table", "extracted", "transformed", "loaded"))
+    if result.extract and result.extract.deleted:
+        click.echo(f"found deleted in the source: {plural(result.extract.deleted, 'key')}")
     click.echo("seconds: " + ", ".join(f"{step} {s:.2f}" for step, s in result.seconds.items()))
 
 

@@ -1,12 +1,13 @@
 """Deletes: the keys the source no longer holds, found by comparing keys.
 
 A watermark never sees a delete. On its cadence (`--deletes-every`), an extract reads
-every source table's primary key inside its own snapshot (`ORDER BY` the key: an
-index-only scan of the primary key, not of the table) and compares it with the keys
-the lake knows: the newest census (the keys the previous comparison found, kept as
-intervals in the manifest of the run that took it) and every key a raw run has read
-since. A known key the snapshot no longer holds was deleted: it becomes a tombstone in
-the run's `_deleted/` file, committed by the run's manifest with the run's new census.
+every source table's primary key inside its own snapshot, as runs of consecutive keys
+(an index-only scan of the primary key, not of the table; the server sends a row per
+gap), and compares it with the keys the lake knows: the newest census (the keys the
+previous comparison found, kept as intervals in the manifest of the run that took it)
+and every key a raw run has read since. A known key the snapshot no longer holds was
+deleted: it becomes a tombstone in the run's `_deleted/` file, committed by the run's
+manifest with the run's new census.
 
 A comparison that finds more than `--mass-delete-percent` of a table gone, or the table
 emptied, takes it for a mistake (a truncated table, a restore from an empty backup, a
@@ -26,10 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection
 
-from totesys_cli.db.copy import copy_out
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.extract.options import Deletes
-from totesys_cli.extract.source import keys_query
+from totesys_cli.extract.source import islands
 from totesys_cli.lake import Lake
 from totesys_cli.lake import keys as keysets
 from totesys_cli.lake import manifest as manifests
@@ -42,9 +42,6 @@ from totesys_cli.schemas.arrow import tombstone_schema
 
 log = logging.getLogger(__name__)
 
-# keys per COPY chunk: a million keys are about 8 MB of text
-_CHUNK = 1_000_000
-
 
 def due(last: RawManifest | None, snapshot: dt.datetime, every: dt.timedelta) -> bool:
     """Whether this run compares keys: never compared, or the census is `every` old."""
@@ -52,18 +49,10 @@ def due(last: RawManifest | None, snapshot: dt.datetime, every: dt.timedelta) ->
     return census is None or snapshot - census.time >= every
 
 
-def _present(conn: Connection, table: str) -> np.ndarray:
-    """The table's keys in the run's snapshot, sorted."""
-    import pyarrow.csv as pcsv
-
-    query = keys_query(source_table(table))
-    read = pcsv.ReadOptions(column_names=["key"])
-    types = pcsv.ConvertOptions(column_types={"key": pa.int64()})
-    parts = [
-        pcsv.read_csv(pa.py_buffer(bytes(chunk)), read, convert_options=types).column(0).to_numpy()
-        for chunk in copy_out(conn, query, _CHUNK)
-    ]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+def _present(conn: Connection, table: str) -> keysets.Intervals:
+    """The table's keys in the run's snapshot, as intervals."""
+    found = conn.execute(islands(source_table(table)))
+    return [[int(low), int(high)] for low, high in found]
 
 
 def _read_since(raw: Lake, census: Census) -> dict[str, np.ndarray]:
@@ -110,11 +99,11 @@ def compare(
     held: dict[str, int] = {}
     for table in SOURCE_TABLES:
         deadline.check(f"comparing the keys of {table}")
-        present = _present(conn, table)
-        taken[table] = keysets.from_keys(present)
+        present = taken[table] = _present(conn, table)
         runs = known.get(table, [])
         extra = keysets.missing(runs, read.get(table, np.empty(0, dtype=np.int64)))
-        missing = np.union1d(keysets.absent(runs, present), np.setdiff1d(extra, present))
+        lost = keysets.subtract(runs, present)  # a handful of intervals, whatever the size
+        missing = np.union1d(keysets.spelled_out(lost), keysets.missing(present, extra))
         held[table] = keysets.count(runs) + extra.size
         if missing.size:
             gone[table] = missing

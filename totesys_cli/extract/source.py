@@ -236,11 +236,15 @@ def copy_query(
     return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)"
 
 
-def keys_query(table: Table) -> str:
-    """COPY of the table's primary key in key order: an index-only scan of the key's
-    index answers it, the table's rows are not read."""
+def islands(table: Table):
+    """The table's keys as runs of consecutive keys (low, high), in key order: the key's
+    index alone answers (an index-only scan), and the server sends a row per gap, not
+    per key."""
     key = table.c[source_key(table.name)]
-    return f"COPY ({select(key).order_by(key).compile(dialect=_DIALECT)}) TO STDOUT"
+    island = (key - func.row_number().over(order_by=key)).label("island")
+    keys = select(key.label("key"), island).subquery("keys")
+    low = func.min(keys.c.key)
+    return select(low, func.max(keys.c.key)).group_by(keys.c.island).order_by(low)
 
 
 def _read_csv(data: bytes | bytearray, schema: pa.Schema) -> pa.Table:

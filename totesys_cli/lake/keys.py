@@ -51,14 +51,26 @@ def count(intervals: Intervals) -> int:
     return sum(high - low + 1 for low, high in intervals)
 
 
-def absent(intervals: Intervals, present: np.ndarray) -> np.ndarray:
-    """The keys the intervals hold that `present` (sorted, unique) does not: an interval
-    wholly present costs two binary searches; only one with gaps is spelled out."""
-    gone = []
+def subtract(intervals: Intervals, taken: Intervals) -> Intervals:
+    """The keys of `intervals` that `taken` does not hold, as intervals (both sorted and
+    merged): a walk through both lists, whatever the keys they span."""
+    left: Intervals = []
+    j = 0
     for low, high in intervals:
-        first, last = np.searchsorted(present, [low, high + 1])
-        if last - first == high - low + 1:
-            continue
-        every = np.arange(low, high + 1, dtype=np.int64)
-        gone.append(np.setdiff1d(every, present[first:last], assume_unique=True))
-    return np.concatenate(gone) if gone else np.empty(0, dtype=np.int64)
+        while j < len(taken) and taken[j][1] < low:
+            j += 1
+        k, start = j, low
+        while k < len(taken) and taken[k][0] <= high:
+            if taken[k][0] > start:
+                left.append([start, taken[k][0] - 1])
+            start = max(start, taken[k][1] + 1)
+            k += 1
+        if start <= high:
+            left.append([start, high])
+    return left
+
+
+def spelled_out(intervals: Intervals) -> np.ndarray:
+    """Every key the intervals hold."""
+    parts = [np.arange(low, high + 1, dtype=np.int64) for low, high in intervals]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)

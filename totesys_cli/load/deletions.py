@@ -90,7 +90,8 @@ def record(conn: Connection, processed: Lake, manifest: ProcessedManifest) -> in
             text(
                 f"INSERT INTO {DELETIONS.fullname} (source_table, key, deleted_in, "  # nosec B608
                 "star_table, deleted_at, raw_seq, last_version, kept) "
-                f"SELECT t.source_table, t.key, :seq, t.star_table, t.deleted_at, t.raw_seq, "
+                "SELECT t.source_table, t.key, :seq, t.star_table, "
+                "t.deleted_date + t.deleted_time * interval '1 millisecond', t.raw_seq, "
                 f"{newest}, {kept} FROM ({mine}) t ON CONFLICT DO NOTHING"
             ),
             {"seq": manifest.seq},
@@ -118,8 +119,7 @@ def _referenced(dimension: str, key: str) -> str:
 
 
 def _stage(conn: Connection, found: pa.Table):
-    from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text
-    from sqlalchemy.dialects.postgresql import TIMESTAMP
+    from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, Table, Text
 
     stage = Table(
         _STAGE,
@@ -127,7 +127,8 @@ def _stage(conn: Connection, found: pa.Table):
         Column("star_table", Text),
         Column("source_table", Text),
         Column("key", BigInteger),
-        Column("deleted_at", TIMESTAMP(precision=3)),
+        Column("deleted_date", Date),
+        Column("deleted_time", Integer),
         Column("raw_seq", Integer),
         prefixes=["TEMPORARY"],
         postgresql_on_commit="DROP",

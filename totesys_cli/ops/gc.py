@@ -4,9 +4,9 @@ A run that crashed (or lost the race for its run number) left data files no mani
 names; nothing reads them. They are deleted only when older than the grace period, so
 a run still writing its files is never touched, and whatever the grace, gc keeps every
 file newer than the announcement of a run writing without the warehouse lock (see
-`lake.writers`). Only what totesys writes is considered:
-a zone's table folders and its `_manifests/`, `_quarantine/` and `_waiting/`, so whatever
-else shares the bucket (Athena's query results beside the processed zone) is left alone.
+`lake.writers`). Only what totesys writes is considered: a zone's table folders and its
+`_manifests/`, `_quarantine/`, `_waiting/` and tombstones, so whatever else shares the
+bucket (Athena's query results beside the processed zone) is left alone.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from totesys_cli.lake import Lake, StoredObject, writers
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.files import QUARANTINE, WAITING
+from totesys_cli.lake.files import QUARANTINE, TOMBSTONES, WAITING
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
 from totesys_cli.lake.zone import IDENTITY_KEY
 from totesys_cli.schemas import SOURCE_TABLES, STAR_TABLES
@@ -48,7 +48,8 @@ def committed_keys(zone: Lake, kind: type[Manifest]) -> set[str]:
 def _folders(kind: type[Manifest]) -> set[str]:
     """The top folders of a zone that totesys writes."""
     tables = SOURCE_TABLES if kind is RawManifest else STAR_TABLES
-    return {*tables, manifests.MANIFESTS, QUARANTINE, WAITING, writers.WRITERS}
+    tombstones = TOMBSTONES["raw" if kind is RawManifest else "processed"]
+    return {*tables, manifests.MANIFESTS, QUARANTINE, WAITING, tombstones, writers.WRITERS}
 
 
 def collect(raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = False) -> GcResult:

@@ -104,16 +104,21 @@ def version_schema(source: str):
 
 def tombstone_schema(processed: bool = False):
     """A key deleted in the source, found gone by the raw run `raw_seq` whose snapshot
-    was at `deleted_at` (the source's clock); in the processed zone, with the star table
-    built from that source table (None: none is)."""
+    was at `deleted_at` (the source's clock). In the processed zone, with the star table
+    built from that source table (None: none is), and the time split as the facts split
+    theirs (a date, and an int32 of milliseconds since midnight), so that a query
+    compares it with a version's `last_updated_date` and `last_updated_time` as they are."""
     import pyarrow as pa
 
-    fields = [
+    head = [
         pa.field("source_table", pa.string(), nullable=False),
         pa.field("key", pa.int64(), nullable=False),
-        pa.field("deleted_at", pa.timestamp("ms"), nullable=False),
-        pa.field("raw_seq", pa.int32(), nullable=False),
     ]
-    if processed:
-        fields.insert(0, pa.field("star_table", pa.string()))
-    return pa.schema(fields)
+    seq = pa.field("raw_seq", pa.int32(), nullable=False)
+    if not processed:
+        return pa.schema([*head, pa.field("deleted_at", pa.timestamp("ms"), nullable=False), seq])
+    when = [
+        pa.field("deleted_date", pa.date32(), nullable=False),
+        pa.field("deleted_time", pa.int32(), nullable=False),
+    ]
+    return pa.schema([pa.field("star_table", pa.string()), *head, *when, seq])

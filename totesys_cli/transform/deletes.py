@@ -44,8 +44,21 @@ def carried(raw: Lake, runs: list[RawRun]) -> pa.Table:
             again = set(read.column(key).to_pylist()) & set(earlier)
             for k in again:
                 del newest[(table, k)]
-    rows = [{**r, "star_table": _BUILT_FROM.get(r["source_table"])} for r in newest.values()]
+    rows = [
+        {
+            **r,
+            "star_table": _BUILT_FROM.get(r["source_table"]),
+            "deleted_date": r["deleted_at"].date(),
+            "deleted_time": _millis(r["deleted_at"]),
+        }
+        for r in newest.values()
+    ]
     return pa.Table.from_pylist(rows, schema=tombstone_schema(processed=True))
+
+
+def _millis(when) -> int:
+    """Milliseconds since midnight."""
+    return ((when.hour * 60 + when.minute) * 60 + when.second) * 1000 + when.microsecond // 1000
 
 
 def forget(parents: dict[str, pa.Table], tombstones: pa.Table) -> dict[str, pa.Table]:
