@@ -215,6 +215,22 @@ def test_a_key_deleted_and_inserted_again_before_the_transform_stands(pipeline):
     _checked(pipeline)
 
 
+def test_a_deleted_row_resolves_its_quarantine_entry(pipeline):
+    """A version set aside, then its row deleted: nothing of it is to come, so its entry
+    closes, and the rows waiting on it no longer wait."""
+    _source(
+        pipeline,
+        f"UPDATE payment SET payment_date = '2026-13-45', last_updated = {NOW} "
+        "WHERE payment_id = 16",
+    )
+    _run(pipeline)
+    assert "payment" in pipeline.cli("quarantine").stdout
+    _source(pipeline, "DELETE FROM payment WHERE payment_id = 16")
+    assert _run(pipeline)["deleted"] == 1
+    assert pipeline.cli("quarantine").stdout == "no open entries\n"
+    _checked(pipeline)
+
+
 def test_a_delete_and_an_update_of_other_rows_in_one_run(pipeline):
     _source(
         pipeline,

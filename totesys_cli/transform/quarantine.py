@@ -1,14 +1,14 @@
 """The quarantine as a transform sees it: the entries still open, the rows waiting on a
 parent, and what this run adds and resolves.
 
-An entry is resolved when the key is read again, valid, from a later raw run: a new version,
-or the same one fixed in place (its `last_updated` untouched) or no longer ahead of the
-clock. An entry waiting on a parent is resolved when that very version is emitted, or
-when a valid later version of the key replaces it. An entry found again while it is open
-(the overlap re-reads a version still bad) is not new. A run's entries
-(new ones, and those it resolved) go to its processed quarantine file, which the load
-copies into the warehouse; the still-open entries and the waiting rows travel to the
-next run.
+An entry is resolved when the key is read again, valid, from a later raw run: a new
+version, or the same one fixed in place (its `last_updated` untouched) or no longer
+ahead of the clock; or when a later raw run found the key deleted in the source. An
+entry waiting on a parent is resolved when that very version is emitted, or when a
+valid later version of the key replaces it. An entry found again while it is open (the
+overlap re-reads a version still bad) is not new. A run's entries (new ones, and those
+it resolved) go to its processed quarantine file, which the load copies into the
+warehouse; the still-open entries and the waiting rows travel to the next run.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Ledger:
         self.here: list[pa.Table] = []  # found by the transform itself, not carried
         self.valid_parts: list[pa.Table] = []
         self.emitted_parts: list[pa.Table] = []
+        self.gone_parts: list[pa.Table] = []
         # the keys with an entry, per source table: only their versions can resolve one
         self.watched: dict[str, pa.Array] = {}
         self._watch(open_entries)
@@ -94,6 +95,13 @@ class Ledger:
         if (part := self._of_watched(table, keys, versions)) is not None:
             self.emitted_parts.append(part)
 
+    def gone(self, tombstones: pa.Table) -> None:
+        """Keys found deleted in the source: their entries from earlier raw runs are
+        resolved (no version of them is to come)."""
+        if tombstones.num_rows:
+            part = tombstones.select(["source_table", "key", "raw_seq"])
+            self.gone_parts.append(part.rename_columns(["source_table", "key", "gone_seq"]))
+
     def found_here(self) -> pa.Table:
         """The entries the transform itself found in this run, once each, and not open
         before."""
@@ -141,6 +149,13 @@ class Ledger:
                 )
             )
             hit = pa.concat_arrays([hit, later.column("_row").combine_chunks()])
+        if self.gone_parts:  # the key was deleted in the source
+            gone = pa.concat_tables(self.gone_parts)
+            deleted = rows.join(gone, ["source_table", "key"], join_type="inner")
+            deleted = deleted.filter(
+                pc.greater(deleted.column("gone_seq"), deleted.column("raw_seq"))
+            )
+            hit = pa.concat_arrays([hit, deleted.column("_row").combine_chunks()])
         if self.emitted_parts:
             emitted = pa.concat_tables(self.emitted_parts)
             waiting = rows.filter(pc.equal(rows.column("kind"), MISSING_PARENT))

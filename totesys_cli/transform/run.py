@@ -147,6 +147,7 @@ def transform(
         tombstones = deletes.carried(raw, runs)
         files.tombstones(tombstones, "processed")
         parents = deletes.forget(parents, tombstones)
+        ledger.gone(tombstones)
         events, still_open = ledger.close()
         files.set_aside(events)
         _hold_waiting(files, ledger, still_open)
