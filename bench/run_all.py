@@ -5,9 +5,9 @@
 Measured in one run: the floor (psql \\copy of every source table out, and back into
 copies with the same primary keys and unique constraints); a full `totesys run-all`
 from an empty lake and warehouse, with seconds per step; a no-op run-all as a whole
-process; a 1% activity burst, then run-all; the naive extract baseline (pg8000
-SELECT * into pandas). Targets: full <= 3.0 x floor, no-op <= 2.0 s, burst <= 0.15 x
-full, peak RSS <= 1 GB.
+process, and one that compares every table's keys (which finds deletes); a 1% activity
+burst, then run-all; the naive extract baseline (pg8000 SELECT * into pandas).
+Targets: full <= 3.0 x floor, no-op <= 2.0 s, burst <= 0.15 x full, peak RSS <= 1 GB.
 """
 
 from __future__ import annotations
@@ -70,6 +70,10 @@ def main() -> None:
     full, full_rss, _, log = timed([TOTESYS, "--log-format", "json", "run-all"], env)
     steps = _steps(log)
     noop, noop_rss, _, _ = timed([TOTESYS, "--log-format", "json", "run-all"], env)
+    # the same no-op comparing every table's keys (the default does it every 60 minutes)
+    every = {**env, "TOTESYS_DELETES_EVERY_MINUTES": "0"}
+    compared, _, _, log = timed([TOTESYS, "--log-format", "json", "run-all"], every)
+    comparison = _comparison(log)
     with engine(database(source)).begin() as conn:
         simulate_activity(
             conn,
@@ -93,6 +97,8 @@ def main() -> None:
         "full_peak_rss_mb": round(full_rss),
         "noop_seconds": round(noop, 2),
         "noop_peak_rss_mb": round(noop_rss),
+        "noop_comparing_keys_seconds": round(compared, 2),
+        "key_comparison_seconds": comparison,
         "burst_seconds": round(burst, 2),
         "burst_steps": burst_steps,
         "burst_peak_rss_mb": round(burst_rss),
@@ -107,6 +113,7 @@ def main() -> None:
     print(f"floor: psql \\copy out {floor_out:.2f} s + in {floor_in:.2f} s = {floor_total:.2f} s")
     print(f"full run-all     {full:8.2f} s  peak RSS {full_rss:6,.0f} MB  steps {steps}")
     print(f"no-op run-all    {noop:8.2f} s  peak RSS {noop_rss:6,.0f} MB  (target <= 2.0 s)")
+    print(f"no-op comparing  {compared:8.2f} s  (the key comparison itself {comparison} s)")
     print(f"1% burst run-all {burst:8.2f} s  peak RSS {burst_rss:6,.0f} MB  steps {burst_steps}")
     if naive is not None:
         print(f"naive extract    {naive:8.2f} s  (pg8000 SELECT * into pandas)")
@@ -115,6 +122,12 @@ def main() -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / f"run_all_{sizes.sales_orders}.json").write_text(json.dumps(figures, indent=1))
+
+
+def _comparison(log: str) -> float | None:
+    """Seconds of the run's comparison of keys, from its log line."""
+    lines = [json.loads(line) for line in log.strip().splitlines()]
+    return next((x["seconds"] for x in lines if x["message"].startswith("compared the keys")), None)
 
 
 def _steps(log: str) -> dict[str, float]:

@@ -191,6 +191,8 @@ def test_a_key_deleted_then_inserted_again_is_a_new_version(pipeline):
         ended = "SELECT count(*) FROM totesys_meta.deletions WHERE ended_in IS NOT NULL"
         assert conn.execute(text(ended)).scalar_one() == 1
     _checked(pipeline)
+    # the lake still names the deletion: its newer version is what ends it there
+    assert _lake_deletions(pipeline) == [("fact_payment", 12)]
 
 
 def test_a_key_deleted_and_inserted_again_before_the_transform_stands(pipeline):
@@ -241,6 +243,7 @@ def test_a_delete_and_an_update_of_other_rows_in_one_run(pipeline):
     assert (summary["deleted"], summary["extracted"] >= 1) == (1, True)
     assert _recorded(pipeline) == [("payment", 13, False)]
     _checked(pipeline)
+    assert _lake_deletions(pipeline) == [("fact_payment", 13)]
 
 
 @pytest.mark.parametrize(

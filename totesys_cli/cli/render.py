@@ -126,10 +126,10 @@ def status(result) -> None:
     if result.tables:
         table(
             [
-                (t, v["watermark"] or "-", v["last_extract"] or "-")
+                (t, v["watermark"] or "-", v["last_extract"] or "-", v["keys_compared"] or "-")
                 for t, v in result.tables.items()
             ],
-            ("table", "watermark", "last extract"),
+            ("table", "watermark", "last extract", "keys compared (finds deletes)"),
         )
     if result.passes:
         table(
@@ -146,7 +146,6 @@ def status(result) -> None:
             ("read over several runs", "key range", "rows so far", "runs", "runs left"),
         )
     click.echo(f"last extract run:    {result.last_extract or '-'}")
-    click.echo(f"keys compared:       {result.keys_compared or 'never'} (finds deletions)")
     click.echo(f"not transformed:     {listing(result.not_transformed)}")
     click.echo(f"last transform run:  {result.last_transform or '-'}")
     click.echo(f"not loaded:          {listing(result.not_loaded)}")

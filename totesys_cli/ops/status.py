@@ -97,6 +97,7 @@ def status(endpoints: Endpoints) -> Status:
             result.tables[table] = {
                 "watermark": _stamp(state.watermark),
                 "last_extract": _stamp(state.snapshot),
+                "keys_compared": result.keys_compared,  # every table at once
             }
             if state.passing is not None:
                 result.passes[table] = _pass(state.passing)
