@@ -233,6 +233,20 @@ def test_a_deleted_row_resolves_its_quarantine_entry(pipeline):
     _checked(pipeline)
 
 
+def test_a_delete_not_yet_compared_is_drift_the_suggested_run_repairs(pipeline):
+    """Between comparisons a deleted row is still in the warehouse: verify says so, and
+    its remedy (a run comparing keys now) is what repairs it."""
+    _source(pipeline, "DELETE FROM payment WHERE payment_id = 17")
+    quiet = pipeline.cli("run-all", TOTESYS_DELETES_EVERY_MINUTES="600")  # not due
+    assert quiet.returncode == 0, quiet.stderr
+    verified = pipeline.cli("verify")
+    assert verified.returncode == 1
+    assert "fact_payment keys 17" in verified.stderr
+    assert "totesys run-all --deletes-every 0 compares now" in verified.stderr
+    assert _run(pipeline, "--deletes-every", "0")["deleted"] == 1
+    _checked(pipeline)
+
+
 def test_a_delete_and_an_update_of_other_rows_in_one_run(pipeline):
     _source(
         pipeline,

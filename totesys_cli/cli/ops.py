@@ -74,9 +74,9 @@ def verify(show_deleted: bool, **given) -> None:
         repair = (
             f"Reprocess them with totesys run-all --since {result.since.isoformat()}"
             if result.since is not None
-            else "The source no longer holds those rows: deleted after the last comparison of "
-            "keys, which the next comparison records (totesys run-all --deletes-every 0 "
-            "compares now)"
+            else "The warehouse holds rows the source does not: deleted after the last "
+            "comparison of keys, the next one records them (totesys run-all "
+            "--deletes-every 0 compares now); otherwise something else wrote them"
         )
         if all(c.table.startswith("totesys_meta.") for c in result.drift):
             repair = "Drop the summaries that differ and run totesys init: it sums them again"
