@@ -52,7 +52,7 @@ class Status:
     quarantine: list[dict[str, Any]] = field(default_factory=list)  # the newest open ones
     # when the source's keys were last compared (every table at once), which finds deletes
     keys_compared: str | None = None
-    deleted: dict[str, int] = field(default_factory=dict)  # per source table (None: no warehouse)
+    deleted: dict[str, int] = field(default_factory=dict)  # open deletions per source table
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
