@@ -8,6 +8,7 @@ imported inside commands, so `totesys --help` stays instant.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -138,4 +139,8 @@ for command in (*steps.COMMANDS, *ops.COMMANDS, *apps.COMMANDS, profiles.config)
 
 
 def main() -> None:
+    # Arrow's allocator (mimalloc) keeps the pages a table's load freed for later ones,
+    # so a run's memory would climb to what all its tables held; returned at once, it is
+    # what one table holds. Read when Arrow loads, after this.
+    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
     cli.main(prog_name="totesys")
