@@ -119,8 +119,8 @@ def test_a_failure_inside_the_transaction_changes_nothing(pipeline, monkeypatch)
     before = pipeline.snapshot()
     real = load_step.load_table
 
-    def failing(conn, processed, table, files, deadline):
-        result = real(conn, processed, table, files, deadline)
+    def failing(conn, processed, table, files, deadline, *rest):
+        result = real(conn, processed, table, files, deadline, *rest)
         if table == "fact_payment":  # everything else of the run is already written
             raise RuntimeFailure("injected failure after loading fact_payment")
         return result
@@ -208,8 +208,8 @@ def test_a_bulk_run_with_a_dangling_key_fails_and_loads_nothing(pipeline, monkey
     pipeline.process()
     real = load_step.load_table
 
-    def losing_a_design(conn, processed, table, files, deadline):
-        result = real(conn, processed, table, files, deadline)
+    def losing_a_design(conn, processed, table, files, deadline, *rest):
+        result = real(conn, processed, table, files, deadline, *rest)
         if table == "dim_design":  # a dimension row the facts need is gone
             conn.execute(text("DELETE FROM dim_design WHERE design_id = 1"))
         return result
@@ -307,11 +307,11 @@ def _expiring_in(monkeypatch, deadline: _Expiring, call: int) -> None:
     """The deadline passes while fact_sales_order is loaded for the call-th time."""
     real, calls = load_step.load_table, []
 
-    def load_table(conn, processed, table, files, at):
+    def load_table(conn, processed, table, files, at, *rest):
         if table == "fact_sales_order":
             calls.append(table)
             deadline.expired = len(calls) == call
-        return real(conn, processed, table, files, at)
+        return real(conn, processed, table, files, at, *rest)
 
     monkeypatch.setattr(load_step, "load_table", load_table)
 

@@ -94,7 +94,7 @@ def test_a_deleted_payment_leaves_the_latest_view_and_keeps_its_history(pipeline
         assert conn.execute(text(latest)).scalar_one() == held - 1
     _checked(pipeline)
     listed = pipeline.cli("verify", "--deleted")
-    assert "deleted in the source, left out of both sides: payment 11" in listed.stdout
+    assert "deleted in the source, left out of the warehouse's side: payment 11" in listed.stdout
     status = json.loads(pipeline.cli("status", "--json").stdout)
     assert status["deleted"] == {"payment": 1} and status["keys_compared"]
     assert _lake_deletions(pipeline) == [("fact_payment", 11)]
@@ -193,6 +193,42 @@ def test_a_key_deleted_then_inserted_again_is_a_new_version(pipeline):
     _checked(pipeline)
     # the lake still names the deletion: its newer version is what ends it there
     assert _lake_deletions(pipeline) == [("fact_payment", 12)]
+
+
+def test_a_row_restored_as_it_was_comes_back(pipeline):
+    """A mistaken delete undone by putting the very rows back (their `last_updated` as
+    they were, from a backup): the next run reads them again, and they are current again
+    in the warehouse; a version alone cannot tell them from a replay, the run can."""
+    _source(
+        pipeline,
+        "INSERT INTO address (address_id, address_line_1, city, postal_code, country, "
+        f"phone, created_at, last_updated) VALUES (9002, '2 New Street', 'Leeds', 'LS2', "
+        f"'United Kingdom', '0113 001', {NOW}, {NOW})",
+    )
+    _run(pipeline)
+    pipeline.remember()
+    _source(
+        pipeline,
+        "CREATE TABLE kept_payment AS SELECT * FROM payment WHERE payment_id = 18",
+        "CREATE TABLE kept_address AS SELECT * FROM address WHERE address_id = 9002",
+        "DELETE FROM payment WHERE payment_id = 18",
+        "DELETE FROM address WHERE address_id = 9002",
+    )
+    assert _run(pipeline)["deleted"] == 2
+    _checked(pipeline)
+    _source(
+        pipeline,
+        "INSERT INTO payment SELECT * FROM kept_payment",
+        "INSERT INTO address SELECT * FROM kept_address",
+    )
+    # until a run reads them, verify says the warehouse lacks them (never "deleted")
+    verified = pipeline.cli("verify")
+    assert verified.returncode == 1
+    assert "dim_location keys 9002" in verified.stderr
+    assert "fact_payment keys 18" in verified.stderr
+    assert _run(pipeline)["deleted"] == 0
+    assert _recorded(pipeline) == []
+    _checked(pipeline)
 
 
 def test_a_key_deleted_and_inserted_again_before_the_transform_stands(pipeline):

@@ -244,11 +244,11 @@ def verified(result, show_deleted: bool = False) -> None:
         keys = "; ".join(
             f"{name} {', '.join(str(k) for k in keys)}" for name, keys in result.deleted.items()
         )
-        click.echo(f"deleted in the source, left out of both sides: {keys}")
+        click.echo(f"deleted in the source, left out of the warehouse's side: {keys}")
     elif result.deleted:
         count = sum(len(keys) for keys in result.deleted.values())
         click.echo(
-            f"{plural(count, 'key')} deleted in the source, left out of both sides "
+            f"{plural(count, 'key')} deleted in the source, left out of the warehouse's side "
             "(--deleted lists them)"
         )
 

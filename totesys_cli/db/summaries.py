@@ -158,7 +158,7 @@ def _needed(fact: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def follow(conn: Connection, stage: Table, fact: str) -> None:
+def follow(conn: Connection, stage: Table, fact: str, replayed: bool = False) -> None:
     """Before `stage` is merged into `fact`: move the summaries by the change the merge
     makes. The latest version of each key the run brings is read from the fact once;
     after the merge it is the newest of that and the run's versions of the key (the
@@ -181,7 +181,8 @@ def follow(conn: Connection, stage: Table, fact: str) -> None:
         text(
             f"CREATE TEMPORARY TABLE {_CHANGE} ON COMMIT DROP AS "  # nosec B608
             f"WITH before AS MATERIALIZED ({_sql(touched, conn)}) "
-            f"SELECT 1 AS sign, a.* FROM ({after}) a WHERE NOT {_still_deleted(fact, 'a')} "
+            f"SELECT 1 AS sign, a.* FROM ({after}) a "
+            f"WHERE NOT {_still_deleted(fact, 'a') if replayed else 'false'} "
             f"UNION ALL SELECT -1, {columns} FROM before"
         )
     )
@@ -192,9 +193,9 @@ def follow(conn: Connection, stage: Table, fact: str) -> None:
 
 
 def _still_deleted(fact: str, rows: str) -> str:
-    """SQL: whether the version in `rows` leaves its key deleted: the key has an open
-    deletion and the version is not newer than the one the warehouse held then (a
-    replay's; a newer one ends the deletion, see `load.deletions`)."""
+    """SQL: whether the version in `rows`, of a reprocess, leaves its key deleted: the
+    key has an open deletion and the version is not newer than the one the warehouse
+    held then (a newer one ends the deletion, see `load.deletions`)."""
     return (
         f"EXISTS (SELECT FROM {DELETIONS.fullname} d WHERE "  # nosec B608
         f"d.source_table = '{star(fact).source}' AND d.key = {rows}.{star(fact).key} "

@@ -73,9 +73,10 @@ def apply_calendar(conn: Connection, stage: Table) -> int:
     return conn.execute(insert(dim).from_select(cols, fresh)).rowcount
 
 
-def apply_dimension(conn: Connection, stage: Table, table: str) -> int:
+def apply_dimension(conn: Connection, stage: Table, table: str, replayed: bool = False) -> int:
     """Newest staged version per key, applied only if not older than the version the
-    warehouse already reflects; values are written only where they differ."""
+    warehouse already reflects; values are written only where they differ. A reprocess
+    (`replayed`) brings no key deleted in the source back."""
     dim = star(table).table
     key = star(table).key
     cols = data_columns(dim)
@@ -91,8 +92,9 @@ def apply_dimension(conn: Connection, stage: Table, table: str) -> int:
         .scalar_subquery()
     )
     gone = DELETIONS
-    # a key deleted in the source comes back only with a version newer than the one the
-    # warehouse held when it was deleted (a replay's never brings it back)
+    # a reprocess brings a deleted key back only with a version newer than the one the
+    # warehouse held when it was deleted (a run reading the source anew brings back any:
+    # the key is there again)
     still_deleted = exists().where(
         gone.c.source_table == star(table).source,
         gone.c.key == stage.c[key],
@@ -103,7 +105,7 @@ def apply_dimension(conn: Connection, stage: Table, table: str) -> int:
         select(stage)
         .ext(distinct_on(stage.c[key]))
         .where(stage.c[VERSION] >= func.coalesce(applied, cast(literal("-infinity"), TIMESTAMP)))
-        .where(~still_deleted)
+        .where(~still_deleted if replayed else literal(True))
         .order_by(stage.c[key], stage.c[VERSION].desc())
     )
     conn.execute(insert(fresh).from_select([c.name for c in stage.columns], newest))

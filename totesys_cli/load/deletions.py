@@ -1,8 +1,9 @@
 """Keys deleted in the source, into the warehouse, in the load's transaction.
 
 After a run's star rows are applied, a deletion ends where the run brought a version of
-its key newer than the one the warehouse held when the key was deleted (the key was
-inserted again). Then each of the run's tombstones is recorded in
+its key read from the source anew (the key is there again, even as it was, restored
+from a backup), or, for a reprocess, one newer than the version the warehouse held when
+the key was deleted. Then each of the run's tombstones is recorded in
 `totesys_meta.deletions` with that newest version: a fact's history rows stay, but the
 key leaves the `*_latest` views and the summaries; a dimension row stays, marked kept,
 while any fact references it, and is removed otherwise. A key recorded open already,
@@ -40,8 +41,8 @@ def _newest(name: str, key: str) -> str:
     )
 
 
-def end(conn: Connection, processed: Lake, manifest: ProcessedManifest) -> None:
-    """End the open deletions of the keys whose newer version this run brought."""
+def end(conn: Connection, processed: Lake, manifest: ProcessedManifest, replayed: bool) -> None:
+    """End the open deletions of the keys this run brought back."""
     for name, files in manifest.tables.items():
         source = star(name).source
         if source is None or not files.files:
@@ -61,9 +62,15 @@ def end(conn: Connection, processed: Lake, manifest: ProcessedManifest) -> None:
             text(
                 f"UPDATE {DELETIONS.fullname} d SET ended_in = :seq, ended_at = now() "  # nosec B608
                 "WHERE d.ended_in IS NULL AND d.source_table = :source AND d.key = ANY(:keys) "
-                f"AND (d.last_version IS NULL OR {_newest(name, 'd.key')} > d.last_version)"
+                "AND (NOT :replayed OR d.last_version IS NULL "
+                f"OR {_newest(name, 'd.key')} > d.last_version)"
             ),
-            {"seq": manifest.seq, "source": source, "keys": read.column(key).to_pylist()},
+            {
+                "seq": manifest.seq,
+                "source": source,
+                "keys": read.column(key).to_pylist(),
+                "replayed": replayed,
+            },
         )
 
 

@@ -84,6 +84,10 @@ def load_run(
 ) -> RunLoad:
     """Apply one processed run inside the caller's transaction."""
     result = RunLoad(manifest.seq, reload=reload)
+    # a reload or a --since reprocess carries versions read before, perhaps of keys
+    # deleted since; any other run read its versions from the source after every run
+    # before it, so a deleted key it brings is in the source again
+    replayed = reload or manifest.since is not None
     started = time.perf_counter()
     tables = manifest.tables
     bulk = bulk_facts(conn, {f: tables[f].rows if f in tables else 0 for f in FACTS})
@@ -97,7 +101,7 @@ def load_run(
             if files:
                 deadline.limit(conn)
                 began = time.perf_counter()
-                rows, changed = load_table(conn, processed, table, files, deadline)
+                rows, changed = load_table(conn, processed, table, files, deadline, replayed)
                 result.rows[table], result.changed[table] = rows, changed
                 applied(rows)
                 log.debug(
@@ -111,7 +115,7 @@ def load_run(
                     },
                 )
     deadline.limit(conn)
-    deletions.end(conn, processed, manifest)
+    deletions.end(conn, processed, manifest, replayed)
     result.deleted = deletions.record(conn, processed, manifest)
     result.quarantined = quarantine.record(conn, processed, manifest)
     _record(conn, manifest, sum(result.rows.values()), reload)

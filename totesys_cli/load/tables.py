@@ -37,8 +37,9 @@ class _Files:
     """The run's files of a table, read in turn; the first is kept once read, so a
     table that cannot be appended to reads it only once."""
 
-    def __init__(self, processed: Lake, table: str, keys: list[str]):
+    def __init__(self, processed: Lake, table: str, keys: list[str], replayed: bool):
         self.processed, self.table, self.keys = processed, table, keys
+        self.replayed = replayed  # a reprocess: versions read before, maybe since deleted
         self.first: pa.Table | None = None
 
     def __iter__(self) -> Iterator[pa.Table]:
@@ -135,10 +136,10 @@ def _staged(conn: Connection, files: _Files, deadline: Deadline) -> tuple[int, i
     # a big stage and scans the whole warehouse table instead of probing its index
     conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(stage.name)}"))
     if star(table).is_fact:
-        summaries.follow(conn, stage, table)
+        summaries.follow(conn, stage, table, files.replayed)
         changed = apply.apply_fact(conn, stage, table)
     elif star(table).is_dimension:
-        changed = apply.apply_dimension(conn, stage, table)
+        changed = apply.apply_dimension(conn, stage, table, files.replayed)
     else:
         changed = apply.apply_calendar(conn, stage)
     conn.execute(DropTable(stage))
@@ -146,10 +147,15 @@ def _staged(conn: Connection, files: _Files, deadline: Deadline) -> tuple[int, i
 
 
 def load_table(
-    conn: Connection, processed: Lake, table: str, files: list[str], deadline: Deadline
+    conn: Connection,
+    processed: Lake,
+    table: str,
+    files: list[str],
+    deadline: Deadline,
+    replayed: bool = False,
 ) -> tuple[int, int]:
-    """(rows read, rows changed) for one star table of a run."""
-    run = _Files(processed, table, files)
+    """(rows read, rows changed) for one star table of a run (`replayed`: a reprocess)."""
+    run = _Files(processed, table, files, replayed)
     if _is_empty(conn, table):
         above = None
     elif (above := _largest_key(conn, table)) is None or (run.lowest_key() or 0) <= above:

@@ -127,21 +127,23 @@ class Batch:
         self.emitted[table].append(remember.cast(version_schema(table)))
         return fresh
 
-    def forget(self, entries: pa.Table) -> None:
+    def forget(self, entries: pa.Table, every_version: bool = False) -> None:
         """The versions of these quarantine entries were not emitted: read again (fixed
         in place, or no longer ahead of the clock), they are new. (A version waiting on a
-        parent is retried from the waiting rows instead.)"""
+        parent is retried from the waiting rows instead.) With `every_version`, the
+        entries are tombstones: any version of their keys read again is new (a row put
+        back as it was, from a backup)."""
         for table in pc.unique(entries.column("source_table")).to_pylist():
             mine = entries.filter(pc.equal(entries.column("source_table"), table))
-            stamped = mine.filter(pc.is_valid(mine.column("last_updated")))
-            if table not in self.seen or stamped.num_rows == 0:
+            if not every_version:
+                mine = mine.filter(pc.is_valid(mine.column("last_updated")))
+            if table not in self.seen or mine.num_rows == 0:
                 continue
-            versions = pa.table(
-                [stamped.column("key"), stamped.column("last_updated")],
-                names=version_schema(table).names,
-            ).cast(version_schema(table))
-            self.seen[table] = _anti(self.seen[table], versions)
-            self.emitted[table] = [_anti(part, versions) for part in self.emitted[table]]
+            schema = pa.schema(list(version_schema(table))[: 1 if every_version else 2])
+            columns = [mine.column(name) for name in ("key", "last_updated")[: len(schema)]]
+            known = pa.table(columns, names=schema.names).cast(schema)
+            self.seen[table] = _anti(self.seen[table], known)
+            self.emitted[table] = [_anti(part, known) for part in self.emitted[table]]
 
     def next_seen(self, horizons: dict[str, dt.datetime]) -> dict[str, pa.Table]:
         """Recently emitted versions the next run must not emit again."""

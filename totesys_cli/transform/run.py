@@ -147,6 +147,7 @@ def transform(
         tombstones = deletes.carried(raw, runs)
         files.tombstones(tombstones, "processed")
         parents = deletes.forget(parents, tombstones)
+        batch.forget(tombstones, every_version=True)
         ledger.gone(tombstones)
         events, still_open = ledger.close()
         files.set_aside(events)
