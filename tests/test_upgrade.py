@@ -7,6 +7,7 @@ its own and run with this environment's libraries.
 
 from __future__ import annotations
 
+import compileall
 import io
 import json
 import os
@@ -56,6 +57,7 @@ def previous(request, tmp_path_factory) -> Path:
     )
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(target, filter="data")
+    compileall.compile_dir(target, quiet=1)  # once, not in each of its processes
     return target
 
 

@@ -186,7 +186,7 @@ def _phase(pipeline: Pipeline, before: tuple[int, int, int]) -> str:
 MAX_WINDOW = 10.0
 # kills wanted; once the test has run SECONDS it stops at the FEWEST (in two places at
 # least): a slower machine makes fewer attempts, never a failure
-KILLS, FEWEST, SECONDS = 12, 6, 20.0
+KILLS, FEWEST, SECONDS = 12, 6, 8.0
 
 
 def test_sigkill_at_random_times(pipeline):
