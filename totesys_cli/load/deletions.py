@@ -13,7 +13,7 @@ or by this very run before (a reload), is not recorded again.
 from __future__ import annotations
 
 import pyarrow as pa
-from sqlalchemy import Connection, text
+from sqlalchemy import BigInteger, Column, Connection, Date, Integer, MetaData, Table, Text, text
 from sqlalchemy.schema import CreateTable, DropTable
 
 from totesys_cli.db import summaries
@@ -25,6 +25,13 @@ from totesys_cli.schemas import DELETIONS, DIMENSION_VERSIONS, star
 from totesys_cli.schemas.arrow import tombstone_schema
 
 _STAGE = "tombstones"
+# the types of the tombstones' columns (`tombstone_schema`) in the warehouse
+_SQL_TYPES = {
+    pa.string(): Text(),
+    pa.int64(): BigInteger(),
+    pa.int32(): Integer(),
+    pa.date32(): Date(),
+}
 
 
 def _newest(name: str, key: str) -> str:
@@ -125,21 +132,10 @@ def _referenced(dimension: str, key: str) -> str:
     return f"({' OR '.join(uses)})" if uses else "false"
 
 
-def _stage(conn: Connection, found: pa.Table):
-    from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, Table, Text
-
-    stage = Table(
-        _STAGE,
-        MetaData(),
-        Column("star_table", Text),
-        Column("source_table", Text),
-        Column("key", BigInteger),
-        Column("deleted_date", Date),
-        Column("deleted_time", Integer),
-        Column("raw_seq", Integer),
-        prefixes=["TEMPORARY"],
-        postgresql_on_commit="DROP",
-    )
+def _stage(conn: Connection, found: pa.Table) -> Table:
+    """The run's tombstones in a temporary table, its columns those of their files."""
+    columns = (Column(f.name, _SQL_TYPES[f.type]) for f in found.schema)
+    stage = Table(_STAGE, MetaData(), *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
     conn.execute(CreateTable(stage))
     copy_in(conn, _STAGE, found)
     return stage
