@@ -4,6 +4,7 @@ generated source, lake and warehouse driven step by step through the library."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -139,6 +140,26 @@ def invoke(*args: str, env: dict | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), env=env)
 
 
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """A command run in this process, read as a finished subprocess is."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_here(*args: str, env: dict | None = None) -> Ran:
+    """The command in this process with the test's environment plus `env` (a value of
+    None removes that variable): the same code as the installed command without a
+    process's start-up, for the steps that set a test up or check its outcome. What a
+    test is about (exit codes, kills, its own lines) it runs with `totesys`."""
+    result = invoke(*args, env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
 def lake_state(root: Path) -> dict[str, str]:
     """Every file under a lake folder, by its path, with a hash of its bytes."""
     return {
@@ -192,6 +213,10 @@ class Pipeline:
     def cli(self, *args: str, timeout: float = 120, **env: str | None):
         """The installed command against this pipeline's source, lake and warehouse."""
         return totesys(*args, env=self.env(**env), timeout=timeout)
+
+    def here(self, *args: str, **env: str | None) -> Ran:
+        """The command in this process against this pipeline (see `run_here`)."""
+        return run_here(*args, env=self.env(**env))
 
     def source(self):
         if self._source is None:

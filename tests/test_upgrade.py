@@ -94,17 +94,17 @@ def test_a_lake_and_warehouse_of_the_previous_release_keep_working(
     _old(previous, pipeline, "transform")  # and a processed run it never loaded
     pipeline.remember()
 
-    upgraded = pipeline.cli("init")  # brings totesys_meta up to date, touches no star row
+    upgraded = pipeline.here("init")  # brings totesys_meta up to date, touches no star row
     assert upgraded.returncode == 0, upgraded.stderr
     said, old_format = PREVIOUS[previous.name]
     assert upgraded.stdout == said
-    run = pipeline.cli("run-all")
+    run = pipeline.here("run-all")
     assert run.returncode == 0, run.stderr
     written = pipeline.lake / "processed" / "_manifests"
     formats = {json.loads(m.read_text())["format"] for m in written.glob("*.json")}
     assert formats == {old_format, 3}  # the old release's processed runs, and this one's
     pipeline.assert_matches_source()  # every version once: nothing lost, nothing twice
-    verified = pipeline.cli("verify")
+    verified = pipeline.here("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
     # a row deleted now is found by the next comparison of keys (the first run of this
@@ -112,10 +112,10 @@ def test_a_lake_and_warehouse_of_the_previous_release_keep_working(
     pipeline.remember()
     with pipeline.source().begin() as conn:
         conn.execute(text("DELETE FROM payment WHERE payment_id = 11"))
-    compared = pipeline.cli("run-all", TOTESYS_DELETES_EVERY_MINUTES="0")
+    compared = pipeline.here("run-all", TOTESYS_DELETES_EVERY_MINUTES="0")
     assert compared.returncode == 0, compared.stderr
     pipeline.assert_matches_source()
-    verified = pipeline.cli("verify", "--deleted")
+    verified = pipeline.here("verify", "--deleted")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "deleted in the source, left out of the warehouse's side: payment 11" in verified.stdout
 
@@ -127,6 +127,6 @@ def test_a_lake_and_warehouse_of_the_previous_release_keep_working(
                 "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE sales_order_id = 7"
             )
         )
-    assert pipeline.cli("run-all").returncode == 0
-    listed = pipeline.cli("quarantine")
+    assert pipeline.here("run-all").returncode == 0
+    listed = pipeline.here("quarantine")
     assert "sales_order" in listed.stdout and "agreed_delivery_date" in listed.stdout

@@ -47,7 +47,7 @@ def filled(pg, source_template, tmp_path_factory):
     source = pg.create_database(_unique("catalog_source"), template=source_template)
     warehouse = pg.create_database(_unique("catalog_warehouse"))
     pipeline = Pipeline(pg.url(source), pg.url(warehouse), tmp_path_factory.mktemp("lake"))
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     pipeline.activity(step=1)
     with pipeline.source().begin() as conn:  # payments whose date has passed unpaid
         conn.execute(
@@ -56,13 +56,13 @@ def filled(pg, source_template, tmp_path_factory):
                 "last_updated = now() WHERE payment_id % 13 = 0"
             )
         )
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     with pipeline.source().begin() as conn:  # an overdue payment and an order deleted
         for statement in DELETE_AN_ORDER:
             conn.execute(text(statement))
         conn.execute(text("DELETE FROM payment WHERE payment_id = 26"))
-    assert pipeline.cli("run-all", TOTESYS_DELETES_EVERY_MINUTES="0").returncode == 0
-    assert pipeline.cli("run-all", "--since", "2000-01-01").returncode == 0
+    assert pipeline.here("run-all", TOTESYS_DELETES_EVERY_MINUTES="0").returncode == 0
+    assert pipeline.here("run-all", "--since", "2000-01-01").returncode == 0
     yield pipeline
     pg.drop_database(source)
     pg.drop_database(warehouse)

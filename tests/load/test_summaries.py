@@ -43,7 +43,7 @@ def test_summaries_follow_first_loads_amendments_reloads_and_rebuilds(
     pipeline.load()
     pipeline.load(since=dt.datetime(2000, 1, 1))  # a reload changes no sum
     assert set(_drift(pipeline).values()) == {0} and _rows(pipeline) != before
-    assert pipeline.cli("rebuild", "--yes").returncode == 0
+    assert pipeline.here("rebuild", "--yes").returncode == 0
     assert set(_drift(pipeline).values()) == {0}
 
 
@@ -56,7 +56,7 @@ def test_a_summary_that_drifts_fails_verify_and_init_sums_it_again(after_first_r
                 "WHERE ctid = (SELECT min(ctid) FROM totesys_meta.sales_by_design)"
             )
         )
-    verified = pipeline.cli("verify")
+    verified = pipeline.here("verify")
     assert verified.returncode == 1
     assert "totesys_meta.sales_by_design groups unlike the facts: source 0, warehouse 2" in (
         verified.stderr
@@ -64,8 +64,8 @@ def test_a_summary_that_drifts_fails_verify_and_init_sums_it_again(after_first_r
     assert "Drop the summaries that differ and run totesys init" in verified.stderr
     with pipeline.warehouse().begin() as conn:
         conn.execute(text("DROP TABLE totesys_meta.sales_by_design"))
-    assert pipeline.cli("init").stdout == "warehouse initialised: created 1 object\n"
-    assert pipeline.cli("verify").returncode == 0
+    assert pipeline.here("init").stdout == "warehouse initialised: created 1 object\n"
+    assert pipeline.here("verify").returncode == 0
 
 
 def test_a_first_load_with_several_versions_of_a_key_counts_the_latest(

@@ -7,7 +7,7 @@ import signal
 
 import boto3
 
-from tests.support import Pipeline, totesys
+from tests.support import Pipeline, run_here, totesys
 from totesys_cli.lake import open_lake
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.ops.gc import committed_keys
@@ -29,7 +29,7 @@ def test_lake_gc_on_s3_deletes_only_what_no_manifest_names(
     assert killed.returncode == -signal.SIGKILL
     orphans = {k for k in _keys("lake") if k.endswith(".parquet")}
     assert len(orphans) == 11  # one file per table, never committed
-    assert totesys("run-all", env=env).returncode == 0
+    assert run_here("run-all", env=env).returncode == 0
     # what others keep beside the zones is not totesys's to delete: Athena's results
     for key in ("prod/processed/athena-results/q1.csv", "prod/raw/README.txt"):
         boto3.client("s3").put_object(Bucket="lake", Key=key, Body=b"not totesys")
@@ -40,14 +40,14 @@ def test_lake_gc_on_s3_deletes_only_what_no_manifest_names(
         committed |= {f"prod/{zone}/{key}" for key in committed_keys(lake, kind)}
     assert not orphans & committed and committed <= before
 
-    young = totesys("lake", "gc", env=env)
+    young = run_here("lake", "gc", env=env)
     assert young.stdout.startswith("deleted 0 uncommitted files (0 bytes); kept 11 younger")
-    done = totesys("lake", "gc", "--grace-hours", "0", env=env)
+    done = run_here("lake", "gc", "--grace-hours", "0", env=env)
     assert done.returncode == 0, done.stderr
     *files, summary = done.stdout.strip().splitlines()
     assert summary.startswith("deleted 11 uncommitted files")
     assert files[0].split() == ["file", "bytes", "age"] and len(files) == 12
     assert all(f.startswith("s3://lake/prod/") and f.endswith(" h") for f in files[1:])
     assert _keys("lake") == before - orphans
-    assert totesys("run-all", env=env).returncode == 0
-    assert totesys("verify", env=env).returncode == 0
+    assert run_here("run-all", env=env).returncode == 0
+    assert run_here("verify", env=env).returncode == 0

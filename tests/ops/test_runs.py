@@ -13,19 +13,19 @@ from totesys_cli.runtime import LOCK_KEY
 
 def test_runs_lists_succeeded_failed_locked_and_killed_runs(source_url, warehouse_url, tmp_path):
     pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
-    assert pipeline.cli("run-all").returncode == 0
-    unreachable = pipeline.cli("extract", TOTESYS_SOURCE_URL="postgresql://u@127.0.0.1:9/src")
+    assert pipeline.here("run-all").returncode == 0
+    unreachable = pipeline.here("extract", TOTESYS_SOURCE_URL="postgresql://u@127.0.0.1:9/src")
     assert unreachable.returncode == 1
     with pipeline.warehouse().connect() as conn:  # another run holds the lock
         conn.execute(select(func.pg_advisory_lock(LOCK_KEY)))
-        assert pipeline.cli("load").returncode == 75
+        assert pipeline.here("load").returncode == 75
         conn.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
     killed = pipeline.cli(
         "run-all", TOTESYS_KILL_AT="load.before_commit", COVERAGE_PROCESS_CONFIG=None
     )
     assert killed.returncode == -9
 
-    listed = pipeline.cli("runs", "--json")
+    listed = pipeline.here("runs", "--json")
     assert listed.returncode == 0, listed.stderr
     runs = json.loads(listed.stdout)
     assert [(r["command"], r["outcome"], r["exit_code"]) for r in runs] == [
@@ -46,13 +46,13 @@ def test_runs_lists_succeeded_failed_locked_and_killed_runs(source_url, warehous
     assert set(succeeded["seconds"]) == {"extract", "transform", "load"}
     assert len({r["run_id"] for r in runs}) == 4
 
-    failing = json.loads(pipeline.cli("runs", "--json", "--failed").stdout)
+    failing = json.loads(pipeline.here("runs", "--json", "--failed").stdout)
     assert [r["outcome"] for r in failing] == ["did not finish", "failed"]
     assert [
-        r["command"] for r in json.loads(pipeline.cli("runs", "--json", "--limit", "1").stdout)
+        r["command"] for r in json.loads(pipeline.here("runs", "--json", "--limit", "1").stdout)
     ] == ["run-all"]
 
-    text = pipeline.cli("runs").stdout
+    text = pipeline.here("runs").stdout
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["run", "command", "started"]
     assert "did not finish" in lines[1] and "locked (exit 75)" in lines[2]
@@ -75,16 +75,16 @@ def test_a_run_holding_the_lock_is_listed_as_running(after_first_run):
     try:
         lines = started(run)
         assert run.poll() is None, "".join(lines)
-        listed = json.loads(pipeline.cli("runs", "--json").stdout)
+        listed = json.loads(pipeline.here("runs", "--json").stdout)
         assert [(r["command"], r["outcome"]) for r in listed] == [
             ("run-all", "running"),
             ("run-all", "succeeded"),
         ]
-        assert "running" in pipeline.cli("runs").stdout.splitlines()[1]
-        assert json.loads(pipeline.cli("runs", "--json", "--failed").stdout) == []
+        assert "running" in pipeline.here("runs").stdout.splitlines()[1]
+        assert json.loads(pipeline.here("runs", "--json", "--failed").stdout) == []
     finally:
         blocker.rollback()
         blocker.close()
     assert run.wait(60) == 0, "".join(lines)
-    listed = json.loads(pipeline.cli("runs", "--json").stdout)
+    listed = json.loads(pipeline.here("runs", "--json").stdout)
     assert [r["outcome"] for r in listed] == ["succeeded", "succeeded"]

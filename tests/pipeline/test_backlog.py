@@ -49,7 +49,7 @@ def _succeeded(run) -> dict:
 def _shows_the_pass(pipeline: Pipeline) -> bool:
     """Whether a table is mid-way through a pass (a run may also stop between two tables),
     and then that `status` shows it."""
-    shown = pipeline.cli("status", "--json")
+    shown = pipeline.here("status", "--json")
     assert shown.returncode == 0, shown.stderr
     passes = json.loads(shown.stdout)["passes"]
     if not passes:
@@ -57,7 +57,7 @@ def _shows_the_pass(pipeline: Pipeline) -> bool:
     (name, passing), *_ = passes.items()
     assert 0 < passing["percent"] <= 100 and passing["rows"] > 0 and passing["runs"] >= 1
     assert passing["runs_left"] >= 1
-    text = pipeline.cli("status").stdout
+    text = pipeline.here("status").stdout
     assert "read over several runs" in text and name in text
     return True
 
@@ -89,7 +89,7 @@ def test_runs_bounded_by_their_deadline_drain_a_big_source_exactly(
         assert len(lines) < 40, "the backlog does not drain"
     assert len(lines) >= 3 and killed and shown  # a killed run, and at least two more
     pipeline.assert_matches_source()
-    verified = pipeline.cli("verify")
+    verified = pipeline.here("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -168,13 +168,13 @@ def test_a_run_takes_on_only_what_it_can_carry_to_the_warehouse_in_time(
     _history(pipeline, 5, {"load": {"fact_sales_order": 100_000}}, {"load": 100_000})
     bounded = ("--log-format", "json", "run-all", "--max-runtime", "60", "--range-rows", "1000")
 
-    first = pipeline.cli(*bounded)
+    first = pipeline.here(*bounded)
     line = _succeeded(first)
     assert "wait downstream: this run reads nothing new" in first.stderr
     assert line["extracted"] == 0 and line["transformed"] == 0
     assert line["loaded"] == waiting.rows and line["runs_waiting"] == 0
 
-    second = _succeeded(pipeline.cli(*bounded))
+    second = _succeeded(pipeline.here(*bounded))
     # about 40 rows, and at most one range of the smallest size (a hundredth of 1,000) more
     assert 0 < second["extracted"] <= 42 + 10 and second["tables_left"] > 0
     assert second["seconds"] < 60
@@ -182,5 +182,5 @@ def test_a_run_takes_on_only_what_it_can_carry_to_the_warehouse_in_time(
     with pipeline.warehouse().begin() as conn:
         conn.execute(RUNS.delete())
     while line["tables_left"] or line["runs_waiting"]:
-        line = _succeeded(pipeline.cli("--log-format", "json", "run-all"))
+        line = _succeeded(pipeline.here("--log-format", "json", "run-all"))
     pipeline.assert_matches_source()

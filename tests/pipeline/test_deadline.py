@@ -97,7 +97,7 @@ def test_a_deadline_too_short_to_progress_says_so_and_names_one_that_would(
                 "WHERE address_id = 1"
             )
         )
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     holder = pipeline.warehouse().connect()
     holder.execute(text("LOCK TABLE totesys_meta.runs IN ACCESS EXCLUSIVE MODE"))
     released = threading.Timer(7, holder.rollback)
@@ -115,5 +115,5 @@ def test_a_deadline_too_short_to_progress_says_so_and_names_one_that_would(
     needed = int(warned["message"].rsplit("give --max-runtime ", 1)[1].split()[0])
     assert needed > 10
     assert lines[-1]["message"] == "run succeeded" and lines[-1]["loaded"] == 0
-    quiet = pipeline.cli("--log-format", "json", "run-all")  # with the default deadline
+    quiet = pipeline.here("--log-format", "json", "run-all")  # with the default deadline
     assert "too short" not in quiet.stderr

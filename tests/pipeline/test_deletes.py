@@ -1,7 +1,7 @@
 """Rows deleted in the source leave the warehouse's current picture, and only that.
 
 Each kind of delete made in the source as an application or a DBA makes it, then one
-run through the installed CLI comparing keys (`TOTESYS_DELETES_EVERY_MINUTES=0`): the
+run of the CLI comparing keys (`TOTESYS_DELETES_EVERY_MINUTES=0`): the
 warehouse equals the independent expectation (a deleted fact keeps its history rows
 but leaves the latest view; a deleted dimension row stays while a fact version
 references it, as it last was, and is gone otherwise), the dashboard's summaries
@@ -42,7 +42,7 @@ def _one(pipeline: Pipeline, query: str):
 
 def _run(pipeline: Pipeline, *args: str) -> dict:
     """A run-all comparing keys: its `run succeeded` line."""
-    run = pipeline.cli("--log-format", "json", "run-all", *args, **COMPARING)
+    run = pipeline.here("--log-format", "json", "run-all", *args, **COMPARING)
     assert run.returncode == 0, run.stderr
     last = json.loads(run.stderr.splitlines()[-1])
     assert last["message"] == "run succeeded", last
@@ -77,7 +77,7 @@ def _lake_deletions(pipeline: Pipeline) -> list[tuple]:
 def _checked(pipeline: Pipeline) -> None:
     """The warehouse equals the expectation, and verify and the summaries agree."""
     pipeline.assert_matches_source()
-    verified = pipeline.cli("verify")
+    verified = pipeline.here("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "6 of 6 dashboard summaries agree with the facts" in verified.stdout
 
@@ -93,9 +93,9 @@ def test_a_deleted_payment_leaves_the_latest_view_and_keeps_its_history(pipeline
         latest = "SELECT count(*) FROM fact_payment_latest"
         assert conn.execute(text(latest)).scalar_one() == held - 1
     _checked(pipeline)
-    listed = pipeline.cli("verify", "--deleted")
+    listed = pipeline.here("verify", "--deleted")
     assert "deleted in the source, left out of the warehouse's side: payment 11" in listed.stdout
-    status = json.loads(pipeline.cli("status", "--json").stdout)
+    status = json.loads(pipeline.here("status", "--json").stdout)
     assert status["deleted"] == {"payment": 1} and status["keys_compared"]
     assert _lake_deletions(pipeline) == [("fact_payment", 11)]
     # a quiet run after it, and a reprocess of everything, bring nothing back
@@ -103,7 +103,7 @@ def test_a_deleted_payment_leaves_the_latest_view_and_keeps_its_history(pipeline
     _run(pipeline, "--since", "2000-01-01")
     # nor a transform replaying the raw runs, loaded as a new run (not a reload)
     for step in (("transform", "--since", "2000-01-01"), ("load",)):
-        done = pipeline.cli(*step)
+        done = pipeline.here(*step)
         assert done.returncode == 0, done.stderr
     assert _recorded(pipeline) == [("payment", 11, False)]
     _checked(pipeline)
@@ -222,7 +222,7 @@ def test_a_row_restored_as_it_was_comes_back(pipeline):
         "INSERT INTO address SELECT * FROM kept_address",
     )
     # until a run reads them, verify says the warehouse lacks them (never "deleted")
-    verified = pipeline.cli("verify")
+    verified = pipeline.here("verify")
     assert verified.returncode == 1
     assert "dim_location keys 9002" in verified.stderr
     assert "fact_payment keys 18" in verified.stderr
@@ -239,15 +239,15 @@ def test_a_key_deleted_and_inserted_again_before_the_transform_stands(pipeline):
         "CREATE TABLE kept_aside AS SELECT * FROM payment WHERE payment_id = 15",
         "DELETE FROM payment WHERE payment_id = 15",
     )
-    assert pipeline.cli("extract", **COMPARING).returncode == 0
+    assert pipeline.here("extract", **COMPARING).returncode == 0
     _source(
         pipeline,
         "INSERT INTO payment SELECT * FROM kept_aside",
         f"UPDATE payment SET last_updated = {NOW}, paid = NOT paid WHERE payment_id = 15",
     )
-    assert pipeline.cli("extract", **COMPARING).returncode == 0
+    assert pipeline.here("extract", **COMPARING).returncode == 0
     for step in ("transform", "load"):
-        done = pipeline.cli(step)
+        done = pipeline.here(step)
         assert done.returncode == 0, done.stderr
     assert _lake_deletions(pipeline) == [] and _recorded(pipeline) == []
     _checked(pipeline)
@@ -262,10 +262,10 @@ def test_a_deleted_row_resolves_its_quarantine_entry(pipeline):
         "WHERE payment_id = 16",
     )
     _run(pipeline)
-    assert "payment" in pipeline.cli("quarantine").stdout
+    assert "payment" in pipeline.here("quarantine").stdout
     _source(pipeline, "DELETE FROM payment WHERE payment_id = 16")
     assert _run(pipeline)["deleted"] == 1
-    assert pipeline.cli("quarantine").stdout == "no open entries\n"
+    assert pipeline.here("quarantine").stdout == "no open entries\n"
     _checked(pipeline)
 
 
@@ -273,9 +273,9 @@ def test_a_delete_not_yet_compared_is_drift_the_suggested_run_repairs(pipeline):
     """Between comparisons a deleted row is still in the warehouse: verify says so, and
     its remedy (a run comparing keys now) is what repairs it."""
     _source(pipeline, "DELETE FROM payment WHERE payment_id = 17")
-    quiet = pipeline.cli("run-all", TOTESYS_DELETES_EVERY_MINUTES="600")  # not due
+    quiet = pipeline.here("run-all", TOTESYS_DELETES_EVERY_MINUTES="600")  # not due
     assert quiet.returncode == 0, quiet.stderr
-    verified = pipeline.cli("verify")
+    verified = pipeline.here("verify")
     assert verified.returncode == 1
     assert "fact_payment keys 17" in verified.stderr
     assert "totesys run-all --deletes-every 0 compares now" in verified.stderr
@@ -310,7 +310,7 @@ def test_a_mass_delete_records_nothing_unless_allowed(pipeline, delete, said):
     gone = held - _one(pipeline, "SELECT count(*) FROM payment")
     raw = sorted(p.name for p in (pipeline.lake / "raw" / "_manifests").glob("*.json"))
     before = pipeline.snapshot()
-    refused = pipeline.cli("run-all", **COMPARING)
+    refused = pipeline.here("run-all", **COMPARING)
     assert refused.returncode == 1
     (line,) = refused.stderr.strip().splitlines()
     share = f"{100 * gone / held:.1f}"

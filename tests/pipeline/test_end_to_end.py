@@ -256,7 +256,7 @@ def test_transform_and_load_with_the_zones_in_separate_places(pipeline, tmp_path
         "TOTESYS_PROCESSED_URL": str(tmp_path / "processed"),
     }
     for step in ("extract", "transform", "load"):
-        result = pipeline.cli(step, **zones)
+        result = pipeline.here(step, **zones)
         assert result.returncode == 0, result.stderr
     assert (tmp_path / "ingestion" / "_manifests" / "0000000001.json").exists()
     assert (tmp_path / "processed" / "_manifests" / "0000000001.json").exists()
@@ -266,10 +266,10 @@ def test_transform_and_load_with_the_zones_in_separate_places(pipeline, tmp_path
 
 def test_a_manifest_of_an_unknown_format_is_refused(pipeline, tmp_path):
     lake = tmp_path / "lake"
-    assert pipeline.cli("extract").returncode == 0
+    assert pipeline.here("extract").returncode == 0
     manifest = lake / "raw" / "_manifests" / "0000000001.json"
     manifest.write_text(manifest.read_text().replace('"format": 2', '"format": 99'))
-    result = pipeline.cli("run-all")
+    result = pipeline.here("run-all")
     assert result.returncode == 1
     assert (
         result.stderr.strip()
@@ -290,7 +290,7 @@ def test_verify_leaves_rows_changed_since_the_load_to_the_next_run(after_first_r
                 "(now() AT TIME ZONE 'UTC')::timestamp(3) WHERE sales_order_id IN (1, 2)"
             )
         )
-    verified = pipeline.cli("verify")
+    verified = pipeline.here("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "DRIFT" not in verified.stdout
     assert verified.stdout.strip().endswith("2 source rows changed since (left for the next run)")
@@ -301,7 +301,7 @@ def test_a_late_transaction_with_a_savepoint_reaches_the_warehouse_whole(pipelin
     meanwhile) writes one row at top level and one inside a SAVEPOINT, then commits: the
     next run brings both, and the warehouse is the source again."""
     no_overlap = {"TOTESYS_OVERLAP_MINUTES": "0"}
-    assert pipeline.cli("run-all", **no_overlap).returncode == 0
+    assert pipeline.here("run-all", **no_overlap).returncode == 0
     pipeline.remember()
     now = "(now() AT TIME ZONE 'UTC')::timestamp(3)"
     late = pipeline.source().connect()
@@ -322,11 +322,11 @@ def test_a_late_transaction_with_a_savepoint_reaches_the_warehouse_whole(pipelin
                     ),
                     {"name": f"Early {run}"},
                 )
-            assert pipeline.cli("run-all", **no_overlap).returncode == 0
+            assert pipeline.here("run-all", **no_overlap).returncode == 0
         late.commit()
     finally:
         late.close()
-    caught = pipeline.cli("run-all", **no_overlap)
+    caught = pipeline.here("run-all", **no_overlap)
     assert caught.returncode == 0, caught.stderr
     pipeline.assert_matches_source()
     with pipeline.warehouse().connect() as conn:

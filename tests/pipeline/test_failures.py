@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.support import TOTESYS, Pipeline, started
+from tests.support import TOTESYS, Pipeline, Ran, started
 from totesys_cli.demo.activity import simulate_activity
 from totesys_cli.faults import POINTS
 from totesys_cli.lake import manifest as manifests
@@ -46,8 +46,15 @@ UNMEASURED = {"COVERAGE_PROCESS_CONFIG": None}
 
 
 def totesys(pipeline: Pipeline, *args: str, **extra: str) -> subprocess.CompletedProcess:
-    """The command, comparing keys on every run: a delete is found by the next run."""
+    """The installed command, comparing keys on every run: a delete is found by the next
+    run. For the runs killed or timed."""
     return pipeline.cli(*args, TOTESYS_DELETES_EVERY_MINUTES="0", **extra)
+
+
+def here(pipeline: Pipeline, *args: str) -> Ran:
+    """The command in this process, comparing keys on every run: for the runs that
+    recover and check."""
+    return pipeline.here(*args, TOTESYS_DELETES_EVERY_MINUTES="0")
 
 
 def _processed_seqs(pipeline: Pipeline) -> list[int]:
@@ -110,7 +117,7 @@ def _quarantine(pipeline: Pipeline) -> list[tuple]:
 
 
 def _recover(pipeline: Pipeline) -> None:
-    run = totesys(pipeline, "run-all")
+    run = here(pipeline, "run-all")
     assert run.returncode == 0, run.stderr
     # every processed run is recorded as loaded, once
     assert [seq for (seq,) in _loaded_seqs(pipeline)] == _processed_seqs(pipeline)
@@ -232,7 +239,7 @@ def test_sigkill_at_random_times(pipeline):
         process.wait()
     print(f"kills by where the run was: {dict(phases)} in {attempt} attempts")
     _recover_and_check(pipeline)
-    assert totesys(pipeline, "verify").returncode == 0
+    assert here(pipeline, "verify").returncode == 0
     assert sum(phases.values()) >= FEWEST  # runs really died mid-run
     assert len(phases) >= 2, phases  # and not all at one place
 
@@ -280,7 +287,7 @@ def test_two_runs_at_once_and_an_extract_racing_a_run(pipeline):
     for code, stderr in outcomes:
         assert code == 0 or "first, so this run's files were not committed" in stderr, stderr
     _recover_and_check(pipeline)
-    assert totesys(pipeline, "verify").returncode == 0
+    assert here(pipeline, "verify").returncode == 0
 
 
 def test_a_source_under_load_loses_nothing(pipeline):
@@ -302,22 +309,22 @@ def test_a_source_under_load_loses_nothing(pipeline):
     writer.start()
     try:
         for _ in range(3):
-            run = totesys(pipeline, "run-all")
+            run = here(pipeline, "run-all")
             assert run.returncode == 0, run.stderr
     finally:
         stop.set()
         writer.join()
     assert len(steps) >= 5
-    run = totesys(pipeline, "run-all")
+    run = here(pipeline, "run-all")
     assert run.returncode == 0, run.stderr
     # versions written and overwritten between two runs were never visible to a run, so
     # the check is on the present: every current version is in, nothing is twice in
     pipeline.assert_current()
-    assert totesys(pipeline, "verify").returncode == 0
+    assert here(pipeline, "verify").returncode == 0
 
 
 def test_orphans_are_never_read_and_gc_removes_only_them(pipeline):
-    killed = totesys(pipeline, "run-all", TOTESYS_KILL_AT="extract.before_manifest")
+    killed = totesys(pipeline, "run-all", TOTESYS_KILL_AT="extract.before_manifest", **UNMEASURED)
     assert killed.returncode == -signal.SIGKILL
     lake = pipeline.lake
     orphans = sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*.parquet"))
@@ -327,18 +334,18 @@ def test_orphans_are_never_read_and_gc_removes_only_them(pipeline):
     for zone, kind in ((pipeline.raw, RawManifest), (pipeline.processed, ProcessedManifest)):
         committed |= {f"{zone.url.rsplit('/', 1)[1]}/{k}" for k in committed_keys(zone, kind)}
     assert not set(orphans) & committed  # the next run never read them
-    young = totesys(pipeline, "lake", "gc")
+    young = here(pipeline, "lake", "gc")
     assert young.stdout.startswith("deleted 0 uncommitted files (0 bytes); kept 11 younger")
     with pipeline.warehouse().connect() as conn:  # a run holds the lock: gc deletes nothing
         conn.execute(select(func.pg_advisory_lock(LOCK_KEY)))
-        held = totesys(pipeline, "lake", "gc", "--grace-hours", "0")
+        held = here(pipeline, "lake", "gc", "--grace-hours", "0")
         conn.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
     assert held.returncode == 75, held.stderr
     assert "another totesys run holds the warehouse lock" in held.stderr
     assert set(orphans) <= {p.relative_to(lake).as_posix() for p in lake.rglob("*.parquet")}
-    dry = totesys(pipeline, "lake", "gc", "--grace-hours", "0", "--dry-run")
+    dry = here(pipeline, "lake", "gc", "--grace-hours", "0", "--dry-run")
     assert dry.stdout.splitlines()[-1].startswith("would delete 11 uncommitted files")
-    done = totesys(pipeline, "lake", "gc", "--grace-hours", "0")
+    done = here(pipeline, "lake", "gc", "--grace-hours", "0")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].startswith("deleted 11 uncommitted files")
     left = {p.relative_to(lake).as_posix() for p in lake.rglob("*") if p.is_file()}
@@ -347,5 +354,5 @@ def test_orphans_are_never_read_and_gc_removes_only_them(pipeline):
     assert manifests.latest(pipeline.raw, RawManifest).seq == 1
     pipeline.activity()
     _recover_and_check(pipeline)
-    assert totesys(pipeline, "transform", "--since", "2000-01-01").returncode == 0
-    assert totesys(pipeline, "verify").returncode == 0
+    assert here(pipeline, "transform", "--since", "2000-01-01").returncode == 0
+    assert here(pipeline, "verify").returncode == 0

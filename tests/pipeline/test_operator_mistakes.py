@@ -38,7 +38,7 @@ def loaded(pg, source_template, tmp_path_factory) -> Pipeline:
     pipeline = Pipeline(
         _database(pg, source_template), _database(pg), tmp_path_factory.mktemp("m") / "lake"
     )
-    run = pipeline.cli("run-all")
+    run = pipeline.here("run-all")
     assert run.returncode == 0, run.stderr
     return pipeline
 
@@ -47,7 +47,7 @@ def _refused(pipeline: Pipeline, code: int, expected: str, *args: str, **env: st
     """Run the command: it exits `code` with one line holding `expected`, and changes
     nothing in the lake or the warehouse."""
     lake, warehouse = lake_state(pipeline.lake), _warehouse_state(pipeline)
-    result = pipeline.cli(*args, **env)
+    result = pipeline.here(*args, **env)
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -65,7 +65,7 @@ def test_a_new_lake_with_the_same_warehouse_is_refused_then_rebuilt_on_purpose(
 ):
     # its own first run: the warehouse names the lake it was first loaded from
     pipeline = Pipeline(_database(pg, source_template), _database(pg), tmp_path / "lake")
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     new = tmp_path / "new-lake"
     line = _refused(
         pipeline, 2, "the warehouse was loaded from", "run-all", TOTESYS_LAKE_URL=str(new)
@@ -77,15 +77,15 @@ def test_a_new_lake_with_the_same_warehouse_is_refused_then_rebuilt_on_purpose(
 
     # moving on purpose: fill the new lake, then rebuild the warehouse from it
     for step in ("extract", "transform"):
-        assert pipeline.cli(step, TOTESYS_LAKE_URL=str(new)).returncode == 0
-    needs_yes = pipeline.cli("rebuild", TOTESYS_LAKE_URL=str(new))
+        assert pipeline.here(step, TOTESYS_LAKE_URL=str(new)).returncode == 0
+    needs_yes = pipeline.here("rebuild", TOTESYS_LAKE_URL=str(new))
     assert needs_yes.returncode == 2 and "needs --yes" in needs_yes.stderr
-    rebuilt = pipeline.cli("rebuild", "--yes", TOTESYS_LAKE_URL=str(new))
+    rebuilt = pipeline.here("rebuild", "--yes", TOTESYS_LAKE_URL=str(new))
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "rebuilt the warehouse from 1 processed run" in rebuilt.stdout
-    assert pipeline.cli("verify").returncode == 0
+    assert pipeline.here("verify").returncode == 0
     pipeline.assert_matches_source()
-    assert pipeline.cli("run-all", TOTESYS_LAKE_URL=str(new)).returncode == 0
+    assert pipeline.here("run-all", TOTESYS_LAKE_URL=str(new)).returncode == 0
     # and now the old lake is the stranger
     _refused(pipeline, 2, "the warehouse was loaded from", "run-all")
 
@@ -110,7 +110,7 @@ def test_a_lake_restored_from_an_older_copy_is_refused_then_rebuilt(after_first_
     shutil.copytree(pipeline.lake, copy)
     for step in (1, 2):
         pipeline.activity(step=step)
-        assert pipeline.cli("run-all").returncode == 0
+        assert pipeline.here("run-all").returncode == 0
     _restore(copy, pipeline.lake)
     pipeline.activity(step=3)
     line = _refused(pipeline, 2, "restored from an older copy?", "run-all")
@@ -120,12 +120,12 @@ def test_a_lake_restored_from_an_older_copy_is_refused_then_rebuilt(after_first_
 
     # the way forward, on purpose: the warehouse reloaded from the restored lake, which
     # then reads the source from where the copy ends
-    rebuilt = pipeline.cli("rebuild", "--yes")
+    rebuilt = pipeline.here("rebuild", "--yes")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    caught_up = pipeline.cli("run-all")
+    caught_up = pipeline.here("run-all")
     assert caught_up.returncode == 0, caught_up.stderr
     pipeline.assert_current()
-    assert pipeline.cli("verify").returncode == 0
+    assert pipeline.here("verify").returncode == 0
 
 
 def test_a_raw_zone_restored_behind_its_processed_zone_is_refused(after_first_run, tmp_path):
@@ -134,7 +134,7 @@ def test_a_raw_zone_restored_behind_its_processed_zone_is_refused(after_first_ru
     copy = tmp_path / "raw.bak"
     shutil.copytree(pipeline.lake / "raw", copy)
     pipeline.activity(step=1)
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     _restore(copy, pipeline.lake / "raw")
     line = _refused(pipeline, 2, "restored from an older copy?", "run-all")
     assert f"the raw zone {pipeline.lake}/raw is not the history the processed zone read" in line
@@ -151,7 +151,7 @@ def test_a_rebuild_from_a_lake_with_no_run_is_refused_unless_asked(after_first_r
         pipeline, 2, "holds no committed run", "rebuild", "--yes", TOTESYS_LAKE_URL=str(empty)
     )
     assert "--allow-empty" in line
-    emptied = pipeline.cli("rebuild", "--yes", "--allow-empty", TOTESYS_LAKE_URL=str(empty))
+    emptied = pipeline.here("rebuild", "--yes", "--allow-empty", TOTESYS_LAKE_URL=str(empty))
     assert emptied.returncode == 0, emptied.stderr
     assert all(rows == [] for rows in pipeline.snapshot().values())
 
@@ -200,7 +200,7 @@ def test_a_rebuild_keeps_the_run_history_and_lets_others_answer_meanwhile(
         holder.close()
     _, err = rebuilding.communicate(timeout=120)
     assert rebuilding.returncode == 0, err
-    runs = json.loads(pipeline.cli("runs", "--json").stdout)
+    runs = json.loads(pipeline.here("runs", "--json").stdout)
     assert [(r["command"], r["outcome"]) for r in runs] == [
         ("run-all", "locked"),
         ("rebuild", "succeeded"),
@@ -269,7 +269,7 @@ def test_only_extract_and_run_all_create_a_zone(loaded, tmp_path):
     )
     assert line.endswith("only extract and run-all create a zone")
     assert not typo.exists()
-    status = loaded.cli("status", TOTESYS_LAKE_URL=str(tmp_path / "lake-typo"))
+    status = loaded.here("status", TOTESYS_LAKE_URL=str(tmp_path / "lake-typo"))
     assert f"the raw zone {typo} holds no runs" in status.stderr
     assert not typo.exists()
 
@@ -293,13 +293,13 @@ def test_gc_without_a_warehouse_keeps_what_a_live_run_could_still_commit(loaded)
             TOTESYS_WAREHOUSE_URL=None,
         )
         assert "or set TOTESYS_WAREHOUSE_URL" in line
-        kept = loaded.cli("lake", "gc", "--grace-hours", "0.2", TOTESYS_WAREHOUSE_URL=None)
+        kept = loaded.here("lake", "gc", "--grace-hours", "0.2", TOTESYS_WAREHOUSE_URL=None)
         assert "kept apart by the exclusive manifest create (and lake gc by its grace)" in (
             kept.stderr
         )
         assert kept.returncode == 0, kept.stderr
         assert orphan.exists()  # younger than the grace
-        dry = loaded.cli("--log-format", "json", "lake", "gc", "--dry-run", "--grace-hours", "0")
+        dry = loaded.here("--log-format", "json", "lake", "gc", "--dry-run", "--grace-hours", "0")
         assert dry.returncode == 0, dry.stderr
         header, listed, summary = dry.stdout.strip().splitlines()
         assert header.split() == ["file", "bytes", "age"]
@@ -316,7 +316,7 @@ def test_gc_without_a_warehouse_keeps_what_a_live_run_could_still_commit(loaded)
             raw_line["message"].startswith("found 1 uncommitted file in") and raw_line["files"] == 1
         )
         assert "rows" not in raw_line and orphan.exists()
-        locked = loaded.cli("lake", "gc", "--grace-hours", "0")  # the lock makes 0 safe
+        locked = loaded.here("lake", "gc", "--grace-hours", "0")  # the lock makes 0 safe
         assert locked.returncode == 0, locked.stderr
         assert not orphan.exists()
         assert (loaded.lake / "raw/_zone.json").exists()  # the identity is never collected
@@ -350,7 +350,7 @@ def test_gc_with_the_lock_keeps_the_files_of_a_run_writing_without_it(
     assert "without the warehouse lock is writing" in gc.stderr
     assert written.rows > 0
     assert not list((loaded.lake / "raw").glob("_writers/*"))  # gone once committed
-    after = loaded.cli("run-all")
+    after = loaded.here("run-all")
     assert after.returncode == 0, after.stderr
     loaded.assert_current()
 
@@ -422,7 +422,7 @@ def test_run_all_before_init_says_so_at_startup_and_extracts_nothing(pg, source_
     pipeline = Pipeline(
         _database(pg, source_template), _database(pg), tmp_path / "lake", init=False
     )
-    result = pipeline.cli("run-all")
+    result = pipeline.here("run-all")
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.endswith(

@@ -211,7 +211,7 @@ def test_every_kind_of_bad_value_is_set_aside_listed_and_resolved_once_fixed(pip
     pipeline.activity()  # good changes in the same run as the bad ones
     for case in KINDS:
         _source(pipeline, case.breaks)
-    run = pipeline.cli("--log-format", "json", "run-all")
+    run = pipeline.here("--log-format", "json", "run-all")
     assert run.returncode == 0, run.stderr
 
     # each bad version is in its zone's quarantine, and in the warehouse's
@@ -260,7 +260,7 @@ def test_every_kind_of_bad_value_is_set_aside_listed_and_resolved_once_fixed(pip
 
     for case in KINDS:
         _source(pipeline, case.fixes)
-    fixed = pipeline.cli("run-all")
+    fixed = pipeline.here("run-all")
     assert fixed.returncode == 0, fixed.stderr
     unresolved = [e for e in _warehouse_entries(pipeline) if e["resolved_in"] is None]
     assert unresolved == [] and len(_warehouse_entries(pipeline)) == len(KINDS)
@@ -272,9 +272,9 @@ def test_every_kind_of_bad_value_is_set_aside_listed_and_resolved_once_fixed(pip
 def test_the_2099_design_ends_with_its_corrected_name(pipeline):
     """The dimension guard never held the 2099 version, so the correction lands."""
     _source(pipeline, (_set("design", 5, "design_name = 'Wrong'", "'2099-01-01'"),))
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     _source(pipeline, (_set("design", 5, "design_name = 'Right'"),))
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     with pipeline.warehouse().connect() as conn:
         name = conn.execute(text("SELECT design_name FROM dim_design WHERE design_id = 5"))
         assert name.scalar_one() == "Right"
@@ -299,7 +299,7 @@ def test_an_order_waits_for_a_design_not_extracted_yet_and_then_flows(pipeline):
         )
         conn.execute(text(_set("sales_order", 14, "design_id = 9001")))
     for step in (("extract", "--table", "sales_order"), ("transform",), ("load",)):
-        result = pipeline.cli(*step)
+        result = pipeline.here(*step)
         assert result.returncode == 0, result.stderr
     (recorded,) = _warehouse_entries(pipeline)
     assert (recorded["source_table"], recorded["key"], recorded["kind"]) == (
@@ -308,7 +308,7 @@ def test_an_order_waits_for_a_design_not_extracted_yet_and_then_flows(pipeline):
         "missing_parent",
     )
     assert recorded["column_name"] == "design_id" and recorded["value"] == "9001"
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     (recorded,) = _warehouse_entries(pipeline)
     assert recorded["resolved_in"] is not None
     pipeline.assert_matches_source()
@@ -324,21 +324,21 @@ def test_orders_in_a_currency_set_aside_wait_for_it(pipeline):
             )
         )
         conn.execute(text(_set("sales_order", 15, "currency_id = 4")))
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     assert {(e["source_table"], e["key"], e["kind"]) for e in _warehouse_entries(pipeline)} == {
         ("currency", 4, "unknown_currency"),
         ("sales_order", 15, "missing_parent"),
     }
     # reprocessing a window re-reads the waiting order: it still waits once, set aside once
     for _ in range(2):
-        again = pipeline.cli("--log-format", "json", "run-all", "--since", "2000-01-01")
+        again = pipeline.here("--log-format", "json", "run-all", "--since", "2000-01-01")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stderr.splitlines()[-1])["quarantined"] == 0
         newest = manifests.latest(pipeline.processed, ProcessedManifest)
         waiting = read_parquet(pipeline.processed, newest.waiting["fact_sales_order"].keys)
         assert waiting.column("sales_order_id").to_pylist() == [15]
     _source(pipeline, (_set("currency", 4, "currency_code = 'EUR'"),))
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     assert all(e["resolved_in"] for e in _warehouse_entries(pipeline))
     pipeline.assert_matches_source()
 
@@ -382,17 +382,17 @@ def test_values_fixed_in_place_arrive_and_resolve_their_entries(pipeline):
     valid, reaches the warehouse exactly once and its entry closes."""
     for _, _, breaks, _ in FIXED_IN_PLACE:
         _source(pipeline, breaks)
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     wanted = sorted((table, key) for table, key, _, _ in FIXED_IN_PLACE)
     assert sorted((table, key) for table, key, _ in _open_entries(pipeline)) == wanted
     _source(pipeline, tuple(fixes for _, _, _, fixes in FIXED_IN_PLACE))
-    fixed = pipeline.cli("run-all")
+    fixed = pipeline.here("run-all")
     assert fixed.returncode == 0, fixed.stderr
     assert _open_entries(pipeline) == []
     pipeline.assert_matches_source()
     assert invoke("verify", env=pipeline.env()).exit_code == 0
     # and a quiet run after it changes nothing
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     assert _open_entries(pipeline) == []
     pipeline.assert_matches_source()
 
@@ -402,10 +402,10 @@ def test_a_version_ahead_of_the_clock_goes_through_once_it_is_not_and_resolves(p
     through with ten minutes' tolerance, and its entry closes."""
     ahead = f"{NOW} + interval '3 minutes'"
     _source(pipeline, (_set("sales_order", 10, "units_sold = 1", ahead),))
-    early = pipeline.cli("run-all", "--clock-skew", "0")
+    early = pipeline.here("run-all", "--clock-skew", "0")
     assert early.returncode == 0, early.stderr
     assert _open_entries(pipeline) == [("sales_order", 10, "in_the_future")]
-    later = pipeline.cli("run-all", "--clock-skew", "10")
+    later = pipeline.here("run-all", "--clock-skew", "10")
     assert later.returncode == 0, later.stderr
     assert _open_entries(pipeline) == []
     pipeline.assert_matches_source()
@@ -417,8 +417,8 @@ def test_a_value_still_bad_when_read_again_is_not_set_aside_twice(pipeline):
     """The overlap re-reads a version still bad: it stays one open entry, and the runs
     that re-read it find nothing new."""
     _source(pipeline, (_set("sales_order", 7, "agreed_delivery_date = '2026-13-45'"),))
-    assert pipeline.cli("run-all").returncode == 0
-    again = pipeline.cli("--log-format", "json", "run-all", "--since", "2000-01-01")
+    assert pipeline.here("run-all").returncode == 0
+    again = pipeline.here("--log-format", "json", "run-all", "--since", "2000-01-01")
     assert again.returncode == 0, again.stderr
     last = json.loads(again.stderr.splitlines()[-1])
     assert last["message"] == "run succeeded" and last["quarantined"] == 0, last
@@ -445,7 +445,7 @@ def ascii_pipeline(pg, warehouse_url, tmp_path):
     with pg.engine(name).begin() as conn:
         generator.generate_source(conn, TEST_SIZES, seed=TEST_SEED)
     pipeline = Pipeline(pg.url(name), warehouse_url, tmp_path / "lake")
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     pipeline.remember()
     yield pipeline
     pg.drop_database(name)
@@ -463,7 +463,7 @@ def test_text_that_is_not_utf8_is_set_aside_or_carried_never_a_failed_run(ascii_
             _set("sales_order", 5, "units_sold = 77"),
         ),
     )
-    run = pipeline.cli("--log-format", "json", "run-all")
+    run = pipeline.here("--log-format", "json", "run-all")
     assert run.returncode == 0, run.stderr
     assert "unexpected" not in run.stderr and "ArrowInvalid" not in run.stderr
     assert _open_entries(pipeline) == [("staff", 4, "not_utf8")]
@@ -482,7 +482,7 @@ def test_text_that_is_not_utf8_is_set_aside_or_carried_never_a_failed_run(ascii_
     assert raw_row["counterparty_legal_name"]  # the counterparty itself went through
 
     _source(pipeline, ("UPDATE staff SET last_name = 'Muller' WHERE staff_id = 4",))
-    fixed = pipeline.cli("run-all")
+    fixed = pipeline.here("run-all")
     assert fixed.returncode == 0, fixed.stderr
     assert _open_entries(pipeline) == []
     pipeline.assert_matches_source()
@@ -498,7 +498,7 @@ def test_a_bad_value_in_a_column_the_warehouse_does_not_hold_sets_nothing_aside(
             _set("payment", 9, "company_ac_number = 5000000000, paid = NOT paid"),
         ),
     )
-    run = pipeline.cli("run-all")
+    run = pipeline.here("run-all")
     assert run.returncode == 0, run.stderr
     assert "1 value of the source column payment.company_ac_number does not fit" in run.stderr
     assert _warehouse_entries(pipeline) == []
@@ -512,9 +512,9 @@ def test_a_stored_escape_sequence_never_reaches_the_terminal(pipeline):
         pipeline,
         (_set("sales_order", 7, "agreed_delivery_date = E'\\x1b[2J\\x1b[31m2026-13-45'"),),
     )
-    assert pipeline.cli("run-all").returncode == 0
+    assert pipeline.here("run-all").returncode == 0
     for command in (("quarantine",), ("status",)):
-        shown = pipeline.cli(*command)
+        shown = pipeline.here(*command)
         assert shown.returncode == 0, shown.stderr
         assert "\x1b" not in shown.stdout + shown.stderr
         assert "\\x1b[2J\\x1b[31m2026-13-45" in shown.stdout
