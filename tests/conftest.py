@@ -42,6 +42,12 @@ def pytest_configure(config: pytest.Config) -> None:
         compileall.compile_dir(Path(totesys_cli.__file__).parent, quiet=1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest tests first (in their order), the rest after: each worker then ends
+    on short tests, instead of one worker running a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @dataclass
 class PgServer:
     """A PostgreSQL server we may create databases on."""

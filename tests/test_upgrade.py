@@ -78,6 +78,7 @@ def _old(previous: Path, pipeline: Pipeline, *args: str) -> None:
     assert run.returncode == 0, run.stderr
 
 
+@pytest.mark.slow
 def test_a_lake_and_warehouse_of_the_previous_release_keep_working(
     previous, source_url, warehouse_url, tmp_path
 ):

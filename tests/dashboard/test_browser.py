@@ -412,6 +412,7 @@ def _opened(browser, where: str, charts: tuple[str, ...], shot: Path) -> None:
     page.close()
 
 
+@pytest.mark.slow
 def test_hostile_labels_break_no_chart_on_the_page_or_in_the_report(
     source_url, warehouse_url, browser, tmp_path
 ):

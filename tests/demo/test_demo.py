@@ -6,6 +6,8 @@ import shlex
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.support import Pipeline, server_folder, totesys
 
 
@@ -15,6 +17,7 @@ def _told(stdout: str, variable: str) -> str:
     return shlex.split(line.strip())[1].split("=", 1)[1]
 
 
+@pytest.mark.slow
 def test_demo_from_a_clean_folder_twice_then_stop(tmp_path):
     """Each demo resets its databases and lake, so it tells the same story twice; it
     keeps to the folder it is told (option or variable), and logs what it is asked to."""

@@ -90,6 +90,7 @@ def test_the_image_runs_as_non_root_from_a_pinned_slim_base():
     assert "totesys==" not in dockerfile and "/wheels/*.whl" in dockerfile
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_into_a_fresh_venv_as_the_image_does(tmp_path):
     """The Dockerfile's two stages without Docker: build the wheels, install from them
     alone into an empty environment, and run the command."""
@@ -454,6 +455,7 @@ def pipeline_with_a_bad_row(source_url, warehouse_url, tmp_path):
     return quarantining, clean
 
 
+@pytest.mark.slow
 def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
     template, moto_endpoint, pg, source_url, warehouse_url, empty_db, tmp_path
 ):

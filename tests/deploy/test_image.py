@@ -60,6 +60,7 @@ def _lines(stderr: str) -> list[dict]:
     return [json.loads(line) for line in stderr.strip().splitlines()]
 
 
+@pytest.mark.slow
 def test_the_image_runs_the_job_read_only_as_its_own_user(
     built, moto_endpoint, source_url, warehouse_url
 ):

@@ -65,6 +65,7 @@ def test_without_yes_it_only_says_what_it_would_delete(stack, capsys):
     assert boto3.client("cloudformation").describe_stacks(StackName="totesys")["Stacks"]
 
 
+@pytest.mark.slow
 def test_it_removes_the_stack_every_version_and_both_buckets(crowded, capsys):
     stack = crowded
     code, done = _teardown("--yes", "--secret", "totesys/source", capsys=capsys)

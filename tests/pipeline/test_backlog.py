@@ -62,6 +62,7 @@ def _shows_the_pass(pipeline: Pipeline) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_runs_bounded_by_their_deadline_drain_a_big_source_exactly(
     big_source, warehouse_url, tmp_path
 ):

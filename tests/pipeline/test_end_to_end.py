@@ -54,6 +54,7 @@ def test_run_all_on_a_local_lake_then_after_activity(pipeline, tmp_path):
     _run_all_and_verify(pipeline, env)
 
 
+@pytest.mark.slow
 def test_run_all_on_s3_through_aws_endpoint_url(pipeline, moto_endpoint):
     boto3.client("s3").create_bucket(
         Bucket="totesys-lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
