@@ -152,8 +152,8 @@ class Ran:
 def run_here(*args: str, env: dict | None = None) -> Ran:
     """The command in this process with the test's environment plus `env` (a value of
     None removes that variable): the same code as the installed command without a
-    process's start-up, for the steps that set a test up or check its outcome. What a
-    test is about (exit codes, kills, its own lines) it runs with `totesys`."""
+    process's start-up. What is about the installed command itself (kills, deadlines,
+    concurrent runs, end to end) runs with `totesys`."""
     result = invoke(*args, env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
