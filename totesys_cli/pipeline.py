@@ -255,7 +255,7 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
                 room = bound.room() if bound else None
                 share = EXTRACT_SHARE["run-all"]
                 extracted = _extract(run, settings, share, since=since, room=room)
-            else:
+            elif bound.seconds > 0:
                 log.info("%s wait downstream: this run reads nothing new", bound.waiting())
         with timed("transform"):
             transformed = None
@@ -275,7 +275,7 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
     )
     timings = {f"{step}_seconds": round(value, 3) for step, value in seconds.items()}
     with logs.step("run-all"):
-        _too_short(settings, result, time.monotonic() - run.deadline.started)
+        _too_short(settings, result, bound, time.monotonic() - run.deadline.started)
         log.info(
             "run succeeded",
             extra={**result.counts(), "seconds": round(sum(seconds.values()), 3), **timings},
@@ -283,29 +283,36 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
     return result
 
 
-def _too_short(settings: Settings, result: RunAllResult, elapsed: float) -> None:
-    """A WARNING when the deadline is too short for runs to progress: the extract's
-    share was spent before every table was read, and nothing new reached the warehouse
-    (what was read was the overlap, read again). Such runs would succeed for ever."""
+def _too_short(
+    settings: Settings, result: RunAllResult, bound: plan.Plan | None, elapsed: float
+) -> None:
+    """A WARNING when the deadline is too short for runs to progress and nothing new
+    reached the warehouse: either the deadline was spent before the run could read
+    (the plan found no room left for any work), or the extract's share was spent before
+    every table was read (what was read was the overlap, read again).
+    Such runs would succeed for ever."""
     extracted, transformed = result.extract, result.transform
-    if (
-        not result.tables_left
-        or extracted is None
-        or (transformed is not None and transformed.rows)
-        or result.load.rows
-    ):
+    if (transformed is not None and transformed.rows) or result.load.rows:
         return
     # the extract starts no table after its share of the deadline: what went before it
     # (start-up, the plan) and every table at this run's pace must fit in that share
-    per_table = sum(extracted.table_seconds.values()) / max(len(extracted.table_seconds), 1)
     before = elapsed - sum(result.seconds.values())
-    needed = before + extracted.seconds + per_table * len(result.tables_left)
+    if extracted is None:  # skipped by the plan: for want of time, or for what waits
+        if bound is None or bound.seconds > 0:
+            return
+        read, needed = 0, before + result.seconds.get("extract", 0.0)
+    elif result.tables_left:
+        read = len(extracted.table_seconds)
+        per_table = sum(extracted.table_seconds.values()) / max(read, 1)
+        needed = before + extracted.seconds + per_table * len(result.tables_left)
+    else:
+        return
     log.warning(
         "--max-runtime %g s is too short for runs to progress: this run read %d of %d "
         "tables and brought nothing new to the warehouse; give --max-runtime %d or more",
         settings.max_runtime,
-        len(extracted.table_seconds),
+        read,
         len(SOURCE_TABLES),
-        math.ceil(needed / EXTRACT_SHARE["run-all"]),
-        extra={"tables_left": len(result.tables_left)},
+        max(math.ceil(needed / EXTRACT_SHARE["run-all"]), math.floor(settings.max_runtime) + 1),
+        extra={"tables_read": read},
     )

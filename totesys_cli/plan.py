@@ -80,6 +80,7 @@ class Plan:
     and the raw rows its transform takes at most (0 with rows waiting: the step is
     skipped)."""
 
+    seconds: float  # the run's room for new work, before what waits downstream
     extract_seconds: float
     transform_rows: int
     pace: Pace
@@ -150,6 +151,7 @@ def plan(
     room = max(left - deadline.seconds * RESERVE, 0.0)
     loading = room - processed_rows * steps.slowest
     result = Plan(
+        seconds=room,
         extract_seconds=max(loading - raw_rows * steps.slowest, 0.0),
         transform_rows=max(int(loading / steps.slowest), 0),
         pace=steps,

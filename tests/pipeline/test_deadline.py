@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from tests.support import invoke, totesys
 
 
@@ -76,18 +78,23 @@ def test_a_run_hung_past_its_deadline_is_ended_by_the_hard_stop(aws_env):
     assert 4 <= elapsed < 60, elapsed  # not the four read timeouts
 
 
+@pytest.mark.parametrize("held", [5.5, 7])
 def test_a_deadline_too_short_to_progress_says_so_and_names_one_that_would(
-    source_url, warehouse_url, tmp_path
+    source_url, warehouse_url, tmp_path, held
 ):
     """A run whose start-up takes most of its deadline (held here by a lock on the run
-    history, not by seconds of a slow machine) reads only the first table's overlap and
-    brings nothing new: it still succeeds, with a WARNING naming a deadline that would
-    progress."""
+    history, not by seconds of a slow machine) brings nothing new: it still succeeds,
+    with a WARNING naming a deadline that would progress. The lock is released `held`
+    seconds after the run is seen waiting on it (its deadline has started by then), so
+    however slowly the process starts: after 5.5 s of 10 the extract's share (4 s) is
+    spent and it reads only the first table's overlap; after 7 s the plan's 30 % in
+    hand is all that is left and the run reads nothing."""
     import json
+    import subprocess
 
     from sqlalchemy import text
 
-    from tests.support import Pipeline
+    from tests.support import TOTESYS, Pipeline
 
     pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
     with pipeline.source().begin() as conn:  # the first table has a row in every overlap
@@ -98,19 +105,36 @@ def test_a_deadline_too_short_to_progress_says_so_and_names_one_that_would(
             )
         )
     assert pipeline.here("run-all").returncode == 0
-    holder = pipeline.warehouse().connect()
+    holder, watcher = pipeline.warehouse().connect(), pipeline.warehouse().connect()
     holder.execute(text("LOCK TABLE totesys_meta.runs IN ACCESS EXCLUSIVE MODE"))
-    released = threading.Timer(7, holder.rollback)
-    released.start()
+    process = subprocess.Popen(
+        [TOTESYS, "--log-format", "json", "run-all", "--max-runtime", "10"],
+        env=pipeline.process_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    waiting = text(
+        "SELECT count(*) FROM pg_locks "
+        "WHERE relation = 'totesys_meta.runs'::regclass AND NOT granted"
+    )
     try:
-        run = pipeline.cli("--log-format", "json", "run-all", "--max-runtime", "10")
+        for _ in range(600):  # the run's first write to its history waits on the lock
+            if watcher.execute(waiting).scalar_one() or process.poll() is not None:
+                break
+            watcher.rollback()
+            time.sleep(0.1)
+        time.sleep(held)
     finally:
-        released.join()
+        holder.rollback()
         holder.close()
+        watcher.close()
+    stderr = process.communicate(timeout=120)[1]
+    run = subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stderr.splitlines()]
     (warned,) = [x for x in lines if "too short for runs to progress" in x["message"]]
-    assert warned["level"] == "WARNING" and warned["tables_left"] >= 1
+    assert warned["level"] == "WARNING"
+    assert (warned["tables_read"] > 0) == (held < 7) and warned["tables_read"] < 11
     assert "give --max-runtime " in warned["message"]
     needed = int(warned["message"].rsplit("give --max-runtime ", 1)[1].split()[0])
     assert needed > 10
