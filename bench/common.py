@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sqlalchemy import make_url, text
 
+from totesys_cli.config.urls import Database, parse_database_url
 from totesys_cli.db import engine
 from totesys_cli.demo import embedded, generator
 from totesys_cli.schemas import SOURCE_TABLES
-from totesys_cli.settings import Database, parse_database_url
 
 HERE = Path(__file__).resolve().parent
 TOTESYS = str(Path(sys.executable).parent / "totesys")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import func, make_url, select, text
 
+from totesys_cli.config.urls import Database, parse_database_url
 from totesys_cli.db import engine
 from totesys_cli.demo import embedded, generator
 from totesys_cli.schemas import SOURCE_TABLES, source_table
-from totesys_cli.settings import Database, parse_database_url
 
 
 def _db(url: str) -> Database:

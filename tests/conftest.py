@@ -189,6 +189,14 @@ def after_first_run(pg: PgServer, first_run: FirstRun, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
+def pipeline(pg: PgServer, source_url: str, warehouse_url: str, tmp_path: Path):
+    """A pipeline over a fresh source, an empty warehouse and a lake of its own."""
+    from tests.support import Pipeline
+
+    return Pipeline(source_url, warehouse_url, tmp_path / "lake")
+
+
+@pytest.fixture
 def empty_db(pg: PgServer) -> Iterator[str]:
     """The name of a fresh, empty database."""
     name = pg.create_database(_unique("db"))
@@ -252,7 +260,7 @@ def moto_endpoint(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPat
 def _own_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test is its own run, as each CLI process is: its own run id, and no password
     that an earlier test registered for redaction (which would hide a leak here)."""
-    from totesys_cli import logs
+    from totesys_cli.observe import logs
 
     logs.set_run_id(logs.new_run_id())
     monkeypatch.setattr(logs, "_secrets", set())

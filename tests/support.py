@@ -24,10 +24,11 @@ from sqlalchemy import text
 
 from tests import expected
 from totesys_cli.cli import cli
+from totesys_cli.config.settings import parse_settings
+from totesys_cli.config.urls import Database, parse_database_url
 from totesys_cli.db import engine
 from totesys_cli.demo import generator
 from totesys_cli.demo.activity import simulate_activity
-from totesys_cli.endpoints import ALL, open_endpoints
 from totesys_cli.extract import ExtractOptions, extract
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import read_parquet
@@ -35,9 +36,9 @@ from totesys_cli.lake.manifest import ProcessedManifest
 from totesys_cli.load import LoadOptions, load
 from totesys_cli.ops.init import init_warehouse
 from totesys_cli.runtime import Deadline
+from totesys_cli.runtime.endpoints import ALL, open_endpoints
 from totesys_cli.schemas import FACTS, STAR_TABLES, data_columns, latest_view_name, star_table
 from totesys_cli.schemas.arrow import warehouse_schema
-from totesys_cli.settings import Database, parse_database_url, parse_settings
 from totesys_cli.transform import TransformOptions, transform
 
 # the installed console script, beside the interpreter running the tests

@@ -53,3 +53,17 @@ class LockedError(TotesysError):
     """Another run holds the warehouse lock; not an error worth paging anyone for."""
 
     exit_code = EXIT_LOCKED
+
+
+def told(err: BaseException) -> TotesysError:
+    """The error a command ends with: `err` itself when it is one the user can act on,
+    else an unexpected error (exit 1) asking for a report, with `err` as its cause."""
+    if isinstance(err, TotesysError):
+        return err
+    wrapped = TotesysError(
+        f"unexpected error: {type(err).__name__}: {err}",
+        "Re-run with --log-level DEBUG and report it",
+        step=getattr(err, "step", None),
+    )
+    wrapped.__cause__ = err
+    return wrapped

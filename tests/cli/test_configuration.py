@@ -8,7 +8,7 @@ import re
 
 from tests.support import ROOT, totesys
 from totesys_cli.cli import cli
-from totesys_cli.settings import SETTINGS
+from totesys_cli.config.settings import SETTINGS
 
 
 def _readme_rows() -> list[tuple[list[str], list[str]]]:

@@ -6,16 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pytest
-
 from tests.support import Pipeline
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import RawManifest
-
-
-@pytest.fixture
-def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
-    return Pipeline(source_url, warehouse_url, tmp_path / "lake")
 
 
 def _first_extract(pipeline: Pipeline) -> RawManifest:

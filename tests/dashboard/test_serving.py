@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.dashboard.test_browser import serving
+from tests.dashboard.support import serving
 from tests.support import Pipeline, totesys
 from totesys_cli.dashboard import reading
 from totesys_cli.dashboard.access import Access

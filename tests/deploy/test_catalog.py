@@ -19,13 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import text
 
-from tests.deploy.test_deploy import _resources
-from tests.deploy.test_deploy import template as _template
+from tests.deploy.stack import resources
 from tests.support import Pipeline
 from totesys_cli.schemas import STAR_TABLES
-
-template = _template  # the parsed template, as a fixture of this module too
-
 
 # an order with the most units, with its transaction and their payments
 DELETE_AN_ORDER = (
@@ -70,7 +66,7 @@ def filled(pg, source_template, tmp_path_factory):
 
 def _tables(template: dict) -> dict[str, dict]:
     """Each Glue table's input, by table name."""
-    found = _resources(template, "AWS::Glue::Table").values()
+    found = resources(template, "AWS::Glue::Table").values()
     return {r["Properties"]["TableInput"]["Name"]: r["Properties"]["TableInput"] for r in found}
 
 
@@ -129,6 +125,33 @@ def test_glue_columns_are_the_columns_and_types_of_the_processed_files(template,
                     assert found.converted_type in ("NONE", "INT_32"), (path, column)
 
 
+def test_the_templates_columns_are_written_from_the_schemas(tmp_path):
+    """A column is declared once, in `totesys_cli/schemas/`: the template holds what
+    `deploy/columns.py` writes from there, and the script puts back a column changed by
+    hand."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    script = ROOT / "deploy" / "columns.py"
+    check = [sys.executable, str(script), "--check"]
+    assert subprocess.run(check, capture_output=True, text=True).returncode == 0
+    copy = tmp_path / "deploy"
+    copy.mkdir()
+    shutil.copy(script, copy)
+    stack = (ROOT / "deploy" / "totesys.yaml").read_text()
+    edited = stack.replace("{Name: units_sold, Type: int}", "{Name: units_sold, Type: bigint}")
+    assert edited != stack
+    (copy / "totesys.yaml").write_text(edited)
+    moved = [sys.executable, str(copy / "columns.py")]
+    refused = subprocess.run([*moved, "--check"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "differs from the schemas" in refused.stdout
+    assert subprocess.run(moved).returncode == 0
+    assert (copy / "totesys.yaml").read_text() == stack
+
+
 def test_no_processed_file_holds_a_parquet_time(filled):
     files = _files(filled)
     assert len(files) > len(STAR_TABLES)  # the tables, their runs, _waiting and _quarantine
@@ -140,7 +163,7 @@ def test_no_processed_file_holds_a_parquet_time(filled):
 
 
 def test_the_workgroup_keeps_encrypted_results_in_the_processed_bucket(template):
-    (workgroup,) = _resources(template, "AWS::Athena::WorkGroup").values()
+    (workgroup,) = resources(template, "AWS::Athena::WorkGroup").values()
     config = workgroup["Properties"]["WorkGroupConfiguration"]
     assert config["EnforceWorkGroupConfiguration"] is True
     results = config["ResultConfiguration"]
@@ -182,7 +205,7 @@ WAREHOUSE = {
 
 
 def _queries(template: dict) -> dict[str, str]:
-    found = _resources(template, "AWS::Athena::NamedQuery").values()
+    found = resources(template, "AWS::Athena::NamedQuery").values()
     return {q["Properties"]["Name"]: q["Properties"]["QueryString"] for q in found}
 
 

@@ -19,41 +19,14 @@ from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from sqlalchemy import text as sa_text
 
+from tests.deploy.stack import PARAMETERS, deploy_into_moto, resources
 from tests.support import ROOT, TOTESYS, database, unmeasured
 from totesys_cli.db import engine
 from totesys_cli.ops.init import init_warehouse
 
-TEMPLATE = ROOT / "deploy" / "totesys.yaml"
 BIN = Path(sys.executable).parent
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !Sub, !GetAtt ...)."""
-
-
-def _tag(loader, suffix, node):
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        return {name: value.split(".", 1) if suffix == "GetAtt" else value}
-    if isinstance(node, yaml.SequenceNode):
-        return {name: loader.construct_sequence(node, deep=True)}
-    return {name: loader.construct_mapping(node, deep=True)}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
-
-
-@pytest.fixture(scope="module")
-def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - safe loader
-
-
-def _resources(template: dict, kind: str) -> dict[str, dict]:
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
 # ---------------------------------------------------------------- linters
@@ -135,29 +108,6 @@ def test_the_wheel_installs_into_a_fresh_venv_as_the_image_does(tmp_path):
 
 # ---------------------------------------------------------------- moto CloudFormation
 
-PARAMETERS = {
-    "ImageTag": "abc123",
-    "SubnetIds": "subnet-0a1b2c3d,subnet-4e5f6a7b",
-    "SecurityGroupId": "sg-0123456789abcdef0",
-    "SourceSecretArn": "arn:aws:secretsmanager:eu-west-2:123456789012:secret:totesys-src",
-    "WarehouseSecretArn": "arn:aws:secretsmanager:eu-west-2:123456789012:secret:totesys-dw",
-    "AlarmEmail": "data-team@example.com",
-}
-
-
-def deploy_into_moto() -> dict[str, str]:
-    """The stack named totesys, created from the template with PARAMETERS: its outputs."""
-    cloudformation = boto3.client("cloudformation")
-    cloudformation.create_stack(
-        StackName="totesys",
-        TemplateBody=TEMPLATE.read_text(),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
-        Capabilities=["CAPABILITY_IAM"],
-    )
-    (stack,) = cloudformation.describe_stacks(StackName="totesys")["Stacks"]
-    assert stack["StackStatus"] == "CREATE_COMPLETE"
-    return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-
 
 def test_the_stack_deploys_into_moto(aws):
     outputs = deploy_into_moto()
@@ -221,7 +171,7 @@ def test_the_stack_deploys_into_moto(aws):
 
 
 def test_buckets_are_private_versioned_tls_only_and_expire_old_versions(template):
-    buckets = _resources(template, "AWS::S3::Bucket")
+    buckets = resources(template, "AWS::S3::Bucket")
     assert set(buckets) == {"IngestionBucket", "ProcessedBucket"}
     for bucket in buckets.values():
         props = bucket["Properties"]
@@ -230,7 +180,7 @@ def test_buckets_are_private_versioned_tls_only_and_expire_old_versions(template
         rule, *athena = props["LifecycleConfiguration"]["Rules"]
         assert "NoncurrentVersionExpiration" in rule
         assert [r["Prefix"] for r in athena] == (["athena-results/"] if athena else [])
-    policies = _resources(template, "AWS::S3::BucketPolicy")
+    policies = resources(template, "AWS::S3::BucketPolicy")
     assert {p["Properties"]["Bucket"]["Ref"] for p in policies.values()} == set(buckets)
     for policy in policies.values():
         (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
@@ -272,8 +222,8 @@ def test_the_task_role_is_least_privilege(template):
 
 
 def test_one_alarm_per_step_a_heartbeat_and_an_email(template):
-    alarms = _resources(template, "AWS::CloudWatch::Alarm")
-    filters = _resources(template, "AWS::Logs::MetricFilter")
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    filters = resources(template, "AWS::Logs::MetricFilter")
     for step in ("extract", "transform", "load"):
         name = f"{step.capitalize()}Errors"
         pattern = filters[name]["Properties"]["FilterPattern"]
@@ -313,7 +263,7 @@ def test_the_dashboard_charts_every_metric_and_alarm_against_the_deadline(templa
     substituted = re.sub(r"\$\{MaxRuntimeSeconds\}", "540", body)
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", substituted))["widgets"]
     charted = {m[1] for w in widgets if w["type"] == "metric" for m in w["properties"]["metrics"]}
-    filters = _resources(template, "AWS::Logs::MetricFilter")
+    filters = resources(template, "AWS::Logs::MetricFilter")
     published = {
         f["Properties"]["MetricTransformations"][0]["MetricName"] for f in filters.values()
     }
@@ -323,7 +273,7 @@ def test_the_dashboard_charts_every_metric_and_alarm_against_the_deadline(templa
     assert line["value"] == 540
     (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
     named = set(re.findall(r"alarm:\$\{(\w+)\}", body))
-    assert named == set(_resources(template, "AWS::CloudWatch::Alarm"))
+    assert named == set(resources(template, "AWS::CloudWatch::Alarm"))
     assert len(alarm_widget["properties"]["alarms"]) == len(named)
 
 
@@ -420,8 +370,8 @@ def test_the_evaluator_itself():
 
 
 def test_rows_set_aside_raise_the_data_quality_alarm(template, pipeline_with_a_bad_row):
-    filters = _resources(template, "AWS::Logs::MetricFilter")
-    alarm = _resources(template, "AWS::CloudWatch::Alarm")["DataQualityAlarm"]["Properties"]
+    filters = resources(template, "AWS::Logs::MetricFilter")
+    alarm = resources(template, "AWS::CloudWatch::Alarm")["DataQualityAlarm"]["Properties"]
     rule = filters["RowsSetAside"]["Properties"]
     assert alarm["MetricName"] == rule["MetricTransformations"][0]["MetricName"]
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
@@ -548,8 +498,8 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
             ]
         ]
     assert len({json.loads(line)["run_id"] for line in lines}) == 11  # one stream per run
-    filters = _resources(template, "AWS::Logs::MetricFilter")
-    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    filters = resources(template, "AWS::Logs::MetricFilter")
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
     error_filters = {
         name: f["Properties"]["FilterPattern"]
         for name, f in filters.items()

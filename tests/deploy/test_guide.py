@@ -10,23 +10,19 @@ import re
 import runpy
 
 import pytest
-import yaml
 
-from tests.deploy.test_deploy import _CfnLoader
+from tests.deploy.stack import parsed
 from tests.support import ROOT
 from totesys_cli.cli import cli
-from totesys_cli.settings import DEFAULT_MAX_RUNTIME, parse_database_url, url_from_secret
+from totesys_cli.config.settings import default
+from totesys_cli.config.urls import parse_database_url, url_from_secret
 
 GUIDE = (ROOT / "deploy" / "README.md").read_text()
 WORKFLOW = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
 
 
-def _template(name: str) -> dict:
-    return yaml.load((ROOT / "deploy" / name).read_text(), Loader=_CfnLoader)  # noqa: S506
-
-
-STACK = _template("totesys.yaml")
-ROLES = _template("deploy-role.yaml")
+STACK = parsed()
+ROLES = parsed(ROOT / "deploy" / "deploy-role.yaml")
 
 
 def _commands() -> list[str]:
@@ -98,7 +94,7 @@ def test_every_name_in_backticks_that_looks_like_a_template_name_is_one():
 def test_the_secret_shapes_it_shows_are_the_ones_the_code_reads():
     for shown in re.findall(r"--secret-string '([^']*)'", GUIDE):
         secret = json.loads(shown)
-        url = url_from_secret("source", "shown", secret)
+        url = url_from_secret("source", "shown", secret, "TOTESYS_SOURCE_URL")
         assert (url.host, url.database, url.query["sslmode"]) == (
             secret["host"],
             secret["dbname"],
@@ -107,7 +103,7 @@ def test_the_secret_shapes_it_shows_are_the_ones_the_code_reads():
     credentials = json.loads(re.search(r'`(\{"username": [^`]*\})`', GUIDE).group(1))
     address = re.search(r"WAREHOUSE_URL='([^']*)'", GUIDE).group(1)
     url = url_from_secret(
-        "warehouse", "shown", credentials, parse_database_url("warehouse", address, "X")
+        "warehouse", "shown", credentials, "X", parse_database_url("warehouse", address, "X")
     )
     assert (url.username, url.host, url.port, url.database) == (
         "...",
@@ -143,7 +139,7 @@ def test_its_alarm_table_is_the_stack_s_alarms():
 
 def test_the_deadline_it_quotes_is_the_default():
     assert "540 by default" in GUIDE
-    assert STACK["Parameters"]["MaxRuntimeSeconds"]["Default"] == DEFAULT_MAX_RUNTIME == 540
+    assert STACK["Parameters"]["MaxRuntimeSeconds"]["Default"] == default("max_runtime") == 540
 
 
 def test_the_workflow_variables_are_the_ones_it_lists():

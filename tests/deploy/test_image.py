@@ -13,9 +13,9 @@ from sqlalchemy import func, make_url, select, text
 
 from tests.deploy import image
 from tests.support import database, require
+from totesys_cli.config.urls import parse_database_url
 from totesys_cli.db import engine
 from totesys_cli.runtime import LOCK_KEY
-from totesys_cli.settings import parse_database_url
 
 TAG = "localhost/totesys:under-test"
 

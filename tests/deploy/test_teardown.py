@@ -7,7 +7,7 @@ import runpy
 import boto3
 import pytest
 
-from tests.deploy.test_deploy import deploy_into_moto
+from tests.deploy.stack import deploy_into_moto
 from tests.support import ROOT
 
 SCRIPT = ROOT / "deploy" / "teardown.py"

@@ -17,11 +17,6 @@ from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import FACTS
 
 
-@pytest.fixture
-def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
-    return Pipeline(source_url, warehouse_url, tmp_path)
-
-
 def test_golden_the_warehouse_equals_the_source_before_and_after_activity(pipeline):
     first = pipeline.run()
     assert [r.seq for r in first.runs] == [1]
@@ -275,11 +270,11 @@ def test_a_processed_file_that_does_not_match_fails_naming_it(pipeline):
         assert conn.execute(text("SELECT count(*) FROM dim_date")).scalar() == 0
 
 
-def test_cli_load_and_its_lock(pipeline, tmp_path):
+def test_cli_load_and_its_lock(pipeline):
     from totesys_cli.runtime import LOCK_KEY
 
     pipeline.process()
-    args = ["load", "--warehouse-url", pipeline.warehouse_url, "--lake-url", str(tmp_path)]
+    args = ["load", "--warehouse-url", pipeline.warehouse_url, "--lake-url", str(pipeline.lake)]
     with pipeline.warehouse().connect() as holder:
         holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
         locked = invoke(*args)

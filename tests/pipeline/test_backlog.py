@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import insert
 
 from tests.support import TEST_SEED, Pipeline
-from totesys_cli import plan
 from totesys_cli.demo import generator
+from totesys_cli.pipeline import plan
 from totesys_cli.schemas import RUNS, SOURCE_TABLES
 
 # a source of about 6,000 rows is several runs' worth whatever the machine's speed: the

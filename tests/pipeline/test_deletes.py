@@ -22,10 +22,11 @@ NOW = "(now() AT TIME ZONE 'UTC')::timestamp(3)"
 COMPARING = {"TOTESYS_DELETES_EVERY_MINUTES": "0"}
 
 
-@pytest.fixture
-def pipeline(after_first_run) -> Pipeline:
+def _remembered(after_first_run) -> Pipeline:
+    """A copy of the first run, with the dimension rows as they are, before any is
+    deleted."""
     copy = after_first_run()
-    copy.remember()  # the dimension rows as they are, before any is deleted
+    copy.remember()
     return copy
 
 
@@ -82,7 +83,8 @@ def _checked(pipeline: Pipeline) -> None:
     assert "6 of 6 dashboard summaries agree with the facts" in verified.stdout
 
 
-def test_a_deleted_payment_leaves_the_latest_view_and_keeps_its_history(pipeline):
+def test_a_deleted_payment_leaves_the_latest_view_and_keeps_its_history(after_first_run):
+    pipeline = _remembered(after_first_run)
     held = _one(pipeline, "SELECT count(*) FROM payment")
     _source(pipeline, "DELETE FROM payment WHERE payment_id = 11")
     assert _run(pipeline)["deleted"] == 1
@@ -122,9 +124,10 @@ def _design_of_one_order(pipeline: Pipeline) -> tuple[int, int]:
         )
 
 
-def test_a_dimension_row_a_fact_version_references_stays_marked(pipeline):
+def test_a_dimension_row_a_fact_version_references_stays_marked(after_first_run):
     """The order moves to another design, then its old design is deleted: the order's
     older version still references it, so it stays in dim_design, as it was."""
+    pipeline = _remembered(after_first_run)
     design, order = _design_of_one_order(pipeline)
     other = _one(pipeline, f"SELECT min(design_id) FROM design WHERE design_id <> {design}")
     _source(
@@ -144,7 +147,8 @@ def test_a_dimension_row_a_fact_version_references_stays_marked(pipeline):
     assert _lake_deletions(pipeline) == [("dim_design", design)]
 
 
-def test_a_dimension_row_no_fact_references_is_removed(pipeline):
+def test_a_dimension_row_no_fact_references_is_removed(after_first_run):
+    pipeline = _remembered(after_first_run)
     _source(
         pipeline,
         "INSERT INTO address (address_id, address_line_1, city, postal_code, country, "
@@ -169,7 +173,8 @@ def test_a_dimension_row_no_fact_references_is_removed(pipeline):
     _checked(pipeline)
 
 
-def test_a_key_deleted_then_inserted_again_is_a_new_version(pipeline):
+def test_a_key_deleted_then_inserted_again_is_a_new_version(after_first_run):
+    pipeline = _remembered(after_first_run)
     _source(
         pipeline,
         "CREATE TABLE kept_aside AS SELECT * FROM payment WHERE payment_id = 12",
@@ -195,10 +200,11 @@ def test_a_key_deleted_then_inserted_again_is_a_new_version(pipeline):
     assert _lake_deletions(pipeline) == [("fact_payment", 12)]
 
 
-def test_a_row_restored_as_it_was_comes_back(pipeline):
+def test_a_row_restored_as_it_was_comes_back(after_first_run):
     """A mistaken delete undone by putting the very rows back (their `last_updated` as
     they were, from a backup): the next run reads them again, and they are current again
     in the warehouse; a version alone cannot tell them from a replay, the run can."""
+    pipeline = _remembered(after_first_run)
     _source(
         pipeline,
         "INSERT INTO address (address_id, address_line_1, city, postal_code, country, "
@@ -231,9 +237,10 @@ def test_a_row_restored_as_it_was_comes_back(pipeline):
     _checked(pipeline)
 
 
-def test_a_key_deleted_and_inserted_again_before_the_transform_stands(pipeline):
+def test_a_key_deleted_and_inserted_again_before_the_transform_stands(after_first_run):
     """Two extracts (the delete, then the key again) before one transform: the later
     version stands, and no deletion is recorded."""
+    pipeline = _remembered(after_first_run)
     _source(
         pipeline,
         "CREATE TABLE kept_aside AS SELECT * FROM payment WHERE payment_id = 15",
@@ -253,9 +260,10 @@ def test_a_key_deleted_and_inserted_again_before_the_transform_stands(pipeline):
     _checked(pipeline)
 
 
-def test_a_deleted_row_resolves_its_quarantine_entry(pipeline):
+def test_a_deleted_row_resolves_its_quarantine_entry(after_first_run):
     """A version set aside, then its row deleted: nothing of it is to come, so its entry
     closes, and the rows waiting on it no longer wait."""
+    pipeline = _remembered(after_first_run)
     _source(
         pipeline,
         f"UPDATE payment SET payment_date = '2026-13-45', last_updated = {NOW} "
@@ -269,9 +277,10 @@ def test_a_deleted_row_resolves_its_quarantine_entry(pipeline):
     _checked(pipeline)
 
 
-def test_a_delete_not_yet_compared_is_drift_the_suggested_run_repairs(pipeline):
+def test_a_delete_not_yet_compared_is_drift_the_suggested_run_repairs(after_first_run):
     """Between comparisons a deleted row is still in the warehouse: verify says so, and
     its remedy (a run comparing keys now) is what repairs it."""
+    pipeline = _remembered(after_first_run)
     _source(pipeline, "DELETE FROM payment WHERE payment_id = 17")
     quiet = pipeline.here("run-all", TOTESYS_DELETES_EVERY_MINUTES="600")  # not due
     assert quiet.returncode == 0, quiet.stderr
@@ -283,7 +292,8 @@ def test_a_delete_not_yet_compared_is_drift_the_suggested_run_repairs(pipeline):
     _checked(pipeline)
 
 
-def test_a_delete_and_an_update_of_other_rows_in_one_run(pipeline):
+def test_a_delete_and_an_update_of_other_rows_in_one_run(after_first_run):
+    pipeline = _remembered(after_first_run)
     _source(
         pipeline,
         "DELETE FROM payment WHERE payment_id = 13",
@@ -304,7 +314,8 @@ def test_a_delete_and_an_update_of_other_rows_in_one_run(pipeline):
     ],
     ids=["an emptied table", "a tenth of a table"],
 )
-def test_a_mass_delete_records_nothing_unless_allowed(pipeline, delete, said):
+def test_a_mass_delete_records_nothing_unless_allowed(after_first_run, delete, said):
+    pipeline = _remembered(after_first_run)
     held = _one(pipeline, "SELECT count(*) FROM payment")
     _source(pipeline, delete)
     gone = held - _one(pipeline, "SELECT count(*) FROM payment")

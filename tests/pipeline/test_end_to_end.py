@@ -13,11 +13,6 @@ from tests.support import ENCODED_PASSWORD, Pipeline, leaks, totesys
 from totesys_cli.schemas import SOURCE_TABLES
 
 
-@pytest.fixture
-def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
-    return Pipeline(source_url, warehouse_url, tmp_path / "lake")
-
-
 def _env(pipeline: Pipeline, lake: str) -> dict[str, str]:
     return {
         "TOTESYS_SOURCE_URL": pipeline.source_url,

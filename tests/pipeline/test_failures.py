@@ -36,11 +36,6 @@ KILL_POINTS = [
 ]
 
 
-@pytest.fixture
-def pipeline(pg, source_url, warehouse_url, tmp_path) -> Pipeline:
-    return Pipeline(source_url, warehouse_url, tmp_path / "lake")
-
-
 # A SIGKILLed process never writes its coverage data: measuring it only slows it down.
 UNMEASURED = {"COVERAGE_PROCESS_CONFIG": None}
 

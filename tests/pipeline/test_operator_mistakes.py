@@ -331,7 +331,7 @@ def test_gc_with_the_lock_keeps_the_files_of_a_run_writing_without_it(
     (the lock free) and no grace runs while it writes: the extract still commits, and
     the next run finds every file its manifest names."""
     from totesys_cli import faults, pipeline
-    from totesys_cli.settings import parse_settings
+    from totesys_cli.config.settings import parse_settings
 
     loaded = after_first_run()
 

@@ -147,11 +147,6 @@ KINDS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def pipeline(after_first_run) -> Pipeline:
-    return after_first_run()
-
-
 def _source(pipeline: Pipeline, statements: tuple[str, ...]) -> None:
     with pipeline.source().begin() as conn:
         for statement in statements:
@@ -204,10 +199,11 @@ def _by_table(cases: list[Kind]) -> dict[str, list[int]]:
     return {table: sorted(keys) for table, keys in sorted(found.items())}
 
 
-def test_every_kind_of_bad_value_is_set_aside_listed_and_resolved_once_fixed(pipeline):
+def test_every_kind_of_bad_value_is_set_aside_listed_and_resolved_once_fixed(after_first_run):
     """Every kind at once, as a bad day brings them, among good changes: one run sets
     each aside apart from the others; once each source row is fixed, one run resolves
     them all. Each assertion names the kind it is about."""
+    pipeline = after_first_run()
     pipeline.activity()  # good changes in the same run as the bad ones
     for case in KINDS:
         _source(pipeline, case.breaks)
@@ -269,8 +265,9 @@ def test_every_kind_of_bad_value_is_set_aside_listed_and_resolved_once_fixed(pip
     assert invoke("verify", env=env).exit_code == 0
 
 
-def test_the_2099_design_ends_with_its_corrected_name(pipeline):
+def test_the_2099_design_ends_with_its_corrected_name(after_first_run):
     """The dimension guard never held the 2099 version, so the correction lands."""
+    pipeline = after_first_run()
     _source(pipeline, (_set("design", 5, "design_name = 'Wrong'", "'2099-01-01'"),))
     assert pipeline.here("run-all").returncode == 0
     _source(pipeline, (_set("design", 5, "design_name = 'Right'"),))
@@ -287,9 +284,10 @@ def test_the_2099_design_ends_with_its_corrected_name(pipeline):
     assert guard.year < 2099
 
 
-def test_an_order_waits_for_a_design_not_extracted_yet_and_then_flows(pipeline):
+def test_an_order_waits_for_a_design_not_extracted_yet_and_then_flows(after_first_run):
     """`extract --table` of the orders alone: the new order waits for its design (set
     aside, the run exits 0); the next full run brings the design and the order."""
+    pipeline = after_first_run()
     with pipeline.source().begin() as conn:
         conn.execute(
             text(
@@ -314,8 +312,9 @@ def test_an_order_waits_for_a_design_not_extracted_yet_and_then_flows(pipeline):
     pipeline.assert_matches_source()
 
 
-def test_orders_in_a_currency_set_aside_wait_for_it(pipeline):
+def test_orders_in_a_currency_set_aside_wait_for_it(after_first_run):
     """A parent set aside holds back what references it, and lets it go once fixed."""
+    pipeline = after_first_run()
     with pipeline.source().begin() as conn:
         conn.execute(
             text(
@@ -377,9 +376,10 @@ FIXED_IN_PLACE = [
 ]
 
 
-def test_values_fixed_in_place_arrive_and_resolve_their_entries(pipeline):
+def test_values_fixed_in_place_arrive_and_resolve_their_entries(after_first_run):
     """A DBA fixes each value and leaves last_updated as it was: the same version, now
     valid, reaches the warehouse exactly once and its entry closes."""
+    pipeline = after_first_run()
     for _, _, breaks, _ in FIXED_IN_PLACE:
         _source(pipeline, breaks)
     assert pipeline.here("run-all").returncode == 0
@@ -397,9 +397,10 @@ def test_values_fixed_in_place_arrive_and_resolve_their_entries(pipeline):
     pipeline.assert_matches_source()
 
 
-def test_a_version_ahead_of_the_clock_goes_through_once_it_is_not_and_resolves(pipeline):
+def test_a_version_ahead_of_the_clock_goes_through_once_it_is_not_and_resolves(after_first_run):
     """An application clock three minutes fast: set aside with no tolerance, it goes
     through with ten minutes' tolerance, and its entry closes."""
+    pipeline = after_first_run()
     ahead = f"{NOW} + interval '3 minutes'"
     _source(pipeline, (_set("sales_order", 10, "units_sold = 1", ahead),))
     early = pipeline.here("run-all", "--clock-skew", "0")
@@ -413,9 +414,10 @@ def test_a_version_ahead_of_the_clock_goes_through_once_it_is_not_and_resolves(p
     assert verified.exit_code == 0 and "quarantined" not in verified.stdout, verified.stdout
 
 
-def test_a_value_still_bad_when_read_again_is_not_set_aside_twice(pipeline):
+def test_a_value_still_bad_when_read_again_is_not_set_aside_twice(after_first_run):
     """The overlap re-reads a version still bad: it stays one open entry, and the runs
     that re-read it find nothing new."""
+    pipeline = after_first_run()
     _source(pipeline, (_set("sales_order", 7, "agreed_delivery_date = '2026-13-45'"),))
     assert pipeline.here("run-all").returncode == 0
     again = pipeline.here("--log-format", "json", "run-all", "--since", "2000-01-01")
@@ -489,8 +491,9 @@ def test_text_that_is_not_utf8_is_set_aside_or_carried_never_a_failed_run(ascii_
     assert invoke("verify", env=pipeline.env()).exit_code == 0
 
 
-def test_a_bad_value_in_a_column_the_warehouse_does_not_hold_sets_nothing_aside(pipeline):
+def test_a_bad_value_in_a_column_the_warehouse_does_not_hold_sets_nothing_aside(after_first_run):
     """An account number that outgrew its type: the payment's change still loads."""
+    pipeline = after_first_run()
     _source(
         pipeline,
         (
@@ -505,9 +508,10 @@ def test_a_bad_value_in_a_column_the_warehouse_does_not_hold_sets_nothing_aside(
     pipeline.assert_matches_source()
 
 
-def test_a_stored_escape_sequence_never_reaches_the_terminal(pipeline):
+def test_a_stored_escape_sequence_never_reaches_the_terminal(after_first_run):
     """A value set aside holds an escape sequence (clear the screen, then red): the
     listings show it written out, harmless."""
+    pipeline = after_first_run()
     _source(
         pipeline,
         (_set("sales_order", 7, "agreed_delivery_date = E'\\x1b[2J\\x1b[31m2026-13-45'"),),

@@ -13,10 +13,10 @@ import sys
 
 import click
 
-from totesys_cli import logs, progress
-from totesys_cli.cli import apps, ops, options, profiles, steps
-from totesys_cli.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, TotesysError
-from totesys_cli.profiles import Profile
+from totesys_cli.cli import apps, configure, ops, options, steps
+from totesys_cli.config.profiles import Profile
+from totesys_cli.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, TotesysError, told
+from totesys_cli.observe import logs, progress
 
 log = logging.getLogger("totesys_cli.cli")
 
@@ -54,7 +54,7 @@ class TotesysGroup(click.Group):
     def profile_defaults(self, argv: list[str]) -> tuple[dict, Profile | None]:
         """The profile's settings; a broken file still lets --help and --version answer."""
         try:
-            return profiles.load(self, argv)
+            return configure.load(self, argv)
         except TotesysError:
             if {"--help", "-h", "--version"} & set(argv):
                 return {}, None
@@ -87,13 +87,7 @@ class TotesysGroup(click.Group):
             _report(err)
             return err.exit_code
         except Exception as err:  # anything unexpected still gets one line and exit 1
-            wrapped = TotesysError(
-                f"unexpected error: {type(err).__name__}: {err}",
-                "Re-run with --log-level DEBUG and report it",
-                step=getattr(err, "step", None),
-            )
-            wrapped.__cause__ = err
-            _report(wrapped)
+            _report(told(err))
             return EXIT_RUNTIME
         finally:
             logs.shutdown()  # flushes CloudWatch before the process exits
@@ -134,7 +128,7 @@ def cli(
         log.warning(warning)
 
 
-for command in (*steps.COMMANDS, *ops.COMMANDS, *apps.COMMANDS, profiles.config):
+for command in (*steps.COMMANDS, *ops.COMMANDS, *apps.COMMANDS, configure.config):
     cli.add_command(command)
 
 

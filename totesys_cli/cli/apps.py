@@ -7,38 +7,22 @@ from pathlib import Path
 
 import click
 
-from totesys_cli import logs
 from totesys_cli.cli import options, render
+from totesys_cli.observe import logs
 
 
-def _dashboard_server(given: dict):
-    """The dashboard's server module and the warehouse it reads (with the lake's zones
-    when they are given), or one line on how to install the dashboard."""
-    from totesys_cli.endpoints import PROCESSED, RAW, WAREHOUSE, open_endpoints
+def _dashboard():
+    """The dashboard's modules, or one line on how to install the dashboard."""
     from totesys_cli.errors import ConfigError
 
     try:
-        from totesys_cli.dashboard import server
-        from totesys_cli.dashboard.reading import Warehouse
+        from totesys_cli.dashboard import report, server
     except ModuleNotFoundError as err:
         raise ConfigError(
             f"the dashboard and the report need {err.name}, which is not installed",
             "Install them with pip install 'totesys[dashboard]'",
         ) from None
-    ends = open_endpoints(options.settings_from(given), (WAREHOUSE,), (RAW, PROCESSED))
-    return server, Warehouse(ends.warehouse, lake=ends)
-
-
-def _filters(start, end, currency: str | None, currencies: list[str]):
-    from totesys_cli.dashboard.queries import Filters
-    from totesys_cli.dashboard.reading import held_currency
-    from totesys_cli.errors import ConfigError
-
-    bounds = {"start": start.date() if start else None, "end": end.date() if end else None}
-    if bounds["start"] and bounds["end"] and bounds["start"] > bounds["end"]:
-        raise ConfigError(f"--from {bounds['start']} is after --to {bounds['end']}")
-    code = held_currency(currency, currencies)
-    return Filters(**{k: v for k, v in bounds.items() if v is not None}, currency=code)
+    return report, server
 
 
 @click.command()
@@ -65,22 +49,17 @@ def dashboard(
     """Serve a live dashboard: the business figures, and the pipeline's own health."""
     import signal
 
-    server, warehouse = _dashboard_server(given)
-    with logs.step("dashboard"):
-        access = server.Access.decide(host, token, no_auth, allowed)  # before any bind
-        warehouse.check()
-        httpd = server.make_server(server.Dashboard(warehouse, access), host, port)
-    shown = f"[{host}]" if ":" in host else host
-    click.echo(f"dashboard on http://{shown}:{httpd.effective_port}/ (Ctrl-C stops it)")
+    _, server = _dashboard()
 
     def terminated(*_) -> None:  # a service manager stops it as Ctrl-C does
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, terminated)
-    try:
+    settings = options.settings_from(given)
+    with server.serving(settings, host, port, token, no_auth, allowed) as httpd:
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"dashboard on http://{shown}:{httpd.effective_port}/ (Ctrl-C stops it)")
+        signal.signal(signal.SIGTERM, terminated)
         httpd.run()  # returns on Ctrl-C (waitress closes itself)
-    finally:
-        warehouse.close()
     click.echo("dashboard stopped")
 
 
@@ -94,13 +73,11 @@ def dashboard(
 @options.filters
 def report(out: str, start, end, currency, **given) -> None:
     """Write the dashboard as one self-contained HTML file that opens with no network."""
-    from totesys_cli.dashboard.report import write_report
-
-    _, warehouse = _dashboard_server(given)
+    reports, _ = _dashboard()
+    settings = options.settings_from(given)
     with logs.step("report"):
-        warehouse.check()
-        filters = _filters(start, end, currency, warehouse.currencies())
-        size = write_report(warehouse, filters, out)
+        days = (day.date() if day else None for day in (start, end))
+        size = reports.report(settings, out, *days, currency)
     click.echo(f"report written to {out} ({size / 1e6:.1f} MB, opens with no network)")
 
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import click
 
-from totesys_cli import logs
 from totesys_cli.cli import options, render
-from totesys_cli.settings import DEFAULT_GRACE_HOURS
+from totesys_cli.observe import logs
 
 
 @click.command()
 @options.warehouse
 def init(**given) -> None:
     """Create the warehouse tables, indexes and views if missing (idempotent)."""
-    from totesys_cli.endpoints import WAREHOUSE, open_endpoints
-    from totesys_cli.ops.init import init_warehouse
+    from totesys_cli.ops import init as initialise
 
     settings = options.settings_from(given)
     with logs.step("init"):
-        created = init_warehouse(open_endpoints(settings, (WAREHOUSE,)).warehouse)
+        created = initialise.init(settings)
     if created:
         click.echo(f"warehouse initialised: created {render.plural(len(created), 'object')}")
     else:
@@ -34,12 +32,11 @@ def status(as_json: bool, **given) -> None:
     """Watermarks, pending runs, the last load, freshness and row counts (read-only)."""
     import json
 
-    from totesys_cli.endpoints import ALL, open_endpoints
     from totesys_cli.ops.status import status as read
 
     settings = options.settings_from(given)
     with logs.step("status"):
-        result = read(open_endpoints(settings, optional=ALL))
+        result = read(settings)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1))
     else:
@@ -54,37 +51,15 @@ def status(as_json: bool, **given) -> None:
 )
 def verify(show_deleted: bool, **given) -> None:
     """Reconcile source and warehouse (row counts, sums per currency); exit 1 on drift."""
-    from totesys_cli.endpoints import SOURCE, WAREHOUSE, open_endpoints
-    from totesys_cli.errors import Drift
-    from totesys_cli.ops.verify import verify as reconcile
+    from totesys_cli.ops.verify import reconcile
 
     settings = options.settings_from(given)
     with logs.step("verify"):
-        ends = open_endpoints(settings, (SOURCE, WAREHOUSE))
-        result = reconcile(ends.source, ends.warehouse)
+        result = reconcile(settings)
     render.verified(result, show_deleted)
-    if result.drift:
-        named = "; ".join(
-            f"{c.table} {c.measure}: source {c.source}, warehouse {c.warehouse}"
-            for c in result.drift
-        )
-        keys = "; ".join(
-            f"{name} keys {render.some(keys)}" for name, keys in result.differing.items() if keys
-        )
-        repair = (
-            f"Reprocess them with totesys run-all --since {result.since.isoformat()}"
-            if result.since is not None
-            else "The warehouse holds rows the source does not: deleted after the last "
-            "comparison of keys, the next one records them (totesys run-all "
-            "--deletes-every 0 compares now); otherwise something else wrote them"
-        )
-        if all(c.table.startswith("totesys_meta.") for c in result.drift):
-            repair = "Drop the summaries that differ and run totesys init: it sums them again"
-        raise Drift(
-            f"the warehouse differs from the source: {named} ({keys or 'no key differs'})",
-            repair,
-            len(result.drift),
-        )
+    drift = result.error()
+    if drift is not None:
+        raise drift
 
 
 @click.command()
@@ -95,15 +70,11 @@ def quarantine(as_json: bool, everything: bool, **given) -> None:
     """Row versions set aside: what is wrong with each, and which later run resolved it."""
     import json
 
-    from totesys_cli.endpoints import WAREHOUSE, open_endpoints
     from totesys_cli.ops.quarantine import listing
 
     settings = options.settings_from(given)
     with logs.step("quarantine"):
-        found = [
-            e.as_dict()
-            for e in listing(open_endpoints(settings, (WAREHOUSE,)).warehouse, everything)
-        ]
+        found = [e.as_dict() for e in listing(settings, everything)]
     if as_json:
         click.echo(json.dumps(found, indent=1))
     elif found:
@@ -121,12 +92,11 @@ def runs(as_json: bool, limit: int, failed: bool, **given) -> None:
     """Past runs of every writing command: when, how they ended, what they did."""
     import json
 
-    from totesys_cli.endpoints import WAREHOUSE, open_endpoints
     from totesys_cli.ops.runs import listing
 
     settings = options.settings_from(given)
     with logs.step("runs"):
-        found = listing(open_endpoints(settings, (WAREHOUSE,)).warehouse, limit, failed)
+        found = listing(settings, limit, failed)
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in found], indent=1))
     elif found:
@@ -147,7 +117,7 @@ def lake() -> None:
 @click.option(
     "--grace-hours",
     type=click.FloatRange(min=0),
-    default=DEFAULT_GRACE_HOURS,
+    default=24,
     show_default=True,
     help="Keep uncommitted files younger than this (a run may still be writing).",
 )

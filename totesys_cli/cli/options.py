@@ -1,9 +1,9 @@
 """Options declared once, shared by every command that uses them.
 
-Names, variables, help and defaults come from the library's declarations
-(`settings.SETTINGS`), so each is written in one place; this module adds only what is
-click's: types, ranges and flags. Nothing heavy is imported here: `--help` stays
-instant.
+Names, variables, help, defaults and the values accepted come from the library's
+declarations (`config.settings.Settings`), so each is written in one place; this module
+turns a setting's kind into click's type, and declares what is only the CLI's: flags,
+filters, --since. Nothing heavy is imported here: `--help` stays instant.
 """
 
 from __future__ import annotations
@@ -13,19 +13,34 @@ from typing import Any
 
 import click
 
-from totesys_cli.settings import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    MIN_BATCH_ROWS,
+from totesys_cli.config import profiles
+from totesys_cli.config.settings import (
+    DAY_FORMAT,
     SETTINGS,
+    Choice,
+    Day,
+    Number,
     parse_since,
 )
 
 Decorator = Callable[[Callable], Callable]
 
 
+def click_type(kind) -> click.ParamType:
+    """The click type that accepts what the setting's kind does (and says why not in
+    click's words on the command line)."""
+    if isinstance(kind, Number):
+        ranged = click.IntRange if kind.integer else click.FloatRange
+        return ranged(min=kind.min, max=kind.max)
+    if isinstance(kind, Choice):
+        return click.Choice(kind.values, case_sensitive=False)
+    if isinstance(kind, Day):
+        return click.DateTime([DAY_FORMAT])
+    return click.STRING
+
+
 def setting(name: str, **kwargs: Any) -> Decorator:
-    """The option for one declared setting: --name, its variable, help and default."""
+    """The option for one declared setting: --name, its variable, help, default, type."""
     declared = SETTINGS[name]
     if declared.default is not None:
         default = declared.default
@@ -34,11 +49,12 @@ def setting(name: str, **kwargs: Any) -> Decorator:
         )
         kwargs.setdefault("show_default", True)
     return click.option(
-        f"--{name.replace('_', '-')}",
+        f"--{declared.option}",
         name,
         envvar=declared.envvar,
         show_envvar=True,
         help=declared.help,
+        type=click_type(declared.kind),
         **kwargs,
     )
 
@@ -90,23 +106,12 @@ since = click.option(
     type=SinceType(),
     help="Re-process source rows whose last_updated >= TIME (UTC date or timestamp).",
 )
-deadline = setting("max_runtime", type=click.FloatRange(min=1))
-reading = compose(
-    setting("overlap", type=click.FloatRange(min=0)),
-    setting("batch_rows", type=click.IntRange(min=MIN_BATCH_ROWS)),
-    setting("range_rows", type=click.IntRange(min=1)),
-)
+deadline = setting("max_runtime")
+reading = compose(setting("overlap"), setting("batch_rows"), setting("range_rows"))
 # what the quarantine sets aside as implausible
-checks = compose(
-    setting("earliest_date", type=click.DateTime(["%Y-%m-%d"])),
-    setting("latest_date", type=click.DateTime(["%Y-%m-%d"])),
-    setting("clock_skew", type=click.FloatRange(min=0)),
-)
+checks = compose(setting("earliest_date"), setting("latest_date"), setting("clock_skew"))
 # how deletions in the source are found (the settings), and a mass delete let through
-finding_deletes = compose(
-    setting("deletes_every", type=click.FloatRange(min=0)),
-    setting("mass_delete_percent", type=click.FloatRange(min=0, max=100)),
-)
+finding_deletes = compose(setting("deletes_every"), setting("mass_delete_percent"))
 deletes = compose(
     finding_deletes,
     click.option(
@@ -133,14 +138,14 @@ as_json = click.option("--json", "as_json", is_flag=True, help="Print one JSON o
 profile = compose(
     click.option(
         "--config",
-        envvar="TOTESYS_CONFIG",
+        envvar=profiles.CONFIG_ENV,
         show_envvar=True,
         metavar="FILE",
         help="The profiles file [default: ./totesys.toml, if there is one].",
     ),
     click.option(
         "--profile",
-        envvar="TOTESYS_PROFILE",
+        envvar=profiles.PROFILE_ENV,
         show_envvar=True,
         metavar="NAME",
         help="The profile of the file to use [default: 'default', if the file has one].",
@@ -154,7 +159,6 @@ def profile_names(ctx: click.Context, incomplete: str) -> list[str]:
     import os
     from pathlib import Path
 
-    from totesys_cli import profiles
     from totesys_cli.errors import ConfigError
 
     try:
@@ -167,8 +171,8 @@ def profile_names(ctx: click.Context, incomplete: str) -> list[str]:
 
 
 logging = compose(
-    setting("log_level", type=click.Choice(LOG_LEVELS, case_sensitive=False)),
-    setting("log_format", type=click.Choice(LOG_FORMATS)),
+    setting("log_level"),
+    setting("log_format"),
     setting("cloudwatch_log_group"),
 )
 filters = compose(
@@ -188,9 +192,9 @@ filters = compose(
 def settings_from(options: dict[str, Any]):
     """The settings object from a command's options (those it does not declare keep
     their defaults)."""
-    import inspect
+    from dataclasses import fields
 
-    from totesys_cli.settings import parse_settings
+    from totesys_cli.config.settings import Settings
 
-    accepted = inspect.signature(parse_settings).parameters
-    return parse_settings(**{n: v for n, v in options.items() if n in accepted})
+    accepted = {f.name for f in fields(Settings)}
+    return Settings(**{n: v for n, v in options.items() if n in accepted and v is not None})

@@ -47,12 +47,6 @@ def runs(seqs: list[int]) -> str:
     return f"{seqs[0]}-{seqs[-1]}" if len(seqs) > 1 else str(seqs[0])
 
 
-def some(keys: list, shown: int = 5) -> str:
-    """A few of many: `1, 2, 3, 4, 5 and 12 more`."""
-    head = ", ".join(str(k) for k in keys[:shown])
-    return f"{head} and {len(keys) - shown} more" if len(keys) > shown else head
-
-
 def listing(seqs: list[int]) -> str:
     return f"{plural(len(seqs), 'run')} ({runs(seqs)})" if seqs else "none"
 

@@ -20,12 +20,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from totesys_cli.dashboard import document, queries
+from totesys_cli.config.settings import Settings
+from totesys_cli.config.urls import Database
+from totesys_cli.dashboard import document, health, queries
 from totesys_cli.dashboard import page as pages
-from totesys_cli.dashboard import pipeline as pipelines
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.errors import ConfigError, RuntimeFailure
-from totesys_cli.settings import Database
+from totesys_cli.runtime.endpoints import PROCESSED, RAW, WAREHOUSE, open_endpoints
 
 POOL = 4  # warehouse connections, whatever the number of clients
 POOL_WAIT = 10.0  # seconds a request waits for one, then gets a 503
@@ -35,20 +36,42 @@ STATEMENT_SECONDS = 20.0  # a dashboard query longer than this is cancelled
 def parse_filters(query: dict[str, list[str]], currencies: list[str]) -> queries.Filters:
     """Filters from a query string (?from=2025-01-01&to=2025-03-31&currency=GBP)."""
 
-    def day(name: str, default: dt.date) -> dt.date:
+    def day(name: str) -> dt.date | None:
         value = (query.get(name) or [""])[0].strip()
         if not value:
-            return default
+            return None
         try:
             return dt.date.fromisoformat(value)
         except ValueError:
             raise ConfigError(f"{name}={value!r} is not a date like 2025-01-31") from None
 
-    start, end = day("from", dt.date.min), day("to", dt.date.max)
-    if start > end:
-        raise ConfigError(f"from {start} is after to {end}")
-    currency = held_currency((query.get("currency") or [""])[0], currencies)
-    return queries.Filters(start=start, end=end, currency=currency)
+    currency = (query.get("currency") or [""])[0]
+    return filters(day("from"), day("to"), currency, currencies)
+
+
+def filters(
+    start: dt.date | None,
+    end: dt.date | None,
+    currency: str | None,
+    currencies: list[str],
+    names: tuple[str, str] = ("from", "to"),
+) -> queries.Filters:
+    """Filters of days (None: unbounded) and a currency the warehouse holds; `names`
+    are the days' names in a message (the report's options, the page's parameters)."""
+    if start is not None and end is not None and start > end:
+        raise ConfigError(f"{names[0]} {start} is after {names[1]} {end}")
+    return queries.Filters(
+        start=start or dt.date.min,
+        end=end or dt.date.max,
+        currency=held_currency(currency, currencies),
+    )
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """The warehouse `settings` configures, with the lake's zones when they are given
+    (the pipeline page measures them)."""
+    ends = open_endpoints(settings, (WAREHOUSE,), (RAW, PROCESSED))
+    return Warehouse(ends.warehouse, lake=ends)
 
 
 def held_currency(given: str | None, currencies: list[str]) -> str | None:
@@ -181,6 +204,6 @@ class Reading:
         page = dataclasses.replace(done.page, freshness=self.freshness())  # its age moves on
         return dataclasses.replace(done, page=page)
 
-    def pipeline(self) -> pipelines.PipelinePage:
+    def pipeline(self) -> health.PipelinePage:
         """Read afresh each time: runs are recorded between loads too."""
-        return pipelines.build(pipelines.read(self.conn, self.warehouse.lake), self.freshness())
+        return health.build(health.read(self.conn, self.warehouse.lake), self.freshness())

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 import urllib.parse
 from pathlib import Path
 
+from totesys_cli.config.settings import Settings
 from totesys_cli.dashboard import document, queries
-from totesys_cli.dashboard.reading import Warehouse
+from totesys_cli.dashboard.reading import Warehouse, filters, open_warehouse
 from totesys_cli.errors import ConfigError, RuntimeFailure
+
+
+def report(
+    settings: Settings,
+    out: str,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    currency: str | None = None,
+) -> int:
+    """`totesys report`: the warehouse's dashboard, filtered, written to `out` (a file or
+    s3://bucket/key); returns its size."""
+    warehouse = open_warehouse(settings)
+    try:
+        warehouse.check()
+        chosen = filters(start, end, currency, warehouse.currencies(), ("--from", "--to"))
+        return write_report(warehouse, chosen, out)
+    finally:
+        warehouse.close()
 
 
 def write_report(warehouse: Warehouse, filters: queries.Filters, out: str) -> int:
@@ -48,7 +68,7 @@ def _write_atomically(path: Path, body: bytes) -> None:
 def _put_s3(url: str, body: bytes) -> None:
     import botocore.exceptions
 
-    from totesys_cli import aws
+    from totesys_cli.config import aws
 
     parsed = urllib.parse.urlparse(url)
     if not parsed.netloc or not parsed.path.strip("/"):

@@ -10,20 +10,22 @@ checks the request's host name and token (`access`).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
 import os
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from totesys_cli.dashboard import document
-from totesys_cli.dashboard import pipeline as pipelines
+from totesys_cli.config.settings import Settings
+from totesys_cli.dashboard import document, health
 from totesys_cli.dashboard.access import COOKIE, Access
-from totesys_cli.dashboard.reading import Warehouse, parse_filters
+from totesys_cli.dashboard.reading import Warehouse, open_warehouse, parse_filters
 from totesys_cli.errors import ConfigError, TotesysError
+from totesys_cli.observe import logs
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +175,13 @@ class Dashboard:
     def pipeline(self, _query: dict[str, list[str]]) -> Response:
         with self.warehouse.reading() as reading:
             page = reading.pipeline()
-        body = pipelines.render(page, live_seconds=REFRESH_SECONDS)
+        body = health.render(page, live_seconds=REFRESH_SECONDS)
         return Response("200 OK", "text/html; charset=utf-8", body.encode(), _no_store())
 
     def pipeline_figures(self, _query: dict[str, list[str]]) -> Response:
         with self.warehouse.reading() as reading:
             page = reading.pipeline()
-        return Response("200 OK", "application/json", pipelines.update(page).encode(), _no_store())
+        return Response("200 OK", "application/json", health.update(page).encode(), _no_store())
 
     def plotly(self, _query: dict[str, list[str]]) -> Response:
         return Response(
@@ -244,6 +246,28 @@ def _bounded(server: Any) -> Any:
     server.channel_class = BoundedChannel
     server.maintenance = maintenance
     return server
+
+
+@contextlib.contextmanager
+def serving(
+    settings: Settings,
+    host: str,
+    port: int,
+    token: str | None,
+    no_auth: bool,
+    allowed: tuple[str, ...] = (),
+) -> Iterator[Any]:
+    """`totesys dashboard`: the server bound to `host`:`port` over the warehouse of
+    `settings`, ready to `run()`; the warehouse's connections are closed on leaving."""
+    warehouse = open_warehouse(settings)
+    try:
+        with logs.step("dashboard"):
+            access = Access.decide(host, token, no_auth, allowed)  # before any bind
+            warehouse.check()
+            httpd = make_server(Dashboard(warehouse, access), host, port)
+        yield httpd
+    finally:
+        warehouse.close()
 
 
 def make_server(app: Dashboard, host: str, port: int) -> Any:

@@ -13,9 +13,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool, QueuePool
 
+from totesys_cli.config.urls import Database
 from totesys_cli.db import driver
 from totesys_cli.errors import ConfigError, RuntimeFailure, TotesysError
-from totesys_cli.settings import Database
 
 # SQLSTATEs that mean "your settings are wrong", not "try again later"
 _CONFIG_STATES = {

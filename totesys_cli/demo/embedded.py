@@ -76,8 +76,8 @@ def start(folder: Path, *, keep_running: bool = False, fast: bool = False) -> Em
     if fast:
         from sqlalchemy import text
 
+        from totesys_cli.config.urls import Database, parse_database_url
         from totesys_cli.db import engine
-        from totesys_cli.settings import Database, parse_database_url
 
         db = Database("embedded", parse_database_url("embedded", server.url(), "-"), "-")
         admin = engine(db).execution_options(isolation_level="AUTOCOMMIT")

@@ -16,14 +16,15 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from totesys_cli.config.settings import parse_settings
+from totesys_cli.config.urls import Database, parse_database_url
 from totesys_cli.db import engine
 from totesys_cli.demo import embedded, generator
 from totesys_cli.demo.activity import Activity, simulate_activity
-from totesys_cli.endpoints import SOURCE, WAREHOUSE, Endpoints, open_endpoints
 from totesys_cli.ops.init import init_warehouse
 from totesys_cli.ops.verify import VerifyResult, verify
 from totesys_cli.pipeline import RunAllResult, run_all
-from totesys_cli.settings import Database, parse_database_url, parse_settings
+from totesys_cli.runtime.endpoints import SOURCE, WAREHOUSE, Endpoints, open_endpoints
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from totesys_cli.lake import keys as keysets
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import Census, RawManifest
-from totesys_cli.quality import ENTRY
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import SOURCE_TABLES, source_key, source_table
 from totesys_cli.schemas.arrow import tombstone_schema
+from totesys_cli.schemas.quality import ENTRY
 
 log = logging.getLogger(__name__)
 

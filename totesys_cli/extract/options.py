@@ -6,16 +6,10 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from totesys_cli.lake.manifest import RawManifest, TableFiles
+from totesys_cli.config.settings import Bounds, default
+from totesys_cli.lake.files import TableFiles
+from totesys_cli.lake.manifest import RawManifest
 from totesys_cli.schemas import SOURCE_TABLES
-from totesys_cli.settings import (
-    DEFAULT_BATCH_ROWS,
-    DEFAULT_DELETES_EVERY_MINUTES,
-    DEFAULT_MASS_DELETE_PERCENT,
-    DEFAULT_OVERLAP_MINUTES,
-    DEFAULT_RANGE_ROWS,
-    Bounds,
-)
 
 
 @dataclass(frozen=True)
@@ -23,10 +17,10 @@ class Deletes:
     """When a run compares the source's keys with the keys the lake knows, and how many
     gone at once it takes for a mistake rather than a delete."""
 
-    every: dt.timedelta = dt.timedelta(minutes=DEFAULT_DELETES_EVERY_MINUTES)
+    every: dt.timedelta = dt.timedelta(minutes=default("deletes_every"))
     # a comparison finding more than this share of a table gone (or the table emptied)
     # records nothing and fails the run, unless the table is allowed
-    mass_percent: float = DEFAULT_MASS_DELETE_PERCENT
+    mass_percent: float = default("mass_delete_percent")
     allowed: tuple[str, ...] = ()
 
 
@@ -42,13 +36,13 @@ class Room:
 class ExtractOptions:
     tables: tuple[str, ...] = SOURCE_TABLES
     since: dt.datetime | None = None
-    overlap: dt.timedelta = dt.timedelta(minutes=DEFAULT_OVERLAP_MINUTES)
-    batch_rows: int = DEFAULT_BATCH_ROWS
+    overlap: dt.timedelta = dt.timedelta(minutes=default("overlap"))
+    batch_rows: int = default("batch_rows")
     bounds: Bounds = field(default_factory=Bounds)
     # seconds after which no new range of keys starts (None: read every window whole,
     # one COPY per table); the run then commits what it read and the next goes on
     budget: float | None = None
-    range_rows: int = DEFAULT_RANGE_ROWS
+    range_rows: int = default("range_rows")
     # the seconds the rest of the run has for the rows this one reads (None: no bound):
     # no new range starts once they are spent, and ranges are cut to fit them
     room: Room | None = None
@@ -95,5 +89,5 @@ class ExtractResult:
     @property
     def left(self) -> list[str]:
         """The tables this run did not finish: an unfinished pass, or not reached."""
-        passing = [name for name, state in self.manifest.state.items() if state.passing]
+        passing = self.manifest.passing()
         return passing + [name for name in self.unread if name not in passing]

@@ -22,7 +22,9 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 from sqlalchemy import Connection
 
-from totesys_cli import faults, logs, progress, quality
+from totesys_cli import faults
+from totesys_cli.config.settings import Bounds
+from totesys_cli.config.urls import Database
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.db.copy import copy_out
 from totesys_cli.extract import deletes
@@ -36,11 +38,11 @@ from totesys_cli.extract.source import (
 )
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.files import FileSet
-from totesys_cli.lake.manifest import Pass, RawManifest, TableFiles, TableState
+from totesys_cli.lake.files import FileSet, TableFiles
+from totesys_cli.lake.manifest import Pass, RawManifest, TableState
+from totesys_cli.observe import logs, progress
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import SOURCE_TABLES, source_table
-from totesys_cli.settings import Bounds, Database
+from totesys_cli.schemas import SOURCE_TABLES, quality, source_table
 
 log = logging.getLogger(__name__)
 
@@ -319,8 +321,7 @@ def _copy_tables(
 def unfinished(raw: Lake) -> list[str]:
     """The tables the latest extract left unfinished: a pass goes on, or never read."""
     last = manifests.latest(raw, RawManifest)
-    state = last.state if last else {}
-    return [name for name in SOURCE_TABLES if name not in state or state[name].passing]
+    return last.unfinished() if last else list(SOURCE_TABLES)
 
 
 def extract(

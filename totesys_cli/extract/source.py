@@ -14,13 +14,12 @@ from sqlalchemy import Connection, Table, cast, func, or_, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 
-from totesys_cli import quality
+from totesys_cli.config.settings import Bounds, envvar
 from totesys_cli.db.catalog import columns
 from totesys_cli.errors import ConfigError, RuntimeFailure
-from totesys_cli.schemas import source_key, source_table
+from totesys_cli.schemas import quality, source_key, source_table
 from totesys_cli.schemas.arrow import arrow_schema
 from totesys_cli.schemas.source import kept
-from totesys_cli.settings import Bounds, envvar
 
 log = logging.getLogger(__name__)
 

@@ -12,16 +12,19 @@ import contextlib
 import datetime as dt
 import io
 import logging
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from totesys_cli import faults, logs
+from totesys_cli import faults
 from totesys_cli.errors import RuntimeFailure
-from totesys_cli.lake.manifest import DataFile, TableFiles
+from totesys_cli.lake.state import stamp, when
 from totesys_cli.lake.store import Lake
+from totesys_cli.observe import logs
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,62 @@ WAITING = "_waiting"  # the processed zone's fact rows waiting on a dimension ke
 # where each zone's tombstones go: keys deleted in the source (the processed zone's are a
 # table of their own for Athena, beside the star tables)
 TOMBSTONES = {"raw": "_deleted", "processed": "deletions"}
+
+
+@dataclass(frozen=True)
+class DataFile:
+    key: str
+    rows: int
+    bytes: int
+
+
+@dataclass
+class TableFiles:
+    """One table's files in one run, and the range of source versions they hold."""
+
+    files: list[DataFile] = field(default_factory=list)
+    min_last_updated: dt.datetime | None = None
+    max_last_updated: dt.datetime | None = None
+    lower_bound: dt.datetime | None = None  # raw: read from here on (None: everything)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    @property
+    def keys(self) -> list[str]:
+        return [f.key for f in self.files]
+
+    def add(self, file: DataFile, low: dt.datetime | None, high: dt.datetime | None) -> None:
+        self.files.append(file)
+        if low is not None:
+            self.min_last_updated = min(filter(None, (self.min_last_updated, low)))
+            self.max_last_updated = max(filter(None, (self.max_last_updated, high)))
+
+    def to_json(self, bounded: bool) -> dict[str, Any]:
+        data = {
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in self.files],
+            "min_last_updated": stamp(self.min_last_updated),
+            "max_last_updated": stamp(self.max_last_updated),
+        }
+        if bounded:
+            data["lower_bound"] = stamp(self.lower_bound)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TableFiles:
+        return cls(
+            files=[DataFile(f["key"], int(f["rows"]), int(f["bytes"])) for f in data["files"]],
+            min_last_updated=when(data.get("min_last_updated")),
+            max_last_updated=when(data.get("max_last_updated")),
+            lower_bound=when(data.get("lower_bound")),
+        )
 
 
 def put_data(zone: Lake, key: str, data: bytes) -> None:

@@ -17,12 +17,15 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from totesys_cli.errors import RuntimeFailure
+from totesys_cli.lake.files import TableFiles
 from totesys_cli.lake.state import Census, Pass, TableState, lower_bound, stamp, when
 from totesys_cli.lake.store import Lake
+from totesys_cli.schemas import SOURCE_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -30,68 +33,13 @@ MANIFESTS = "_manifests"
 LATEST_HINT = f"{MANIFESTS}/_latest"
 
 
-@dataclass(frozen=True)
-class DataFile:
-    key: str
-    rows: int
-    bytes: int
-
-
-@dataclass
-class TableFiles:
-    """One table's files in one run, and the range of source versions they hold."""
-
-    files: list[DataFile] = field(default_factory=list)
-    min_last_updated: dt.datetime | None = None
-    max_last_updated: dt.datetime | None = None
-    lower_bound: dt.datetime | None = None  # raw: read from here on (None: everything)
-
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.files)
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.bytes for f in self.files)
-
-    @property
-    def keys(self) -> list[str]:
-        return [f.key for f in self.files]
-
-    def add(self, file: DataFile, low: dt.datetime | None, high: dt.datetime | None) -> None:
-        self.files.append(file)
-        if low is not None:
-            self.min_last_updated = min(filter(None, (self.min_last_updated, low)))
-            self.max_last_updated = max(filter(None, (self.max_last_updated, high)))
-
-    def to_json(self, bounded: bool) -> dict[str, Any]:
-        data = {
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in self.files],
-            "min_last_updated": stamp(self.min_last_updated),
-            "max_last_updated": stamp(self.max_last_updated),
-        }
-        if bounded:
-            data["lower_bound"] = stamp(self.lower_bound)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TableFiles:
-        return cls(
-            files=[DataFile(f["key"], int(f["rows"]), int(f["bytes"])) for f in data["files"]],
-            min_last_updated=when(data.get("min_last_updated")),
-            max_last_updated=when(data.get("max_last_updated")),
-            lower_bound=when(data.get("lower_bound")),
-        )
-
-
 @dataclass
 class Manifest:
     """What every manifest has: its number, its run and its tables' files."""
 
     KIND: ClassVar[str] = ""
-    FORMAT: ClassVar[int] = 1  # the format this release writes
+    # the newest format of the kind, which this release writes (each kind sets its own)
+    FORMAT: ClassVar[int] = 1
     seq: int
     run_id: str
     tables: dict[str, TableFiles]
@@ -131,6 +79,15 @@ class RawManifest(Manifest):
 
     def keys(self) -> list[str]:
         return [*super().keys(), *self.deleted.keys]
+
+    def passing(self) -> list[str]:
+        """The tables a pass over their keys goes on in."""
+        return [name for name, state in self.state.items() if state.passing]
+
+    def unfinished(self) -> list[str]:
+        """The tables whose reading is not done: a pass goes on, or no extract has read
+        them yet."""
+        return self.passing() + [name for name in SOURCE_TABLES if name not in self.state]
 
     def next_lower_bound(self, table: str) -> dt.datetime | None:
         """The lower bound the next extract of `table` uses (with this run's overlap)."""
@@ -282,8 +239,24 @@ def encode(manifest: Manifest) -> bytes:
     return json.dumps(body, indent=1, default=str).encode()
 
 
+# A committed manifest never changes (it is created exclusively and never rewritten), so
+# an open zone reads each at most once: the plan, the transform and the load of one run
+# share what the first of them read, and a manifest this process committed is never
+# read back. Kept per zone object, so a zone opened again (the next command) reads anew.
+_read: weakref.WeakKeyDictionary[Lake, dict[str, Manifest]] = weakref.WeakKeyDictionary()
+
+
 def read(zone: Lake, key: str, kind: type[M]) -> M:
     """The manifest at `key`, checked: valid JSON, this format, this kind, this shape."""
+    known = _read.setdefault(zone, {}).get(key)
+    if isinstance(known, kind):
+        return known
+    manifest = _parse(zone, key, kind)
+    _read[zone][key] = manifest
+    return manifest
+
+
+def _parse(zone: Lake, key: str, kind: type[M]) -> M:
     where = f"the manifest {zone.url}/{key}"
     try:
         data = json.loads(zone.get(key))
@@ -359,6 +332,9 @@ def commit(zone: Lake, manifest: Manifest, written: list[str], step: str) -> Non
     (nothing would ever read them) and fails cleanly."""
     seq = manifest.seq
     if zone.put_new(manifest_key(seq), encode(manifest)):
+        # as a reader would find it: through its JSON
+        stored = type(manifest).from_json(json.loads(encode(manifest)))
+        _read.setdefault(zone, {})[manifest_key(seq)] = stored
         try:
             zone.put(LATEST_HINT, str(seq).encode())
         except Exception as err:  # readers list past a stale hint

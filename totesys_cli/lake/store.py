@@ -160,7 +160,7 @@ class S3Lake:
         self.prefix = parsed.path.strip("/")
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.envvar = envvar
-        from totesys_cli import aws
+        from totesys_cli.config import aws
 
         self.client = aws.client("s3")
 

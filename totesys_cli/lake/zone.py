@@ -2,7 +2,7 @@
 
 A zone gets its identity the first time a run writes to it, created exclusively, so
 two runs can never give it two. Processed manifests record the raw zone they read,
-and the warehouse records the processed zone it loaded (see `lineage`): a step
+and the warehouse records the processed zone it loaded (see `pipeline.lineage`): a step
 pointed at another zone than the one its state came from is refused instead of
 quietly starting again from nothing.
 """

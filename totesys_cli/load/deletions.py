@@ -16,13 +16,13 @@ import pyarrow as pa
 from sqlalchemy import BigInteger, Column, Connection, Date, Integer, MetaData, Table, Text, text
 from sqlalchemy.schema import CreateTable, DropTable
 
-from totesys_cli.db import summaries
 from totesys_cli.db.copy import copy_in
 from totesys_cli.lake import Lake
 from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest
 from totesys_cli.schemas import DELETIONS, DIMENSION_VERSIONS, star
 from totesys_cli.schemas.arrow import tombstone_schema
+from totesys_cli.warehouse import upkeep
 
 _STAGE = "tombstones"
 # the types of the tombstones' columns (`tombstone_schema`) in the warehouse
@@ -97,7 +97,7 @@ def record(conn: Connection, processed: Lake, manifest: ProcessedManifest) -> in
         spec = star(name) if name is not None else None
         mine = f"{fresh} AND t.star_table {'IS NULL' if name is None else f'= {name!r}'}"
         if spec is not None and spec.is_fact:
-            summaries.forget(conn, name, f"SELECT key FROM ({mine}) n")  # nosec B608
+            upkeep.forget(conn, name, f"SELECT key FROM ({mine}) n")  # nosec B608
         newest = _newest(name, "t.key") if spec is not None else "NULL"
         kept = _referenced(name, "t.key") if spec is not None and spec.is_dimension else "false"
         added += conn.execute(

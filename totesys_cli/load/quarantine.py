@@ -23,15 +23,8 @@ from totesys_cli.db.copy import copy_in
 from totesys_cli.lake import Lake
 from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest
-from totesys_cli.quality import ENTRY, IDENTITY
 from totesys_cli.schemas import QUARANTINE
-
-# the file's columns as the table names them
-_NAMES = {"column": "column_name"}
-
-
-def _name(column: str) -> str:
-    return _NAMES.get(column, column)
+from totesys_cli.schemas.quality import ENTRY, IDENTITY, table_name
 
 
 def record(conn: Connection, processed: Lake, manifest: ProcessedManifest) -> int:
@@ -39,7 +32,7 @@ def record(conn: Connection, processed: Lake, manifest: ProcessedManifest) -> in
     if not manifest.quarantine.files:
         return 0
     entries = read_parquet(processed, manifest.quarantine.keys, ENTRY)
-    entries = entries.rename_columns([_name(n) for n in entries.column_names])
+    entries = entries.rename_columns([table_name(n) for n in entries.column_names])
     values = [c for c in entries.column_names if c != "resolved"]
     stage = Table(
         "stage_quarantine",
@@ -51,7 +44,7 @@ def record(conn: Connection, processed: Lake, manifest: ProcessedManifest) -> in
     )
     conn.execute(CreateTable(stage))
     copy_in(conn, stage.name, entries)
-    identity = [_name(c) for c in IDENTITY]
+    identity = [table_name(c) for c in IDENTITY]
     found = select(*(stage.c[c] for c in values), literal(manifest.seq)).where(~stage.c.resolved)
     new = pg_insert(QUARANTINE).from_select([*values, "found_in"], found)
     # an entry found again after it was resolved (a row fixed, then broken again in

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, insert, select, text, update
 
-from totesys_cli import faults, progress
-from totesys_cli.db import engine, summaries, translate_errors
-from totesys_cli.db.warehouse import check_tables, check_warehouse, ensure_meta, record_lineage
+from totesys_cli import faults
+from totesys_cli.config.settings import envvar
+from totesys_cli.config.urls import Database
+from totesys_cli.db import engine, translate_errors
 from totesys_cli.errors import ConfigError, RuntimeFailure
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
@@ -24,6 +25,7 @@ from totesys_cli.lake.manifest import ProcessedManifest
 from totesys_cli.load import deletions, quarantine
 from totesys_cli.load.apply import bulk_facts, foreign_keys_checked_at_the_end
 from totesys_cli.load.tables import load_table
+from totesys_cli.observe import progress
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import (
     FACTS,
@@ -35,7 +37,8 @@ from totesys_cli.schemas import (
     STAR_TABLES,
     star,
 )
-from totesys_cli.settings import Database, envvar
+from totesys_cli.warehouse import upkeep
+from totesys_cli.warehouse.shape import check_tables, check_warehouse, ensure_meta, record_lineage
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +149,16 @@ def _record(conn: Connection, manifest: ProcessedManifest, rows: int, reload: bo
     )
 
 
+def last_loaded(conn: Connection) -> int:
+    """The newest processed run the warehouse has loaded (0: none)."""
+    return conn.execute(select(func.coalesce(func.max(LOADED_RUNS.c.seq), 0))).scalar_one()
+
+
 def _pending(
     conn: Connection, processed: Lake, since: dt.datetime | None
 ) -> list[tuple[int, str, bool]]:
     """(seq, manifest key, reload) in load order."""
-    loaded = conn.execute(select(func.coalesce(func.max(LOADED_RUNS.c.seq), 0))).scalar_one()
+    loaded = last_loaded(conn)
     runs = []
     if since is not None:
         # reload the loaded runs whose data reaches back to T
@@ -285,4 +293,4 @@ def _summed_again(conn: Connection, done: list[RunLoad]) -> None:
     reloaded = [f for f in FACTS if any(r.reload and f in r.rows for r in done)]
     with conn.begin():
         for fact in reloaded:
-            summaries.sum_whole(conn, fact)
+            upkeep.sum_whole(conn, fact)

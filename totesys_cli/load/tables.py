@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, exists, func, select, text
 from sqlalchemy.schema import CreateTable, DropTable
 
-from totesys_cli.db import summaries
 from totesys_cli.db.copy import copy_in
 from totesys_cli.lake import Lake
 from totesys_cli.lake.files import read_parquet
@@ -25,6 +24,7 @@ from totesys_cli.load import apply
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import DIMENSION_VERSIONS, star
 from totesys_cli.schemas.arrow import VERSION, warehouse_schema
+from totesys_cli.warehouse import first_fill, upkeep
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _straight_in(
     one key."""
     table = files.table
     total = 0
-    fill = summaries.FirstFill(conn, table, above is not None) if star(table).is_fact else None
+    fill = first_fill.FirstFill(conn, table, above is not None) if star(table).is_fact else None
     for rows in files:
         deadline.check(f"loading {table}")
         if above is not None and (_lowest(rows, table) or 0) <= above:
@@ -107,7 +107,7 @@ def _straight_in(
     if fill is not None:
         try:
             fill.finish()
-        except summaries.SeveralVersions:
+        except first_fill.SeveralVersions:
             raise _NotStraight(table) from None
     return total
 
@@ -136,7 +136,7 @@ def _staged(conn: Connection, files: _Files, deadline: Deadline) -> tuple[int, i
     # a big stage and scans the whole warehouse table instead of probing its index
     conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(stage.name)}"))
     if star(table).is_fact:
-        summaries.follow(conn, stage, table, files.replayed)
+        upkeep.follow(conn, stage, table, files.replayed)
         changed = apply.apply_fact(conn, stage, table)
     elif star(table).is_dimension:
         changed = apply.apply_dimension(conn, stage, table, files.replayed)

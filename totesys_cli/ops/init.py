@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import logging
 
+from totesys_cli.config.settings import Settings
+from totesys_cli.config.urls import Database
 from totesys_cli.db import engine, translate_errors
-from totesys_cli.db.warehouse import create_missing
-from totesys_cli.settings import Database
+from totesys_cli.runtime.endpoints import WAREHOUSE, open_endpoints
+from totesys_cli.warehouse.shape import create_missing
 
 log = logging.getLogger(__name__)
+
+
+def init(settings: Settings) -> list[str]:
+    """`totesys init`: the warehouse of `settings` initialised; what was created."""
+    return init_warehouse(open_endpoints(settings, (WAREHOUSE,)).warehouse)
 
 
 def init_warehouse(db: Database) -> list[str]:

@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import Connection, func, select
 
+from totesys_cli.config.settings import Settings
 from totesys_cli.db import engine, translate_errors
+from totesys_cli.runtime.endpoints import WAREHOUSE, open_endpoints
 from totesys_cli.schemas import META_SCHEMA, QUARANTINE
-from totesys_cli.settings import Database
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ def open_keys(conn: Connection) -> dict[str, list[int]]:
     return {table: sorted(keys) for table, keys in found.items()}
 
 
-def listing(db: Database, everything: bool = False) -> list[Entry]:
+def listing(settings: Settings, everything: bool = False) -> list[Entry]:
+    """`totesys quarantine`: the open entries (`everything`: resolved ones too)."""
+    db = open_endpoints(settings, (WAREHOUSE,)).warehouse
     with translate_errors(db), engine(db).connect() as conn:
         return entries(conn, everything)

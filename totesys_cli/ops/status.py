@@ -11,11 +11,12 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy import table as relation
 from sqlalchemy.exc import DBAPIError
 
+from totesys_cli.config.settings import Settings
 from totesys_cli.db import LOCK_NOT_AVAILABLE, engine, reading, sqlstate, translate_errors
-from totesys_cli.endpoints import Endpoints
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.ops import deletions, quarantine
+from totesys_cli.runtime.endpoints import ALL, open_endpoints
 from totesys_cli.schemas import (
     FACTS,
     LOADED_RUNS,
@@ -82,8 +83,9 @@ def _runs_in(zone, role: str) -> None:
         )
 
 
-def status(endpoints: Endpoints) -> Status:
-    """What is configured is read; what is not is reported as None."""
+def status(settings: Settings) -> Status:
+    """`totesys status`: what `settings` configures is read; what not, reported as None."""
+    endpoints = open_endpoints(settings, optional=ALL)
     result = Status()
     raw_seq = transformed_raw = processed_seq = 0
     if endpoints.raw is not None:

@@ -17,14 +17,17 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, func, select, table
 
-from totesys_cli.db import engine, reading, summaries, translate_errors
-from totesys_cli.errors import RuntimeFailure
+from totesys_cli.config.settings import Settings
+from totesys_cli.config.urls import Database
+from totesys_cli.db import engine, reading, translate_errors
+from totesys_cli.errors import Drift, RuntimeFailure
 from totesys_cli.ops import deletions
 from totesys_cli.ops.quarantine import open_keys
+from totesys_cli.runtime.endpoints import SOURCE, WAREHOUSE, open_endpoints
 from totesys_cli.schemas import LOADED_RUNS, META_SCHEMA, STARS, Star, source_key, source_table
 from totesys_cli.schemas.model import deleted as deleted_key
 from totesys_cli.schemas.warehouse import Measure
-from totesys_cli.settings import Database
+from totesys_cli.warehouse import upkeep
 
 
 @dataclass
@@ -52,6 +55,43 @@ class VerifyResult:
     @property
     def drift(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
+
+    def error(self) -> Drift | None:
+        """The drift as the error `verify` ends with, with how to repair it (None: none)."""
+        if not self.drift:
+            return None
+        named = "; ".join(
+            f"{c.table} {c.measure}: source {c.source}, warehouse {c.warehouse}" for c in self.drift
+        )
+        keys = "; ".join(
+            f"{name} keys {_some(keys)}" for name, keys in self.differing.items() if keys
+        )
+        repair = (
+            f"Reprocess them with totesys run-all --since {self.since.isoformat()}"
+            if self.since is not None
+            else "The warehouse holds rows the source does not: deleted after the last "
+            "comparison of keys, the next one records them (totesys run-all "
+            "--deletes-every 0 compares now); otherwise something else wrote them"
+        )
+        if all(c.table.startswith("totesys_meta.") for c in self.drift):
+            repair = "Drop the summaries that differ and run totesys init: it sums them again"
+        return Drift(
+            f"the warehouse differs from the source: {named} ({keys or 'no key differs'})",
+            repair,
+            len(self.drift),
+        )
+
+
+def _some(keys: list, shown: int = 5) -> str:
+    """A few of many: `1, 2, 3, 4, 5 and 12 more`."""
+    head = ", ".join(str(k) for k in keys[:shown])
+    return f"{head} and {len(keys) - shown} more" if len(keys) > shown else head
+
+
+def reconcile(settings: Settings) -> VerifyResult:
+    """`totesys verify`: the source and the warehouse of `settings`, reconciled."""
+    ends = open_endpoints(settings, (SOURCE, WAREHOUSE))
+    return verify(ends.source, ends.warehouse)
 
 
 def _snapshot(conn: Connection) -> dt.datetime:
@@ -111,7 +151,7 @@ def verify(source: Database, warehouse: Database) -> VerifyResult:
                 earliest = min(filter(None, (earliest, since)), default=None)
         checks += [
             Check(f"{META_SCHEMA}.{name}", "groups unlike the facts", 0, n)
-            for name, n in summaries.drifted(wh).items()
+            for name, n in upkeep.drifted(wh).items()
         ]
     return VerifyResult(snapshot, checks, pending, quarantined, deleted, result_keys, earliest)
 

@@ -1,7 +1,9 @@
 """The schemas, declared once: the source, the warehouse, and how both travel as Arrow.
 
-DDL, Arrow schemas, COPY column lists, the generator, every step and the tests read
-these declarations, so a column or a star table changes in exactly one place.
+DDL, Arrow schemas, COPY column lists, the quarantine entry's columns, the generator,
+every step and the tests read these declarations, so a column or a star table is
+declared in exactly one place; the stack's Glue columns are written from them
+(`deploy/columns.py`, checked by a test).
 """
 
 from totesys_cli.schemas.model import (

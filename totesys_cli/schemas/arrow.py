@@ -16,7 +16,18 @@ before (manifest format 1).
 
 from __future__ import annotations
 
-from sqlalchemy import VARCHAR, Boolean, Column, Date, Integer, Numeric, Table, Text, Time
+from sqlalchemy import (
+    VARCHAR,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Integer,
+    Numeric,
+    Table,
+    Text,
+    Time,
+)
 from sqlalchemy.dialects.postgresql import ENUM, TIMESTAMP
 
 from totesys_cli.schemas.model import star
@@ -37,6 +48,8 @@ def arrow_type(column: Column):
         return pa.decimal128(kind.precision, kind.scale)
     if isinstance(kind, Boolean):
         return pa.bool_()
+    if isinstance(kind, BigInteger):
+        return pa.int64()
     if isinstance(kind, Integer):
         return pa.int32()
     if isinstance(kind, TIMESTAMP):

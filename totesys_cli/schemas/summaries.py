@@ -3,7 +3,7 @@
 Each summary holds, per day (or over all time), currency and the dimensions a chart
 groups by, the count and sums of the latest version of each fact row: what the
 dashboard reads instead of the facts' million versions. The load keeps them current
-in the transaction that changes the facts (`db.summaries`); `verify` checks them
+in the transaction that changes the facts (`warehouse.upkeep`); `verify` checks them
 against the facts.
 """
 

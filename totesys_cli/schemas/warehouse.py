@@ -3,7 +3,7 @@
 Each star table's declaration also says how the pipeline builds and checks it: its
 kind, the source table it is built from (key for key) and the source tables joined
 into it, and for a fact the measures `verify` sums. `model` reads these; `totesys
-init` creates exactly these tables (plus the indexes and views that `db.warehouse`
+init` creates exactly these tables (plus the indexes and views that `warehouse.shape`
 adds).
 """
 

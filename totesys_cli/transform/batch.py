@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 from totesys_cli.lake import Lake
 from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import RawManifest
-from totesys_cli.quality import MISSING_PARENT
 from totesys_cli.schemas import SOURCE_TABLES, source_key, source_table
 from totesys_cli.schemas.arrow import arrow_schema, version_schema
+from totesys_cli.schemas.quality import MISSING_PARENT
 from totesys_cli.transform.state import State
 
 # The lower bounds are exact (the extract computes them with the same function); the

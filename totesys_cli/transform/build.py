@@ -17,14 +17,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from totesys_cli import quality
+from totesys_cli.config.settings import Bounds
 from totesys_cli.lake.files import FileSet
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import FACTS, STARS, WHOLE_SOURCES, Star, source_key, star
+from totesys_cli.schemas import FACTS, STARS, WHOLE_SOURCES, Star, quality, source_key, star
 from totesys_cli.schemas.arrow import VERSION, arrow_schema
 from totesys_cli.schemas.model import CALENDAR, kept_sources
 from totesys_cli.schemas.source import source_table
-from totesys_cli.settings import Bounds
 from totesys_cli.transform import checks, stars
 from totesys_cli.transform.batch import Batch
 from totesys_cli.transform.closure import Closure

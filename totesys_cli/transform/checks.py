@@ -14,9 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Text
 
-from totesys_cli import quality
-from totesys_cli.schemas import FACTS, source_key, source_table, star
-from totesys_cli.settings import Bounds
+from totesys_cli.config.settings import Bounds
+from totesys_cli.schemas import FACTS, quality, source_key, source_table, star
 
 CURRENCY = ("currency", "currency_code")
 

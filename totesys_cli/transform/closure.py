@@ -7,9 +7,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from totesys_cli import quality
 from totesys_cli.lake import keys as keysets
-from totesys_cli.schemas import star
+from totesys_cli.schemas import quality, star
 
 
 class Closure:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from totesys_cli import quality
-from totesys_cli.quality import ENTRY, IDENTITY, MISSING_PARENT
+from totesys_cli.schemas import quality
+from totesys_cli.schemas.quality import ENTRY, IDENTITY, MISSING_PARENT
 
 # the versions that reached a star table; the valid ones, with the raw run they came from
 _EMITTED = pa.schema([("source_table", pa.string()), ("key", pa.int64()), ("version", pa.string())])

@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from totesys_cli import faults, logs, quality
+from totesys_cli import faults
+from totesys_cli.config.settings import Bounds
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.files import FileSet, read_parquet
-from totesys_cli.lake.manifest import ProcessedManifest, RawManifest, TableFiles
-from totesys_cli.quality import ENTRY
+from totesys_cli.lake.files import FileSet, TableFiles, read_parquet
+from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
+from totesys_cli.observe import logs
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import star
+from totesys_cli.schemas import quality, star
 from totesys_cli.schemas.arrow import output_schema
-from totesys_cli.settings import Bounds
+from totesys_cli.schemas.quality import ENTRY
 from totesys_cli.transform import build, deletes
 from totesys_cli.transform.batch import Batch, RawRun, horizons, next_horizons
 from totesys_cli.transform.closure import Closure

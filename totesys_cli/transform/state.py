@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 
 from totesys_cli.lake import keys as keysets
 from totesys_cli.lake.manifest import ProcessedManifest
-from totesys_cli.quality import ENTRY
 from totesys_cli.schemas import source_table
 from totesys_cli.schemas.arrow import arrow_schema, version_schema
 from totesys_cli.schemas.model import kept_sources
+from totesys_cli.schemas.quality import ENTRY
 
 
 def _json_value(value: object) -> object:

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from tests.support import ENCODED_PASSWORD, PASSWORD, TOTESYS, invoke, leaks
-from totesys_cli import logs
+from totesys_cli.observe import logs
 
 GROUP = "/totesys/test"
 

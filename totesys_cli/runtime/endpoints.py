@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from totesys_cli import aws, logs
+from totesys_cli.config import aws
+from totesys_cli.config.settings import Settings, envvar
+from totesys_cli.config.urls import Database, url_from_secret
 from totesys_cli.errors import ConfigError
 from totesys_cli.lake import Lake, open_lake
 from totesys_cli.lake.zone import overlap
-from totesys_cli.settings import Database, Settings, envvar, url_from_secret
+from totesys_cli.observe import logs
 
 SOURCE, WAREHOUSE, RAW, PROCESSED = "source", "warehouse", "raw", "processed"
 ALL = (SOURCE, WAREHOUSE, RAW, PROCESSED)
@@ -37,7 +39,9 @@ def database(settings: Settings, role: str) -> Database | None:
     elif secret_id:
         variable = envvar(f"{role}_secret")
         value = aws.read_secret(role, secret_id, variable)
-        db = Database(role, url_from_secret(role, secret_id, value, address=url), variable)
+        db = Database(
+            role, url_from_secret(role, secret_id, value, envvar(f"{role}_url"), url), variable
+        )
     else:
         return None
     logs.register_secret(db.url.password)

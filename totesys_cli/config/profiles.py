@@ -5,15 +5,15 @@
     source_password_env = "DEV_SOURCE_PASSWORD"
     lake_url = "/home/me/lake"
 
-A profile's keys are the settings' names (`settings.SETTINGS`), plus, per database, the
-name of an environment variable that holds its password (`*_password_env`), so that no
-secret needs to be in the file. A file that does hold a password (in a URL, or the
-dashboard's token) is used only when no one else can read it, as ssh treats a key: if
-others can, the secret is left out with a WARNING.
+A profile's keys are the settings' names (`config.settings.SETTINGS`), plus, per
+database, the name of an environment variable that holds its password
+(`*_password_env`), so that no secret needs to be in the file. A file that does hold a
+password (in a URL, or the dashboard's token) is used only when no one else can read
+it, as ssh treats a key: if others can, the secret is left out with a WARNING.
 
 This module reads and checks the file's shape (known keys, TOML types) and picks the
-profile; the command line checks each value as its option would and gives it the place
-it has in precedence: option > environment variable > profile > default.
+profile; the command line checks each value as its setting's declaration does and gives
+it the place it has in precedence: option > environment variable > profile > default.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from totesys_cli.config.settings import SETTINGS
+from totesys_cli.config.urls import ROLES
 from totesys_cli.errors import ConfigError
-from totesys_cli.settings import ROLES, SETTINGS
 
 FILE_NAME = "totesys.toml"
 CONFIG_ENV = "TOTESYS_CONFIG"

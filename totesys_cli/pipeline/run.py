@@ -20,16 +20,24 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Connection
 
 from totesys_cli import extract as extract_stage
-from totesys_cli import history, lineage, logs, plan
 from totesys_cli import load as load_stage
 from totesys_cli import transform as transform_stage
-from totesys_cli.endpoints import PROCESSED, RAW, SOURCE, WAREHOUSE, Endpoints, open_endpoints
+from totesys_cli.config.settings import Settings, envvar
 from totesys_cli.errors import ConfigError
 from totesys_cli.lake import writers
-from totesys_cli.ops import gc
-from totesys_cli.runtime import Deadline, hard_stop, run_lock
+from totesys_cli.observe import logs
+from totesys_cli.ops import gc, runs
+from totesys_cli.pipeline import lineage, plan
+from totesys_cli.runtime import HARD_STOP_GRACE, Deadline, hard_stop, run_lock
+from totesys_cli.runtime.endpoints import (
+    PROCESSED,
+    RAW,
+    SOURCE,
+    WAREHOUSE,
+    Endpoints,
+    open_endpoints,
+)
 from totesys_cli.schemas import SOURCE_TABLES
-from totesys_cli.settings import HARD_STOP_GRACE, Settings, envvar
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ class Run:
 
     ends: Endpoints
     deadline: Deadline
-    record: history.RunRecord
+    record: runs.RunRecord
     lock: Connection | None
 
 
@@ -71,7 +79,7 @@ def run_step(
     deadline = Deadline(settings.max_runtime)
     with logs.step(step) if step else contextlib.nullcontext(), hard_stop(deadline):
         endpoints = open_endpoints(settings, required, optional)
-        record = history.start(endpoints.warehouse, what or step or "run-all", deadline.seconds)
+        record = runs.start(endpoints.warehouse, what or step or "run-all", deadline.seconds)
         try:
             with run_lock(endpoints.warehouse, what or step or "run") as lock:
                 if WAREHOUSE in writes and lock is not None:  # not yet initialised?
@@ -80,9 +88,9 @@ def run_step(
                 with _announced(endpoints, writes, deadline):
                     yield Run(endpoints, deadline, record, lock)
         except BaseException as err:
-            history.finish(record, err)
+            runs.finish(record, err)
             raise
-        history.finish(record, None)
+        runs.finish(record, None)
 
 
 def _announced(ends: Endpoints, writes: tuple[str, ...], deadline: Deadline):
@@ -114,14 +122,14 @@ def _extract(
     options = extract_stage.ExtractOptions(
         tables=tables or SOURCE_TABLES,
         since=since,
-        overlap=settings.overlap,
+        overlap=settings.overlap_window,
         batch_rows=settings.batch_rows,
         bounds=settings.bounds,
         budget=_share_left(deadline, share),
         range_rows=settings.range_rows,
         room=room,
         deletes=extract_stage.Deletes(
-            every=dt.timedelta(minutes=settings.deletes_every_minutes),
+            every=dt.timedelta(minutes=settings.deletes_every),
             mass_percent=settings.mass_delete_percent,
             allowed=settings.allow_mass_delete,
         ),
@@ -145,7 +153,7 @@ def _transform(
     return result
 
 
-def _loaded(record: history.RunRecord, step: str, result: load_stage.LoadResult) -> None:
+def _loaded(record: runs.RunRecord, step: str, result: load_stage.LoadResult) -> None:
     rows: dict[str, int] = {}
     for run in result.runs:
         for table, changed in run.changed.items():

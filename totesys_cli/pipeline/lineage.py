@@ -9,15 +9,15 @@ the explicit `totesys rebuild --yes`.
 
 from __future__ import annotations
 
+from totesys_cli.config.settings import envvar
 from totesys_cli.db import engine, translate_errors
-from totesys_cli.db.warehouse import lineage
-from totesys_cli.endpoints import PROCESSED, RAW, WAREHOUSE, Endpoints
 from totesys_cli.errors import ConfigError
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.lake.zone import Identity
-from totesys_cli.settings import envvar
+from totesys_cli.runtime.endpoints import PROCESSED, RAW, WAREHOUSE, Endpoints
+from totesys_cli.warehouse.shape import lineage
 
 REBUILD = "or reload the warehouse from this lake with totesys rebuild --yes"
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, inspect, select, text
 from sqlalchemy.schema import CreateIndex, CreateSchema, CreateTable
 
-from totesys_cli.db import summaries
 from totesys_cli.db.catalog import present_columns
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.schemas import (
@@ -28,6 +27,7 @@ from totesys_cli.schemas import (
 )
 from totesys_cli.schemas.model import latest_versions
 from totesys_cli.schemas.summaries import SUMMARIES
+from totesys_cli.warehouse import upkeep
 
 
 def ensure_meta(conn: Connection) -> list[str]:
@@ -57,7 +57,7 @@ def ensure_meta(conn: Connection) -> list[str]:
         present = set(inspect(conn).get_table_names())
         for fact in dict.fromkeys(s.fact for s in new):
             if fact in present:
-                summaries.sum_whole(conn, fact, tuple(s for s in new if s.fact == fact))
+                upkeep.sum_whole(conn, fact, tuple(s for s in new if s.fact == fact))
     return created
 
 

@@ -186,7 +186,7 @@ def _cloudwatch_handler(log_group: str) -> logging.Handler:
     """JSON lines to a log group the deployment created; we never create it ourselves."""
     import watchtower
 
-    from totesys_cli import aws
+    from totesys_cli.config import aws
 
     run = _run_id.get() or new_run_id()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y/%m/%d")

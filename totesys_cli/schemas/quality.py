@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from totesys_cli.settings import Bounds
+from totesys_cli.config.settings import Bounds
+from totesys_cli.schemas.arrow import arrow_type
+from totesys_cli.schemas.warehouse import QUARANTINE
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +47,38 @@ REASONS = {
     NOT_TEXT: "not valid UTF-8 text (shown with \\xNN for the bytes that are not)",
 }
 
+# an entry as the lake's files carry it: these columns of `totesys_meta.quarantine`
+# (declared there once; the files call column_name `column`), and whether the run that
+# wrote it resolved it
+FILE_NAMES = {"column_name": "column"}
+CARRIED = (
+    "source_table",
+    "key",
+    "version",
+    "last_updated",
+    "column_name",
+    "value",
+    "kind",
+    "reason",
+    "raw_seq",
+)
 ENTRY = pa.schema(
     [
-        pa.field("source_table", pa.string(), nullable=False),
-        pa.field("key", pa.int64(), nullable=False),
-        pa.field("version", pa.string(), nullable=False),
-        pa.field("last_updated", pa.timestamp("ms")),
-        pa.field("column", pa.string(), nullable=False),
-        pa.field("value", pa.string()),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("raw_seq", pa.int32(), nullable=False),
+        *(
+            pa.field(FILE_NAMES.get(n, n), arrow_type(QUARANTINE.c[n]), QUARANTINE.c[n].nullable)
+            for n in CARRIED
+        ),
         pa.field("resolved", pa.bool_(), nullable=False),
     ]
 )
-IDENTITY = ("source_table", "key", "version", "column", "kind")
+IDENTITY = ("source_table", "key", "version", "column", "kind")  # as the files name them
+
+
+def table_name(column: str) -> str:
+    """A column of an entry's file as `totesys_meta.quarantine` names it."""
+    return {file: table for table, file in FILE_NAMES.items()}.get(column, column)
+
+
 TIMESTAMP_TEXT = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,3})?$"
 
 

@@ -22,16 +22,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, text
 
+from totesys_cli.config.urls import Database
 from totesys_cli.db import translate_errors
 from totesys_cli.extract import Room
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
+from totesys_cli.load import last_loaded
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import LOADED_RUNS, SOURCE_TABLES, STAR_TABLES, star
-from totesys_cli.settings import Database
+from totesys_cli.schemas import SOURCE_TABLES, STAR_TABLES, star
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def plan(
         return None
     with translate_errors(warehouse):
         steps = pace(conn)
-        loaded = conn.execute(select(func.coalesce(func.max(LOADED_RUNS.c.seq), 0))).scalar_one()
+        loaded = last_loaded(conn)
     processed_rows = _rows(manifests.runs_after(processed, loaded, ProcessedManifest))
     last = manifests.latest(processed, ProcessedManifest)
     raw_runs = manifests.runs_after(raw, last.raw_seq if last else 0, RawManifest)

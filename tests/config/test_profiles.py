@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import Pipeline, invoke, one_error_line, totesys
-from totesys_cli.settings import SETTINGS
+from totesys_cli.config.settings import SETTINGS
 
 # each setting's value in the profile, its variable and its option, as TOML, as the
 # variable or option gives it, and as `totesys config --json` shows each

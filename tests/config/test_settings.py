@@ -9,10 +9,11 @@ import boto3
 import pytest
 
 from tests.support import ENCODED_PASSWORD, PASSWORD, invoke, leaks, require
+from totesys_cli.config.settings import parse_settings
+from totesys_cli.config.urls import parse_database_url
 from totesys_cli.db.connect import _ssl_context
-from totesys_cli.endpoints import ALL, Endpoints, open_endpoints
 from totesys_cli.errors import ConfigError
-from totesys_cli.settings import parse_database_url, parse_settings
+from totesys_cli.runtime.endpoints import ALL, Endpoints, open_endpoints
 
 
 def opened(**values: str) -> Endpoints:
@@ -48,6 +49,36 @@ def test_one_lake_url_holds_both_zones_unless_split():
     assert parse_settings(lake_url="s3://bucket/lake/").raw_url == "s3://bucket/lake/raw"
     split = parse_settings(lake_url="/tmp/lake", raw_url="s3://in", processed_url="s3://out")
     assert (split.raw_url, split.processed_url) == ("s3://in", "s3://out")
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"max_runtime": 0}, "TOTESYS_MAX_RUNTIME (--max-runtime): 0 is not in the range x>=1"),
+        ({"batch_rows": 99}, "(--batch-rows): 99 is not in the range x>=100"),
+        ({"batch_rows": 2.5}, "(--batch-rows): 2.5 is not an integer"),
+        ({"mass_delete_percent": 101}, "101 is not in the range 0<=x<=100"),
+        ({"log_format": "xml"}, "'xml' is not one of 'text', 'json'"),
+        ({"earliest_date": "2020-13-01"}, "'2020-13-01' is not a date (YYYY-MM-DD)"),
+        ({"earliest_date": "2200-01-01"}, "is not before the latest 2100-12-31"),
+        ({"source_url": "mysql://u@h/db"}, "the source URL must be a PostgreSQL URL"),
+    ],
+)
+def test_a_library_caller_gets_the_checks_the_options_make(given, said):
+    """One declaration per setting: whoever makes the settings (the CLI, a profile, a
+    library caller) gets the same checks, naming the variable and the option."""
+    with pytest.raises(ConfigError) as refused:
+        parse_settings(**given)
+    assert said in refused.value.message
+
+
+def test_values_are_typed_as_declared_whoever_gives_them():
+    given = parse_settings(max_runtime="60", batch_rows="500", earliest_date="2000-01-01")
+    assert (given.max_runtime, given.batch_rows) == (60.0, 500)
+    assert given.bounds.earliest.isoformat() == "2000-01-01"
+    assert parse_settings(log_level="debug").log_level == "DEBUG"
+    defaults = parse_settings()
+    assert (defaults.max_runtime, defaults.overlap, defaults.bounds.skew.seconds) == (540, 15, 300)
 
 
 def _secret(name: str, value: dict) -> str:

@@ -8,14 +8,14 @@ import datetime as dt
 from sqlalchemy import text
 
 from tests.support import Pipeline
-from totesys_cli.db import summaries
 from totesys_cli.load import tables
 from totesys_cli.schemas import SOURCE_TABLES, SUMMARIES
+from totesys_cli.warehouse import upkeep
 
 
 def _drift(pipeline: Pipeline) -> dict[str, int]:
     with pipeline.warehouse().connect() as conn:
-        return summaries.drifted(conn)
+        return upkeep.drifted(conn)
 
 
 def _rows(pipeline: Pipeline) -> dict[str, int]:

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 
-from totesys_cli.logs import LOGGER_NAME
+from totesys_cli.observe.logs import LOGGER_NAME
 
 _shown = False
 

@@ -1,10 +1,11 @@
 """A profile's settings as the commands' defaults, and `totesys config`.
 
-The chosen profile (see `totesys_cli.profiles`) becomes click's `default_map`, so
+The chosen profile (see `totesys_cli.config.profiles`) becomes click's `default_map`, so
 precedence is click's own: an option, then its environment variable, then the profile,
-then the declared default. Each value is checked here, when the file is read, by the
-type of the option it stands for, so a wrong value anywhere in the file is one line
-naming the file, the line and the key, before any command starts.
+then the declared default. Each value is checked here, when the file is read, as its
+setting's declaration takes it, so a wrong value anywhere in the file is one line
+naming the file, the line and the key, before any command starts (a database URL is
+read when a command uses it, with its password from the profile's variable).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from totesys_cli import profiles
 from totesys_cli.cli import options
+from totesys_cli.config import profiles
+from totesys_cli.config.settings import SETTINGS, DatabaseUrl
+from totesys_cli.config.urls import parse_database_url
 from totesys_cli.errors import ConfigError
-from totesys_cli.logs import register_secret
-from totesys_cli.settings import SETTINGS, parse_database_url
+from totesys_cli.observe.logs import register_secret
 
 SOURCES = {
     ParameterSource.COMMANDLINE: "option",
@@ -59,56 +61,31 @@ def load(group: click.Group, argv: list[str]) -> tuple[dict[str, Any], profiles.
             )
         return {}, None
     file = profiles.read(path)
-    declared = _declared(group)
     for profile, values in file.profiles.items():
         for key, value in values.items():
-            if key in declared:
-                _check(file, profile, key, value, declared[key])
+            if key in SETTINGS:
+                _check(file, profile, key, value)
     profile = profiles.choose(file, name)
     if profile is None:
         return {}, None
     return _tree(group, profile.values), profile
 
 
-def _declared(group: click.Group) -> dict[str, click.Parameter]:
-    """Every setting's option, by name, as some command declares it."""
-    found: dict[str, click.Parameter] = {}
-    for command in _walk(group):
-        for param in command.params:
-            if param.name in SETTINGS:
-                found.setdefault(param.name, param)
-    return found
-
-
-def _walk(command: click.Command):
-    yield command
-    for sub in getattr(command, "commands", {}).values():
-        yield from _walk(sub)
-
-
-def _check(file: profiles.ProfileFile, profile: str, key: str, value: Any, param) -> None:
-    """The value as its option would take it: of the right TOML type, in range."""
-    kind = param.type
-    if isinstance(kind, click.types.IntParamType):
-        wanted, fits = "an integer", isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(kind, click.types._NumberParamTypeBase):
-        wanted, fits = "a number", isinstance(value, int | float) and not isinstance(value, bool)
-    elif isinstance(kind, click.DateTime):
-        wanted, fits = "a date (YYYY-MM-DD)", isinstance(value, str) or hasattr(value, "year")
-        value = value.isoformat() if hasattr(value, "isoformat") else value
-    else:
-        wanted, fits = "a string", isinstance(value, str)
-    if not fits:
+def _check(file: profiles.ProfileFile, profile: str, key: str, value: Any) -> None:
+    """The value as the setting takes it: of the right TOML type, then as its kind
+    accepts it (in range, one of the choices, a date)."""
+    kind = SETTINGS[key].kind
+    if not kind.fits(value):
         raise ConfigError(
-            f"{file.where(profile, key)}: {key} in profile {profile!r} must be {wanted}, "
+            f"{file.where(profile, key)}: {key} in profile {profile!r} must be {kind.wanted}, "
             f"not {value!r}"
         )
+    if isinstance(kind, DatabaseUrl):
+        return
     try:
-        kind.convert(value, param, None)
-    except click.BadParameter as err:
-        raise ConfigError(
-            f"{file.where(profile, key)}: {key} in profile {profile!r}: {err.message}"
-        ) from None
+        kind.parse(value, f"{key} in profile {profile!r}")
+    except ConfigError as err:
+        raise ConfigError(f"{file.where(profile, key)}: {err.message}") from None
 
 
 def _tree(command: click.Command, values: dict[str, Any]) -> dict[str, Any]:

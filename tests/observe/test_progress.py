@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 
 from tests.support import Pipeline
-from totesys_cli import logs, progress
+from totesys_cli.observe import logs, progress
 
 
 @contextlib.contextmanager

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from totesys_cli import quality
-from totesys_cli.settings import Bounds
+from totesys_cli.config.settings import Bounds
+from totesys_cli.schemas import quality
 
 T = dt.datetime(2026, 11, 30, 10, 0, 0)
 

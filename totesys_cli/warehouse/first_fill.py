@@ -1,0 +1,212 @@
+"""A fact's summaries summed from the rows copied into it, as they pass: a first load,
+and an append of keys the fact did not hold (a backlog's pass), without reading the
+fact back (see `upkeep` for the runs that follow)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from sqlalchemy import Connection, text
+
+from totesys_cli.db.catalog import estimated_rows
+from totesys_cli.db.copy import copy_in, copy_out
+from totesys_cli.schemas import star
+from totesys_cli.schemas.summaries import Summary, of_fact
+from totesys_cli.warehouse.upkeep import CHANGE, sum_whole, summed_columns, timed
+
+
+class SeveralVersions(Exception):
+    """Rows appended to a fact bring several versions of a key: the latest is not known
+    from the rows alone, so the summaries cannot simply take their sums."""
+
+
+class FirstFill:
+    """A fact's summaries summed from the rows copied into it while it was empty (the
+    first load), or appended to it with keys it did not hold (`adding`), file by file as
+    they pass, instead of reading the fact back: each file is summed per summary on the
+    way, and the sums are added up at the end and copied in (added to the summaries'
+    when appending). That holds when the rows bring one version per key (a first
+    extract does, and a pass through a backlog); when they do not, a first fill sums the
+    summaries from the fact (`sum_whole`), and an append raises SeveralVersions."""
+
+    def __init__(self, conn: Connection, fact: str, adding: bool = False):
+        self.conn = conn
+        self.fact = fact
+        self.adding = adding
+        self.summaries = of_fact(fact)
+        self.keys: list = []
+        self.parts: dict[str, list] = {s.name: [] for s in self.summaries}
+        self.lookups: dict[tuple[str, str], object] = {}
+
+    def add(self, rows) -> None:
+        """Sum one file's rows (an Arrow table of the fact's columns)."""
+        self.keys.append(rows.column(star(self.fact).key))
+        for summary in self.summaries:
+            self.parts[summary.name].append(self._summed(summary, self._joined(summary, rows)))
+
+    def _joined(self, summary: Summary, rows):
+        """The rows with the joined dimension's columns: the whole dimension read once
+        for a first fill; for an append, only the span of keys the file names (a run
+        of a backlog names a narrow one), so its cost follows the run, not the table."""
+        import pyarrow.compute as pc
+
+        if summary.joined is None:
+            return rows
+        if not self.adding:
+            if summary.joined not in self.lookups:
+                self.lookups[summary.joined] = self._lookup(summary)
+            return rows.join(self.lookups[summary.joined], summary.joined[1])
+        span = pc.min_max(rows.column(summary.joined[1]))
+        low, high = span["min"].as_py(), span["max"].as_py()
+        lookup = self._lookup(summary, (0, -1) if low is None else (low, high))
+        return rows.join(lookup, summary.joined[1])
+
+    def _lookup(self, summary: Summary, span: tuple[int, int] | None = None):
+        """The joined dimension's key and the columns the summary groups by (of the keys
+        in `span` only, when given)."""
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        dimension, key = summary.joined or ("", "")
+        names = [key, *(g.name for g in summary.groups if g.joined)]
+        where = "" if span is None else f" WHERE {key} BETWEEN {int(span[0])} AND {int(span[1])}"
+        query = f"COPY (SELECT {', '.join(names)} FROM {dimension}{where}) TO STDOUT (FORMAT csv)"  # nosec B608
+        types = {key: pa.int32(), **{n: pa.string() for n in names[1:]}}
+        chunks = [
+            pcsv.read_csv(
+                pa.py_buffer(bytes(chunk)),
+                read_options=pcsv.ReadOptions(column_names=names),
+                convert_options=pcsv.ConvertOptions(column_types=types),
+            )
+            for chunk in copy_out(self.conn, query, 1_000_000)
+        ]
+        return pa.concat_tables(chunks) if chunks else pa.table({n: [] for n in names}, types)
+
+    @staticmethod
+    def _summed(summary: Summary, rows):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        columns = {k: rows.column(k) for k in summary.keys}
+        columns[summary.counted] = pa.array([1] * rows.num_rows, pa.int64())
+        for measure, factors in summary.measures.items():
+            product = rows.column(factors[0])
+            for factor in factors[1:]:
+                product = pc.multiply(_decimal(product), _decimal(rows.column(factor)))
+            columns[measure] = _decimal(product)
+        return _sum_by(pa.table(columns), summary)
+
+    def finish(self) -> None:
+        """Copy the sums into the summaries, in the fact's transaction."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        started = time.perf_counter()
+        keys = pa.chunked_array(self.keys) if self.keys else pa.chunked_array([], pa.int32())
+        if pc.count_distinct(keys).as_py() != len(keys):
+            if self.adding:
+                raise SeveralVersions(self.fact)
+            sum_whole(self.conn, self.fact)  # several versions of a key: the latest count
+            return
+        for summary in self.summaries:
+            parts = self.parts[summary.name]
+            if self.adding:
+                if parts:
+                    _add_sums(self.conn, summary, _sum_by(pa.concat_tables(parts), summary))
+                continue
+            self.conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
+            if parts:
+                with _key_built_after(self.conn, summary):
+                    sums = _sum_by(pa.concat_tables(parts), summary)
+                    copy_in(self.conn, summary.fullname, sums)
+        timed(self.fact, started)
+
+
+# an append that brings more than 1/REBUILD_SHARE as many groups as a summary holds
+# builds its primary key again after the insert, instead of growing it key by key
+REBUILD_SHARE = 4
+
+
+def _add_sums(conn: Connection, summary: Summary, sums) -> None:
+    """Add sums already grouped by the summary's keys to the summary: the groups it
+    holds are updated, the others inserted (two set-based statements: an append brings
+    mostly new groups, which an INSERT ... ON CONFLICT would take one by one). Many
+    new groups (a summary by purchase order item has about one per order) go in with
+    the key built after them."""
+    summed = list(summed_columns(summary))
+    columns = ", ".join([*summary.keys, *summed])
+    same = " AND ".join(f"s.{k} = c.{k}" for k in summary.keys)
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {CHANGE} ON COMMIT DROP AS "  # nosec B608
+            f"SELECT {columns} FROM {summary.fullname} WITH NO DATA"
+        )
+    )
+    copy_in(conn, CHANGE, sums)
+    conn.execute(text(f"ANALYZE {CHANGE}"))
+    conn.execute(
+        text(
+            f"UPDATE {summary.fullname} s SET "  # nosec B608
+            + ", ".join(f"{c} = s.{c} + c.{c}" for c in summed)
+            + f" FROM {CHANGE} c WHERE {same}"
+        )
+    )
+    held = estimated_rows(conn, [summary.fullname]).get(summary.fullname, 0)
+    many = sums.num_rows * REBUILD_SHARE > max(held, 0)
+    with _key_built_after(conn, summary) if many else contextlib.nullcontext():
+        conn.execute(
+            text(
+                f"INSERT INTO {summary.fullname} ({columns}) "  # nosec B608
+                f"SELECT {columns} FROM {CHANGE} c "
+                f"WHERE NOT EXISTS (SELECT FROM {summary.fullname} s WHERE {same})"
+            )
+        )
+    conn.execute(text(f"DROP TABLE {CHANGE}"))
+
+
+@contextlib.contextmanager
+def _key_built_after(conn: Connection, summary: Summary) -> Iterator[None]:
+    """Around filling an empty summary: its primary key dropped, then built once from
+    the rows (several times faster than growing its index row by row). Inside the
+    transaction, so no other session sees it without its key."""
+    name = conn.execute(
+        text(
+            "SELECT conname FROM pg_constraint "
+            "WHERE conrelid = to_regclass(:table) AND contype = 'p'"
+        ),
+        {"table": summary.fullname},
+    ).scalar()
+    quoted = conn.dialect.identifier_preparer.quote
+    if name is not None:
+        conn.execute(text(f"ALTER TABLE {summary.fullname} DROP CONSTRAINT {quoted(name)}"))
+    yield
+    key = quoted(name or f"{summary.name}_pkey")
+    conn.execute(
+        text(
+            f"ALTER TABLE {summary.fullname} ADD CONSTRAINT {key} "
+            f"PRIMARY KEY ({', '.join(summary.keys)})"
+        )
+    )
+
+
+def _sum_by(table, summary: Summary):
+    """The table's counted and measure columns summed per the summary's keys."""
+    import pyarrow as pa
+
+    summed = [summary.counted, *summary.measures]
+    out = table.group_by(summary.keys).aggregate([(c, "sum") for c in summed])
+    return pa.table(
+        {
+            **{k: out.column(k) for k in summary.keys},
+            **{c: out.column(f"{c}_sum") for c in summed},
+        }
+    )
+
+
+def _decimal(values):
+    """Integers as decimals, so products and sums of money stay exact."""
+    import pyarrow as pa
+
+    return values.cast(pa.decimal128(10, 0)) if pa.types.is_integer(values.type) else values
