@@ -1,7 +1,7 @@
 """Manifests, the commit of every run: a run number is committed once, by whoever
-creates its manifest first; readers find the newest past a stale hint; and an open zone
-reads each manifest at most once (a committed manifest never changes), so the plan,
-the transform and the load of one run share what the first of them read."""
+creates its manifest first; readers find the newest past a stale hint; and one
+run reads each manifest at most once (a committed manifest never changes), so the plan,
+the transform and the load share what the first of them read."""
 
 from __future__ import annotations
 
@@ -55,20 +55,35 @@ def test_the_newest_run_is_found_past_a_stale_hint(zone):
     assert [m.seq for m in manifests.runs_after(zone, 1, RawManifest)] == [2, 3]
 
 
-def test_an_open_zone_reads_each_manifest_once_and_never_one_it_committed(zone):
+def test_a_run_reads_each_manifest_once_and_never_one_it_committed(zone):
     writer = Counting(zone)
-    manifests.commit(writer, _run(1), [], "extract")
-    manifests.commit(writer, _run(2), [], "extract")
-    assert manifests.latest(writer, RawManifest).seq == 2
-    assert [m.seq for m in manifests.runs_after(writer, 0, RawManifest)] == [1, 2]
+    with manifests.one_run():
+        manifests.commit(writer, _run(1), [], "extract")
+        manifests.commit(writer, _run(2), [], "extract")
+        assert manifests.latest(writer, RawManifest).seq == 2
+        assert [m.seq for m in manifests.runs_after(writer, 0, RawManifest)] == [1, 2]
     assert {k: n for k, n in writer.reads.items() if k.endswith(".json")} == {}
 
-    reader = Counting(open_lake(zone.url, "TOTESYS_RAW_URL"))  # the next command
-    for _ in range(3):
-        assert [m.run_id for m in manifests.runs_after(reader, 0, RawManifest)] == ["r1", "r2"]
-        assert manifests.latest(reader, RawManifest).seq == 2
+    reader = Counting(open_lake(zone.url, "TOTESYS_RAW_URL"))  # the next run
+    with manifests.one_run():
+        for _ in range(3):
+            found = manifests.runs_after(reader, 0, RawManifest)
+            assert [m.run_id for m in found] == ["r1", "r2"]
+            assert manifests.latest(reader, RawManifest).seq == 2
     keys = [manifests.manifest_key(1), manifests.manifest_key(2)]
     assert {k: reader.reads.get(k) for k in keys} == dict.fromkeys(keys, 1)
+
+
+def test_outside_a_run_a_reader_keeps_nothing_and_sees_a_restored_lake(zone):
+    """A long-lived reader (the dashboard) keeps no manifest, so what it holds does not
+    grow with the lake, and a manifest restored from a copy is read as it now is."""
+    manifests.commit(zone, _run(1, "first"), [], "extract")
+    reader = Counting(zone)
+    key = manifests.manifest_key(1)
+    assert manifests.read(reader, key, RawManifest).run_id == "first1"
+    zone.put(key, manifests.encode(_run(1, "restored")))
+    assert manifests.read(reader, key, RawManifest).run_id == "restored1"
+    assert reader.reads[key] == 2
 
 
 def test_what_a_committed_manifest_says_is_what_a_reader_finds(zone):

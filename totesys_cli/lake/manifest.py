@@ -14,10 +14,11 @@ a reader takes every format of its kind up to its own.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import logging
-import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -240,19 +241,34 @@ def encode(manifest: Manifest) -> bytes:
 
 
 # A committed manifest never changes (it is created exclusively and never rewritten), so
-# an open zone reads each at most once: the plan, the transform and the load of one run
-# share what the first of them read, and a manifest this process committed is never
-# read back. Kept per zone object, so a zone opened again (the next command) reads anew.
-_read: weakref.WeakKeyDictionary[Lake, dict[str, Manifest]] = weakref.WeakKeyDictionary()
+# within one run each is read at most once: the plan, the transform and the load share
+# what the first of them read, and a manifest the run committed is never read back.
+# Only within a run: a long-lived reader (the dashboard) reads anew each time, so it
+# keeps nothing that grows with the lake and sees a lake restored from a copy as it is.
+_run: contextvars.ContextVar[dict[tuple[str, str], Manifest] | None] = contextvars.ContextVar(
+    "manifests_read", default=None
+)
+
+
+@contextlib.contextmanager
+def one_run() -> Iterator[None]:
+    """Inside: each manifest is read at most once (see above)."""
+    token = _run.set({})
+    try:
+        yield
+    finally:
+        _run.reset(token)
 
 
 def read(zone: Lake, key: str, kind: type[M]) -> M:
     """The manifest at `key`, checked: valid JSON, this format, this kind, this shape."""
-    known = _read.setdefault(zone, {}).get(key)
+    kept = _run.get()
+    known = kept.get((zone.url, key)) if kept is not None else None
     if isinstance(known, kind):
         return known
     manifest = _parse(zone, key, kind)
-    _read[zone][key] = manifest
+    if kept is not None:
+        kept[(zone.url, key)] = manifest
     return manifest
 
 
@@ -330,11 +346,11 @@ def latest(zone: Lake, kind: type[M]) -> M | None:
 def commit(zone: Lake, manifest: Manifest, written: list[str], step: str) -> None:
     """Commit a run's manifest; a run that lost the race for its number removes its files
     (nothing would ever read them) and fails cleanly."""
-    seq = manifest.seq
-    if zone.put_new(manifest_key(seq), encode(manifest)):
-        # as a reader would find it: through its JSON
-        stored = type(manifest).from_json(json.loads(encode(manifest)))
-        _read.setdefault(zone, {})[manifest_key(seq)] = stored
+    seq, body = manifest.seq, encode(manifest)
+    if zone.put_new(manifest_key(seq), body):
+        kept = _run.get()
+        if kept is not None:  # as a reader would find it: through its JSON
+            kept[(zone.url, manifest_key(seq))] = type(manifest).from_json(json.loads(body))
         try:
             zone.put(LATEST_HINT, str(seq).encode())
         except Exception as err:  # readers list past a stale hint

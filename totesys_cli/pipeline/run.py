@@ -24,6 +24,7 @@ from totesys_cli import load as load_stage
 from totesys_cli import transform as transform_stage
 from totesys_cli.config.settings import Settings, envvar
 from totesys_cli.errors import ConfigError
+from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake import writers
 from totesys_cli.observe import logs
 from totesys_cli.ops import gc, runs
@@ -77,7 +78,11 @@ def run_step(
     names the run in the lock's message; `writes` the zones it writes. A step that
     writes the warehouse first checks that `totesys init` created it."""
     deadline = Deadline(settings.max_runtime)
-    with logs.step(step) if step else contextlib.nullcontext(), hard_stop(deadline):
+    with (
+        logs.step(step) if step else contextlib.nullcontext(),
+        hard_stop(deadline),
+        manifests.one_run(),
+    ):
         endpoints = open_endpoints(settings, required, optional)
         record = runs.start(endpoints.warehouse, what or step or "run-all", deadline.seconds)
         try:
