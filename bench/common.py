@@ -86,7 +86,7 @@ class Server:
 
 
 def setup(
-    doc: str, naive: bool = False, base: bool = False, scale: bool = False
+    doc: str, naive: bool = False, base: bool = False, scale: bool = False, index: bool = False
 ) -> tuple[argparse.Namespace, generator.Sizes, Server]:
     """The options every benchmark takes, the dataset's sizes and the server."""
     parser = argparse.ArgumentParser(description=doc)
@@ -96,6 +96,10 @@ def setup(
         parser.add_argument("--skip-naive", action="store_true")
     if base:
         parser.add_argument("--base", help="another build's totesys executable, to compare")
+    if index:
+        parser.add_argument(
+            "--index", action="store_true", help="index last_updated on every source table"
+        )
     if scale:
         parser.add_argument("--scale", type=int, default=5, help="times the dataset")
         parser.add_argument("--max-runtime", type=float, default=60, help="seconds per run")
@@ -127,6 +131,20 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, str, s
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:2])} failed:\n{stderr[-2000:]}")
     return seconds, usage.ru_maxrss / 1024, stdout, stderr
+
+
+def seq_rows(url: str) -> int:
+    """Rows the database's tables gave to sequential scans so far, once the counts of
+    the backends that ended have arrived (they report as they end)."""
+    query = text("SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables")
+    counts = None
+    while True:
+        with engine(database(url)).connect() as conn:
+            now = int(conn.execute(query).scalar_one())
+        if now == counts:
+            return now
+        counts = now
+        time.sleep(0.5)
 
 
 def psql() -> str:

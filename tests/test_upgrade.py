@@ -31,6 +31,7 @@ PREVIOUS = {
     "76861f5": ("warehouse initialised: created 14 objects\n", 1),  # 6 summaries
     "775c0db": ("warehouse initialised: created 5 objects\n", 1),
     "a7dc698": ("warehouse initialised: created 5 objects\n", 2),
+    "78b0381": ("warehouse already initialised: nothing to do\n", 3),  # raw state before sweeps
 }
 
 
@@ -98,7 +99,7 @@ def test_a_lake_and_warehouse_of_the_previous_release_keep_working(
     upgraded = pipeline.here("init")  # brings totesys_meta up to date, touches no star row
     assert upgraded.returncode == 0, upgraded.stderr
     said, old_format = PREVIOUS[previous.name]
-    assert upgraded.stdout == said
+    assert upgraded.stdout.startswith(said)  # then the source tables every run reads whole
     run = pipeline.here("run-all")
     assert run.returncode == 0, run.stderr
     written = pipeline.lake / "processed" / "_manifests"

@@ -8,7 +8,15 @@ import json
 import pytest
 from sqlalchemy import select, text
 
-from tests.support import ENCODED_PASSWORD, PASSWORD, database_name, invoke, leaks, totesys
+from tests.support import (
+    ENCODED_PASSWORD,
+    PASSWORD,
+    database_name,
+    index_last_updated,
+    invoke,
+    leaks,
+    totesys,
+)
 from totesys_cli.config.settings import parse_settings
 from totesys_cli.demo.activity import simulate_activity
 from totesys_cli.errors import RuntimeFailure
@@ -174,10 +182,13 @@ _LATE_WRITES = {
 }
 
 
-def _late_commit(pg, source_url, tmp_path, how: str) -> tuple[int, Lake]:
+def _late_commit(pg, source_url, tmp_path, how: str, indexed: bool) -> tuple[int, Lake]:
     """A transaction writes a row with last_updated = now() and stays open across two
     extracts with overlap 0 (a newer row commits and is read meanwhile), then commits:
-    the id it wrote, and the raw zone after a third extract."""
+    the id it wrote, and the raw zone after a third extract. `indexed`: the source has
+    an index on last_updated, so runs read by it unless the late rule is needed."""
+    if indexed:
+        index_last_updated(pg, source_url)
     engine = pg.engine(_db(source_url))
     no_overlap = {"overlap": dt.timedelta(0)}
     _extract(source_url, tmp_path, **no_overlap)
@@ -209,11 +220,17 @@ def _late_commit(pg, source_url, tmp_path, how: str) -> tuple[int, Lake]:
     return written, raw
 
 
+_INDEXED = pytest.mark.parametrize("indexed", [False, True], ids=["unindexed", "indexed"])
+
+
+@_INDEXED
 @pytest.mark.parametrize("how", ["updated", "inserted"])
-def test_a_row_committed_late_is_caught_whatever_the_overlap(pg, source_url, tmp_path, how):
+def test_a_row_committed_late_is_caught_whatever_the_overlap(
+    pg, source_url, tmp_path, how, indexed
+):
     """Its last_updated is older than the window of every run after it commits: the
     snapshot each extract records is what catches it."""
-    written, raw = _late_commit(pg, source_url, tmp_path, how)
+    written, raw = _late_commit(pg, source_url, tmp_path, how, indexed)
     rows = _run_rows(raw, 4, "department")
     assert [(r["department_id"], r["manager"]) for r in rows] == [(written, "Late")]
     assert rows[0]["last_updated"] < _manifest(raw, 3).snapshot_time
@@ -222,10 +239,13 @@ def test_a_row_committed_late_is_caught_whatever_the_overlap(pg, source_url, tmp
     assert _run_rows(raw, 5, "department") == []  # read once, not again
 
 
-def test_a_row_written_in_a_savepoint_of_a_late_transaction_is_caught(pg, source_url, tmp_path):
+@_INDEXED
+def test_a_row_written_in_a_savepoint_of_a_late_transaction_is_caught(
+    pg, source_url, tmp_path, indexed
+):
     """pg_current_snapshot() lists top-level transactions only: the subtransaction's
     row must be caught as surely as the top-level row of the same transaction."""
-    written, raw = _late_commit(pg, source_url, tmp_path, "in a savepoint")
+    written, raw = _late_commit(pg, source_url, tmp_path, "in a savepoint", indexed)
     rows = _run_rows(raw, 4, "department")
     assert sorted((r["department_id"], r["manager"]) for r in rows) == [
         (3, "Top"),
@@ -233,6 +253,41 @@ def test_a_row_written_in_a_savepoint_of_a_late_transaction_is_caught(pg, source
     ]
     _extract(source_url, tmp_path, overlap=dt.timedelta(0))
     assert _run_rows(raw, 5, "department") == []
+
+
+@_INDEXED
+def test_a_late_transaction_newer_than_every_one_completed_is_caught(
+    pg, source_url, tmp_path, indexed
+):
+    """pg_current_snapshot() does not list a transaction in progress whose id is past
+    the newest one completed: it must count among those in progress all the same. Its
+    row is older than a row committed before it wrote (its now() is its start), and it
+    is the newest transaction when the second extract takes its snapshot."""
+    if indexed:
+        index_last_updated(pg, source_url)
+    engine = pg.engine(_db(source_url))
+    no_overlap = {"overlap": dt.timedelta(0)}
+    _extract(source_url, tmp_path, **no_overlap)
+    late = engine.connect()
+    try:
+        late.execute(text("SELECT 1"))  # its now() is fixed here
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE department SET manager = 'Early', last_updated = "
+                    "(clock_timestamp() AT TIME ZONE 'UTC')::timestamp(3) "
+                    "WHERE department_id = 2"
+                )
+            )
+        late.execute(text(_LATE_WRITES["updated"]))  # its id comes after every completed one
+        _, raw = _extract(source_url, tmp_path, **no_overlap)
+        assert [r["department_id"] for r in _run_rows(raw, 2, "department")] == [2]
+        late.commit()
+    finally:
+        late.close()
+    _extract(source_url, tmp_path, **no_overlap)
+    rows = _run_rows(raw, 3, "department")
+    assert [(r["department_id"], r["manager"]) for r in rows] == [(1, "Late")]
 
 
 def test_when_the_transaction_counter_went_backwards_it_falls_back_with_a_warning(
@@ -262,7 +317,7 @@ def test_when_the_transaction_counter_went_backwards_it_falls_back_with_a_warnin
     (written,) = tmp_path.rglob("0000000002.json")  # as a cluster with a later counter wrote it
     body = json.loads(written.read_text())
     for state in body["state"].values():
-        state["xids"] = "4000000000:4000000001:"
+        state["xids"] = state["swept_xids"] = "4000000000:4000000001:"
     written.write_text(json.dumps(body))
     with caplog.at_level("WARNING", logger="totesys_cli"):
         _extract(source_url, tmp_path, **no_overlap)

@@ -64,7 +64,8 @@ def test_a_summary_that_drifts_fails_verify_and_init_sums_it_again(after_first_r
     assert "Drop the summaries that differ and run totesys init" in verified.stderr
     with pipeline.warehouse().begin() as conn:
         conn.execute(text("DROP TABLE totesys_meta.sales_by_design"))
-    assert pipeline.here("init").stdout == "warehouse initialised: created 1 object\n"
+    initialised = pipeline.here("init").stdout.splitlines()
+    assert initialised[0] == "warehouse initialised: created 1 object"
     assert pipeline.here("verify").returncode == 0
 
 

@@ -10,17 +10,21 @@ from totesys_cli.observe import logs
 
 @click.command()
 @options.warehouse
+@options.source
 def init(**given) -> None:
-    """Create the warehouse tables, indexes and views if missing (idempotent)."""
+    """Create the warehouse tables, indexes and views if missing (idempotent); with a
+    source, say which of its tables every run reads whole."""
     from totesys_cli.ops import init as initialise
 
     settings = options.settings_from(given)
     with logs.step("init"):
-        created = initialise.init(settings)
+        created, whole = initialise.init(settings)
     if created:
         click.echo(f"warehouse initialised: created {render.plural(len(created), 'object')}")
     else:
         click.echo("warehouse already initialised: nothing to do")
+    if whole is not None:
+        render.read_whole(whole)
 
 
 @click.command()

@@ -112,11 +112,32 @@ def run_summary(result) -> None:
     click.echo("seconds: " + ", ".join(f"{step} {s:.2f}" for step, s in result.seconds.items()))
 
 
+def read_whole(tables: dict[str, int | None]) -> None:
+    """The source tables every run reads whole, and the indexes that would spare it."""
+    from totesys_cli.extract.window import worth_an_index  # the reader's imports, when asked
+
+    if not tables:
+        click.echo("source: an index on last_updated serves every table; a run reads its changes")
+        return
+    rows = ", ".join(
+        f"{t} ({'rows unknown: not analyzed' if n is None else f'{n:,} rows'})"
+        for t, n in tables.items()
+    )
+    click.echo(f"source: read whole by every run (no index on last_updated): {rows}")
+    statements = worth_an_index(tables)
+    if statements:
+        click.echo("  an index makes a run read its changes only (the application keeps writing):")
+        for statement in statements:
+            click.echo(f"    {statement}")
+
+
 def status(result) -> None:
     unset = "not configured"
     click.echo(f"raw zone:        {result.raw_url or unset}")
     click.echo(f"processed zone:  {result.processed_url or unset}")
     click.echo(f"warehouse:       {result.warehouse or unset}")
+    if result.read_whole is not None:
+        read_whole(result.read_whole)
     if result.tables:
         table(
             [

@@ -201,7 +201,8 @@ class Settings:
     )
     deletes_every: float = _setting(  # a comparison of keys reads every primary key
         "TOTESYS_DELETES_EVERY_MINUTES",
-        "Minutes between comparisons of the source's keys, which find deleted rows (0: every run).",
+        "Minutes between comparisons of the source's keys, which find deleted rows, and "
+        "between sweeps of the tables an index on last_updated serves (0: every run).",
         60,
         Number(min=0),
     )

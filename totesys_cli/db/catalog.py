@@ -60,3 +60,22 @@ def estimated_rows(conn: Connection, tables: list[str]) -> dict[str, float]:
             {"t": tables},
         ).all()
     )
+
+
+def indexed_by(conn: Connection, tables: list[str], column: str) -> set[str]:
+    """Which of these tables (in the current schema) have a valid btree index that
+    begins with this column and covers every row (no predicate): one the planner can
+    answer a range of it from."""
+    return set(
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                "JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_am m ON m.oid = x.relam "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] "
+                "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(:t) "
+                "AND a.attname = :c AND m.amname = 'btree' AND i.indisvalid "
+                "AND i.indpred IS NULL"
+            ),
+            {"t": tables, "c": column},
+        ).scalars()
+    )

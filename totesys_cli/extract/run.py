@@ -5,9 +5,10 @@ Every table is read inside one read-only REPEATABLE READ transaction with
 where W is the largest `last_updated` read before and S the previous snapshot's
 database time, and a quiet source is not re-read at all. Each run also records its
 snapshot's transactions (`pg_current_snapshot()`, with the subtransactions it does not
-list); the next one also reads every version whose transaction that snapshot did not see,
-so a row committed late, however late, is caught whatever its `last_updated`. The run
-becomes visible only when its manifest is created, after all its files.
+list, and the ones then in progress); a later one also reads every version whose
+transaction that snapshot did not see when that can matter (`extract.window`), so a row
+committed late, however late, is caught whatever its `last_updated`. The run becomes
+visible only when its manifest is created, after all its files.
 """
 
 from __future__ import annotations
@@ -30,16 +31,20 @@ from totesys_cli.db.copy import copy_out
 from totesys_cli.extract import deletes
 from totesys_cli.extract.options import ExtractOptions, ExtractResult
 from totesys_cli.extract.source import (
+    Snapshot,
     check_columns,
+    committed,
     copy_query,
     open_snapshot,
     set_window,
     typed_chunk,
 )
+from totesys_cli.extract.window import SourceNow, Window, indexed, window_of
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import FileSet, TableFiles
-from totesys_cli.lake.manifest import Pass, RawManifest, TableState
+from totesys_cli.lake.manifest import RawManifest
+from totesys_cli.lake.state import Pass, TableState
 from totesys_cli.observe import logs, progress
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import SOURCE_TABLES, quality, source_table
@@ -87,32 +92,11 @@ class _ChunkWriter:
             self.pool.shutdown()
 
 
-@dataclass(frozen=True)
-class _Window:
-    """What a table's read takes: last_updated > lower (None: every row), or written by
-    a transaction the snapshot `late` did not see, or last_updated >= since; and, for a
-    pass that goes on, only the keys above `after`."""
-
-    lower: dt.datetime | None
-    late: str | None
-    since: dt.datetime | None
-    after: int | None = None
-
-
-def _window(previous: TableState | None, options: ExtractOptions, xids: str, name: str) -> _Window:
-    ongoing = previous.passing if previous else None
-    if ongoing is not None:
-        return _Window(ongoing.lower, ongoing.late, ongoing.since, ongoing.after)
-    lower = manifests.lower_bound(previous, options.overlap)
-    late = _late_since(previous, xids, name) if lower is not None else None
-    return _Window(lower, late, options.since)
-
-
 def _copy(
     conn: Connection,
     writer: _ChunkWriter,
     name: str,
-    window: _Window,
+    window: Window,
     keys: tuple[int, int] | None,
     options: ExtractOptions,
     deadline: Deadline,
@@ -120,9 +104,10 @@ def _copy(
     """One COPY of the window (or of its keys in `keys`), cut into files of at most
     batch_rows rows as it streams (closed at once on failure, so a connection left
     mid-COPY is discarded at once); whether it read any row."""
-    filtered = window.lower is not None or window.since is not None
     late = window.lower is not None and window.late is not None
-    query = copy_query(source_table(name), filtered=filtered, late=late, keys=keys)
+    query = copy_query(
+        source_table(name), lower=window.lower, since=window.since, late=late, keys=keys
+    )
     read = False
     with contextlib.closing(copy_out(conn, query, options.batch_rows)) as chunks:
         for data in chunks:
@@ -171,7 +156,7 @@ class _Read:
     """What one run read of a table: its window, its keys' span, and the last key it
     read up to (None: the window's end)."""
 
-    window: _Window
+    window: Window
     span: tuple[int, int]
     after: int | None = None
     rows: bool = False  # whether it read any row
@@ -181,7 +166,7 @@ def _read_table(
     conn: Connection,
     writer: _ChunkWriter,
     name: str,
-    window: _Window,
+    window: Window,
     options: ExtractOptions,
     deadline: Deadline,
     budget: _Budget,
@@ -194,7 +179,7 @@ def _read_table(
     no sort and no extra query: the primary-key index bounds each scan."""
     writer.files.table(name).lower_bound = window.lower
     late = window.late if window.lower is not None else None
-    span = set_window(conn, source_table(name), window.lower, window.since, late)
+    span = set_window(conn, source_table(name), late)
     if not options.bounded:  # in one COPY: the whole window, or what a pass has left of it
         keys = None if window.after is None else (window.after, span[1])
         return _Read(window, span, None, _copy(conn, writer, name, window, keys, options, deadline))
@@ -214,27 +199,39 @@ def _read_table(
 
 
 def _state(
-    name: str,
-    previous: TableState | None,
-    read: _Read,
-    extracted: TableFiles,
-    snapshot: dt.datetime,
-    xids: str,
+    previous: TableState | None, read: _Read, extracted: TableFiles, now: Snapshot
 ) -> TableState:
     """The table's state after this run. Watermarks only ever move forward, whatever
     --since re-read; while a pass goes on they stay, and when it ends the table stands
-    as of the snapshot the pass began in."""
+    as of the snapshot the pass began in (swept as of it, if its window swept)."""
     ongoing = previous.passing if previous else None
     newest = [m for m in (ongoing and ongoing.newest, extracted.max_last_updated) if m]
+    window = read.window
     if read.after is None:  # the window is read to its end
         marks = [m for m in (previous and previous.watermark, *newest) if m]
         mark = max(marks) if marks else None
-        if ongoing is not None:
-            return TableState(mark, ongoing.snapshot, ongoing.xids)
-        return TableState(mark, snapshot, xids)
-    window = read.window
+        began = Snapshot(ongoing.snapshot, ongoing.xids, ongoing.running) if ongoing else now
+        swept = (
+            (began.time, began.xids)
+            if window.sweep or previous is None
+            else (previous.swept, previous.swept_xids)
+        )
+        return TableState(mark, began.time, began.xids, None, began.running, *swept)
     if ongoing is None:
-        ongoing = Pass(snapshot, xids, window.lower, window.late, window.since, 0, 0, 0, 0, 0)
+        ongoing = Pass(
+            now.time,
+            now.xids,
+            window.lower,
+            window.late,
+            window.since,
+            0,
+            0,
+            0,
+            0,
+            0,
+            running=now.running,
+            sweep=window.sweep,
+        )
     passing = replace(
         ongoing,
         after=read.after,
@@ -245,35 +242,8 @@ def _state(
         newest=max(newest) if newest else None,
     )
     if previous is None:
-        return TableState(None, snapshot, None, passing)
+        return TableState(None, now.time, None, passing)
     return replace(previous, passing=passing)
-
-
-# the age(xmin) test that keeps the late-commit read cheap works within 2^31 transactions
-_XID_REACH = 2**31 - 2**20
-
-
-def _late_since(previous: TableState | None, xids: str, name: str) -> str | None:
-    """The previous snapshot's transactions, when this one can be compared with it. When
-    the source's transaction counter went backwards (a restore, a failover to a new
-    cluster) or ran too far, the window is by last_updated alone, with a WARNING."""
-    if previous is None or previous.xids is None:
-        return None
-    before_xmin, before_xmax = (int(x) for x in previous.xids.split(":")[:2])
-    now_xmax = int(xids.split(":")[1])
-    if now_xmax < before_xmax or now_xmax - before_xmin > _XID_REACH:
-        log.warning(
-            "the source's transaction counter %s since the last extract of %s (%s, now %s): "
-            "a restore or a failover to another cluster? This run reads it by last_updated "
-            "alone, so a row committed later than the overlap after it was written is missed",
-            "went backwards" if now_xmax < before_xmax else "moved more than 2^31",
-            name,
-            previous.xids,
-            xids,
-            extra={"table": name},
-        )
-        return None
-    return previous.xids
 
 
 def _copy_tables(
@@ -282,17 +252,19 @@ def _copy_tables(
     last: RawManifest | None,
     options: ExtractOptions,
     deadline: Deadline,
-    snapshot: dt.datetime,
-    xids: str,
+    snapshot: Snapshot,
 ) -> tuple[dict[str, float], pa.Table, dict[str, TableState]]:
     """Every table's window into the file set, until the budget is spent; returns
     seconds per table (its COPY and the writing of its last chunk), the quarantine
     entries of the versions set aside, and the tables' states for the manifest (a
     table the budget left unread keeps its state)."""
     seq = (last.seq if last else 0) + 1
-    writer = _ChunkWriter(files, seq, snapshot, options.bounds)
+    writer = _ChunkWriter(files, seq, snapshot.time, options.bounds)
     budget = _Budget(options, writer)
     state = dict(last.state) if last else {}
+    source = SourceNow(snapshot, indexed(conn, options.tables), set())
+    asked = {x for name in options.tables for x in (_running(state.get(name)) or ())}
+    source = replace(source, committed=committed(conn, asked))
     started: dict[str, float] = {}
     copied: dict[str, float] = {}
     reads: dict[str, _Read] = {}
@@ -303,7 +275,7 @@ def _copy_tables(
             if progressed and budget.spent():
                 break
             started[name] = time.perf_counter()
-            window = _window(state.get(name), options, xids, name)
+            window = window_of(state.get(name), options, source, name)
             reads[name] = _read_table(
                 conn, writer, name, window, options, deadline, budget, progressed
             )
@@ -311,11 +283,17 @@ def _copy_tables(
     finally:
         writer.drain()
     for name, read in reads.items():
-        state[name] = _state(name, state.get(name), read, files.table(name), snapshot, xids)
+        state[name] = _state(state.get(name), read, files.table(name), snapshot)
     seconds = {
         name: max(copied[name], writer.written_at.get(name, 0.0)) - started[name] for name in copied
     }
     return seconds, writer.entries(), state
+
+
+def _running(state: TableState | None) -> tuple[int, ...] | None:
+    """The transactions in progress at the table's last snapshot, when the next window
+    depends on whether they committed."""
+    return None if state is None or state.passing else state.running
 
 
 def unfinished(raw: Lake) -> list[str]:
@@ -333,16 +311,16 @@ def extract(
     seq = (last.seq if last else 0) + 1
     source = deadline.bound(source)
     with translate_errors(source), engine(source).connect() as conn:
-        snapshot, xids = open_snapshot(conn, options.since)
+        snapshot = open_snapshot(conn, options.since)
         check_columns(conn, options.tables)
-        with FileSet(raw, "extracted_date", seq, snapshot.date(), "extract.file_written") as files:
-            seconds, entries, state = _copy_tables(
-                conn, files, last, options, deadline, snapshot, xids
-            )
+        with FileSet(
+            raw, "extracted_date", seq, snapshot.time.date(), "extract.file_written"
+        ) as files:
+            seconds, entries, state = _copy_tables(conn, files, last, options, deadline, snapshot)
             census = last.census.carried() if last and last.census else None
-            if deletes.due(last, snapshot, options.deletes.every):
+            if deletes.due(last, snapshot.time, options.deletes.every):
                 found, census = deletes.compare(
-                    conn, raw, last, options.deletes, seq, snapshot, deadline
+                    conn, raw, last, options.deletes, seq, snapshot.time, deadline
                 )
                 files.tombstones(found, "raw")
             files.set_aside(entries)
@@ -353,7 +331,7 @@ def extract(
         run_id=logs.run_id(),
         tables=files.tables,
         quarantine=files.quarantine,
-        snapshot_time=snapshot,
+        snapshot_time=snapshot.time,
         extracted_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
         since=options.since,
         overlap=options.overlap,

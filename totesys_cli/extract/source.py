@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
-from sqlalchemy import Connection, Table, cast, func, or_, select, text
+from sqlalchemy import Connection, Table, cast, func, literal, or_, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 
@@ -145,13 +145,48 @@ def _with_subtransactions(xids: str, before: _Before) -> str:
     return f"{low}:{high}:" + ",".join(str(x) for x in sorted(ids) if low <= x < high)
 
 
-def open_snapshot(conn: Connection, since: dt.datetime | None) -> tuple[dt.datetime, str]:
-    """Begin the extract's one read-only REPEATABLE READ transaction; returns its
-    database time and the transactions it did not see (see `_with_subtransactions`)."""
+@dataclass(frozen=True)
+class Snapshot:
+    """The extract's snapshot: its database time; the transactions it did not see, as the
+    late-commit rule judges them (see `_with_subtransactions`); and the top-level
+    transactions in progress when it was taken (None: not known), whose commit is what
+    can bring a row with an older `last_updated` (see `running_then`)."""
+
+    time: dt.datetime
+    xids: str
+    running: tuple[int, ...] | None
+
+
+# xids assigned between a snapshot and the statement reading the next one to be assigned:
+# more than this and the count is not trusted (every run then reads by the late rule)
+_ASSIGNED_MEANWHILE = 100_000
+
+
+def running_then(xids: str, assigned: int | None) -> tuple[int, ...] | None:
+    """The top-level transactions in progress at a snapshot `xmin:xmax:listed`, given
+    how many ids had been assigned past its xmax by the time the statement taking it
+    asked (`age(xmax)`): those it lists, and every id from xmax up to the next one
+    (pg_current_snapshot() does not list a transaction whose id is past the newest one
+    completed). Every transaction not among them had ended then or began after."""
+    _, high, listed = xids.split(":")
+    if assigned is None or not 0 <= assigned <= _ASSIGNED_MEANWHILE:
+        return None
+    ids = {int(x) for x in listed.split(",") if x}
+    return tuple(sorted(ids | set(range(int(high), int(high) + assigned))))
+
+
+def open_snapshot(conn: Connection, since: dt.datetime | None) -> Snapshot:
+    """Begin the extract's one read-only REPEATABLE READ transaction."""
     before = _in_progress(conn)
     conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-    snapshot, xids = conn.execute(
-        text("SELECT statement_timestamp() AT TIME ZONE 'UTC', pg_current_snapshot()::text")
+    # age(xid) counts from the next id to be assigned, read during this statement, so after
+    # its snapshot: an upper bound of the ids assigned before it (not normal ids: NULL)
+    snapshot, xids, assigned = conn.execute(
+        text(
+            "WITH s AS (SELECT pg_current_snapshot() AS s, statement_timestamp() AS t) "
+            "SELECT t AT TIME ZONE 'UTC', s::text, CASE WHEN x >= 3 THEN age(x::text::xid) END "
+            "FROM s, LATERAL (SELECT pg_snapshot_xmax(s)::text::bigint & 4294967295 AS x) AS m"
+        )
     ).one()
     if since is not None and since > snapshot:
         raise ConfigError(
@@ -159,32 +194,36 @@ def open_snapshot(conn: Connection, since: dt.datetime | None) -> tuple[dt.datet
             f"({snapshot.isoformat(sep=' ', timespec='seconds')} UTC)",
             "Give a time in the past, in UTC",
         )
-    return snapshot, _with_subtransactions(xids, before)
+    return Snapshot(snapshot, _with_subtransactions(xids, before), running_then(xids, assigned))
 
 
-def set_window(
-    conn: Connection,
-    table: Table,
-    lower: dt.datetime | None,
-    since: dt.datetime | None,
-    xids: str | None = None,
-) -> tuple[int, int]:
-    """COPY takes no bind parameters: the window travels through set_config, in one
-    statement that also returns the table's smallest and largest keys (its primary-key
-    index answers at once)."""
+def committed(conn: Connection, ids: set[int]) -> set[int]:
+    """Which of these transactions have committed, as of now (pg_xact_status reads the
+    commit log, not the snapshot: asked after the snapshot, it sees every commit the
+    snapshot saw); one too old for the log to tell counts as committed."""
+    if not ids:
+        return set()
+    found = conn.execute(
+        text(
+            "SELECT x FROM unnest(CAST(:ids AS bigint[])) AS x "
+            "WHERE coalesce(pg_xact_status(x::text::xid8), 'committed') = 'committed'"
+        ),
+        {"ids": sorted(ids)},
+    )
+    return set(found.scalars())
+
+
+def set_window(conn: Connection, table: Table, xids: str | None = None) -> tuple[int, int]:
+    """COPY takes no bind parameters: the late-commit rule's snapshot travels through
+    set_config, in one statement that also returns the table's smallest and largest
+    keys (its primary-key index answers at once)."""
     key = table.c[source_key(table.name)]
-    stamps = [
-        value.isoformat(sep=" ") if value is not None else default
-        for value, default in ((lower, "-infinity"), (since, "infinity"))
-    ]
     query = select(
-        func.set_config("totesys.lower", stamps[0], True),
-        func.set_config("totesys.since", stamps[1], True),
         func.set_config("totesys.xids", xids or "", True),
         select(func.min(key)).scalar_subquery(),
         select(func.max(key)).scalar_subquery(),
     )
-    *_, low, high = conn.execute(query).one()
+    _, low, high = conn.execute(query).one()
     return low or 0, high or 0
 
 
@@ -206,28 +245,33 @@ _LATE = f"""(
 )"""
 
 
-def _setting(name: str, kind):
-    """A set_config value, read once per statement (a bare current_setting is read per row)."""
-    return select(cast(func.current_setting(name), kind)).scalar_subquery()
-
-
-def _changed(table: Table, late: bool):
-    """last_updated > totesys.lower, or >= totesys.since when reprocessing a window, or
-    (`late`) written by a transaction the snapshot totesys.xids did not see."""
-    since = _setting("totesys.since", TIMESTAMP)
-    lower = _setting("totesys.lower", TIMESTAMP)
-    changed = [table.c.last_updated > lower, table.c.last_updated >= since]
+def _changed(table: Table, lower: dt.datetime | None, since: dt.datetime | None, late: bool):
+    """last_updated > lower, or >= since when reprocessing a window, or (`late`) written
+    by a transaction the snapshot totesys.xids did not see. The times are written into
+    the statement, so the planner weighs them: with an index on last_updated a window of
+    minutes is a few index probes."""
+    changed = []
+    if lower is not None:
+        changed.append(table.c.last_updated > cast(literal(lower.isoformat(sep=" ")), TIMESTAMP))
+    if since is not None:
+        changed.append(table.c.last_updated >= cast(literal(since.isoformat(sep=" ")), TIMESTAMP))
     return or_(*changed, text(_LATE)) if late else or_(*changed)
 
 
 def copy_query(
-    table: Table, *, filtered: bool, late: bool = False, keys: tuple[int, int] | None = None
+    table: Table,
+    *,
+    lower: dt.datetime | None = None,
+    since: dt.datetime | None = None,
+    late: bool = False,
+    keys: tuple[int, int] | None = None,
 ) -> str:
-    """COPY of the table's declared columns: the window, or (`keys`) its part whose keys
-    lie above the first and up to the second; every other value comes from set_config."""
+    """COPY of the table's declared columns: every row, or those changed after `lower`
+    (or from `since`; `late`: see `_changed`), or (`keys`) those whose keys lie above the
+    first and up to the second."""
     query = select(*table.columns)
-    if filtered:
-        query = query.where(_changed(table, late))
+    if lower is not None or since is not None:
+        query = query.where(_changed(table, lower, since, late))
     if keys is not None:
         key = table.c[source_key(table.name)]
         query = query.where(key > keys[0], key <= keys[1])

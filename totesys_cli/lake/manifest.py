@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake.files import TableFiles
-from totesys_cli.lake.state import Census, Pass, TableState, lower_bound, stamp, when
+from totesys_cli.lake.state import Census, TableState, lower_bound, stamp, when
 from totesys_cli.lake.store import Lake
 from totesys_cli.schemas import SOURCE_TABLES
 
@@ -106,15 +106,7 @@ class RawManifest(Manifest):
             "quarantine": self.quarantine.to_json(bounded=False),
             "deleted": self.deleted.to_json(bounded=False),
             "census": self.census.to_json() if self.census else None,
-            "state": {
-                name: {
-                    "watermark": stamp(s.watermark),
-                    "snapshot": stamp(s.snapshot),
-                    **({"xids": s.xids} if s.xids else {}),
-                    **({"pass": s.passing.to_json()} if s.passing else {}),
-                }
-                for name, s in self.state.items()
-            },
+            "state": {name: s.to_json() for name, s in self.state.items()},
         }
 
     @classmethod
@@ -130,15 +122,7 @@ class RawManifest(Manifest):
             overlap=dt.timedelta(seconds=float(data["overlap_seconds"])),
             deleted=_files(data, "deleted"),
             census=Census.from_json(data.get("census")),
-            state={
-                n: TableState(
-                    when(s.get("watermark")),
-                    dt.datetime.fromisoformat(s["snapshot"]),
-                    s.get("xids"),
-                    Pass.from_json(s["pass"]) if s.get("pass") else None,
-                )
-                for n, s in data["state"].items()
-            },
+            state={n: TableState.from_json(s) for n, s in data["state"].items()},
         )
 
 

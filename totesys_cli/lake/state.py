@@ -33,6 +33,8 @@ class Pass:
     rows: int  # read so far
     runs: int  # runs so far
     newest: dt.datetime | None = None  # the largest last_updated read so far
+    running: tuple[int, ...] | None = None  # S0's transactions in progress (see TableState)
+    sweep: bool = False  # the window reads every version written since the table's sweep
 
     @property
     def done(self) -> float:
@@ -53,6 +55,8 @@ class Pass:
             "rows": self.rows,
             "runs": self.runs,
             "newest": stamp(self.newest),
+            **_running(self.running),
+            **({"sweep": True} if self.sweep else {}),
         }
 
     @classmethod
@@ -69,6 +73,8 @@ class Pass:
             rows=int(data["rows"]),
             runs=int(data["runs"]),
             newest=when(data.get("newest")),
+            running=_ids(data.get("running")),
+            sweep=bool(data.get("sweep", False)),
         )
 
 
@@ -76,13 +82,51 @@ class Pass:
 class TableState:
     """Where a table's extraction stands: the newest version read (W), when (S), and
     the source's transactions as that snapshot saw them (`pg_current_snapshot()` as
-    text, xmin:xmax:in-progress; None before they were recorded); and its unfinished
-    pass, if a run stopped in the middle of one."""
+    text, xmin:xmax:in-progress; None before they were recorded), with the top-level
+    ones then in progress (`running`: a row with an older last_updated can only come
+    from one of them committing since, or from a write that left last_updated as it
+    was; None before they were recorded); the snapshot as of which every version of the
+    table was read whatever its last_updated (its sweep: time and transactions); and
+    its unfinished pass, if a run stopped in the middle of one."""
 
     watermark: dt.datetime | None
     snapshot: dt.datetime
     xids: str | None = None
     passing: Pass | None = None
+    running: tuple[int, ...] | None = None
+    swept: dt.datetime | None = None
+    swept_xids: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "watermark": stamp(self.watermark),
+            "snapshot": stamp(self.snapshot),
+            **({"xids": self.xids} if self.xids else {}),
+            **({"pass": self.passing.to_json()} if self.passing else {}),
+            **_running(self.running),
+            **({"swept": stamp(self.swept)} if self.swept else {}),
+            **({"swept_xids": self.swept_xids} if self.swept_xids else {}),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TableState:
+        return cls(
+            when(data.get("watermark")),
+            dt.datetime.fromisoformat(data["snapshot"]),
+            data.get("xids"),
+            Pass.from_json(data["pass"]) if data.get("pass") else None,
+            _ids(data.get("running")),
+            when(data.get("swept")),
+            data.get("swept_xids"),
+        )
+
+
+def _running(ids: tuple[int, ...] | None) -> dict[str, Any]:
+    return {} if ids is None else {"running": list(ids)}
+
+
+def _ids(data: list | None) -> tuple[int, ...] | None:
+    return None if data is None else tuple(int(x) for x in data)
 
 
 def lower_bound(state: TableState | None, overlap: dt.timedelta) -> dt.datetime | None:

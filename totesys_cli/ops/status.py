@@ -12,7 +12,9 @@ from sqlalchemy import table as relation
 from sqlalchemy.exc import DBAPIError
 
 from totesys_cli.config.settings import Settings
+from totesys_cli.config.urls import Database
 from totesys_cli.db import LOCK_NOT_AVAILABLE, engine, reading, sqlstate, translate_errors
+from totesys_cli.extract.window import read_whole
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.ops import deletions, quarantine
@@ -54,6 +56,8 @@ class Status:
     # when the source's keys were last compared (every table at once), which finds deletes
     keys_compared: str | None = None
     deleted: dict[str, int] = field(default_factory=dict)  # open deletions per source table
+    # the source tables every run reads whole, and their rows (None: no source configured)
+    read_whole: dict[str, int | None] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +91,8 @@ def status(settings: Settings) -> Status:
     """`totesys status`: what `settings` configures is read; what not, reported as None."""
     endpoints = open_endpoints(settings, optional=ALL)
     result = Status()
+    if endpoints.source is not None:
+        result.read_whole = source_reads(endpoints.source)
     raw_seq = transformed_raw = processed_seq = 0
     if endpoints.raw is not None:
         result.raw_url = endpoints.raw.url
@@ -123,6 +129,12 @@ def status(settings: Settings) -> Status:
             result.row_counts, result.latest_rows = _row_counts(conn)
         result.not_loaded = list(range(loaded + 1, processed_seq + 1))
     return result
+
+
+def source_reads(db: Database) -> dict[str, int | None]:
+    """The source tables every run reads whole (see `extract.source.read_whole`)."""
+    with translate_errors(db), engine(db).connect() as conn:
+        return read_whole(conn)
 
 
 def _pass(passing: manifests.Pass) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -248,6 +249,7 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
     succeeded` line that the schedule's heartbeat alarm watches, which says what is left
     for the next runs: tables still being read, raw and processed runs not yet loaded."""
     seconds: dict[str, float] = {}
+    peaks: dict[str, int] = {}  # the process's peak memory once each step ended
 
     @contextlib.contextmanager
     def timed(step: str) -> Iterator[None]:
@@ -255,6 +257,7 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
         with logs.step(step):
             yield
         seconds[step] = time.perf_counter() - started
+        peaks[f"{step}_peak_rss_mb"] = _peak_rss_mb()
 
     required, writes = (SOURCE, WAREHOUSE, RAW, PROCESSED), (RAW, PROCESSED, WAREHOUSE)
     with run_step(settings, None, required, writes=writes) as run:
@@ -291,9 +294,20 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
         _too_short(settings, result, bound, time.monotonic() - run.deadline.started)
         log.info(
             "run succeeded",
-            extra={**result.counts(), "seconds": round(sum(seconds.values()), 3), **timings},
+            extra={
+                **result.counts(),
+                "seconds": round(sum(seconds.values()), 3),
+                **timings,
+                **peaks,
+            },
         )
     return result
+
+
+def _peak_rss_mb() -> int:
+    """The process's largest resident memory so far, in MB (what an ECS task's memory
+    must hold)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _too_short(
