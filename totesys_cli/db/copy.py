@@ -91,17 +91,26 @@ def _error_fields(data: bytes) -> dict[str, str]:
     return {f[:1].decode(): f[1:].decode(errors="replace") for f in data.split(b"\0") if f}
 
 
+# rows per CopyData message of copy_in: a few MB of CSV, so what a COPY holds besides its
+# Arrow table is bounded by this, never by the table's size
+COPY_IN_ROWS = 32_768
+
+
 def copy_in(conn: Connection, target: str, arrow_table) -> None:
-    """`COPY target (columns) FROM STDIN` of an Arrow table, through pg8000's own COPY."""
+    """`COPY target (columns) FROM STDIN` of an Arrow table, through pg8000's own COPY:
+    written as CSV a slice of COPY_IN_ROWS rows at a time, each slice one message."""
     import pyarrow.csv as pcsv
 
-    sink = io.BytesIO()
-    pcsv.write_csv(
-        arrow_table, sink, pcsv.WriteOptions(include_header=False, quoting_style="needed")
-    )
-    sink.seek(0)
+    options = pcsv.WriteOptions(include_header=False, quoting_style="needed")
+
+    def slices() -> Iterator[bytes]:
+        for batch in arrow_table.to_batches(max_chunksize=COPY_IN_ROWS):
+            sink = io.BytesIO()
+            pcsv.write_csv(batch, sink, options)
+            yield sink.getvalue()
+
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(n) for n in arrow_table.column_names)
     cursor = conn.connection.driver_connection.cursor()
     name = ".".join(quote(part) for part in target.split("."))
-    cursor.execute(f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT csv)", stream=sink)
+    cursor.execute(f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT csv)", stream=slices())

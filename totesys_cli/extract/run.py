@@ -211,11 +211,7 @@ def _state(
         marks = [m for m in (previous and previous.watermark, *newest) if m]
         mark = max(marks) if marks else None
         began = Snapshot(ongoing.snapshot, ongoing.xids, ongoing.running) if ongoing else now
-        swept = (
-            (began.time, began.xids)
-            if window.sweep or previous is None
-            else (previous.swept, previous.swept_xids)
-        )
+        swept = (began.time, began.xids) if window.sweep else (previous.swept, previous.swept_xids)
         return TableState(mark, began.time, began.xids, None, began.running, *swept)
     if ongoing is None:
         ongoing = Pass(
@@ -224,11 +220,11 @@ def _state(
             window.lower,
             window.late,
             window.since,
-            0,
-            0,
-            0,
-            0,
-            0,
+            after=0,
+            first=0,
+            last=0,
+            rows=0,
+            runs=0,
             running=now.running,
             sweep=window.sweep,
         )
@@ -262,9 +258,8 @@ def _copy_tables(
     writer = _ChunkWriter(files, seq, snapshot.time, options.bounds)
     budget = _Budget(options, writer)
     state = dict(last.state) if last else {}
-    source = SourceNow(snapshot, indexed(conn, options.tables), set())
     asked = {x for name in options.tables for x in (_running(state.get(name)) or ())}
-    source = replace(source, committed=committed(conn, asked))
+    source = SourceNow(snapshot, indexed(conn, options.tables), committed(conn, asked))
     started: dict[str, float] = {}
     copied: dict[str, float] = {}
     reads: dict[str, _Read] = {}

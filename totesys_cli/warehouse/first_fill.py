@@ -56,12 +56,12 @@ class FirstFill:
             return rows
         if not self.adding:
             if summary.joined not in self.lookups:
-                self.lookups[summary.joined] = self._lookup(summary)
-            return rows.join(self.lookups[summary.joined], summary.joined[1])
+                self.lookups[summary.joined] = _Lookup(self._lookup(summary), summary.joined[1])
+            return self.lookups[summary.joined].join(rows)
         span = pc.min_max(rows.column(summary.joined[1]))
         low, high = span["min"].as_py(), span["max"].as_py()
         lookup = self._lookup(summary, (0, -1) if low is None else (low, high))
-        return rows.join(lookup, summary.joined[1])
+        return _Lookup(lookup, summary.joined[1]).join(rows)
 
     def _lookup(self, summary: Summary, span: tuple[int, int] | None = None):
         """The joined dimension's key and the columns the summary groups by (of the keys
@@ -101,11 +101,9 @@ class FirstFill:
     def finish(self) -> None:
         """Copy the sums into the summaries, in the fact's transaction."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         started = time.perf_counter()
-        keys = pa.chunked_array(self.keys) if self.keys else pa.chunked_array([], pa.int32())
-        if pc.count_distinct(keys).as_py() != len(keys):
+        if _repeats(self.keys):
             if self.adding:
                 raise SeveralVersions(self.fact)
             sum_whole(self.conn, self.fact)  # several versions of a key: the latest count
@@ -189,6 +187,48 @@ def _key_built_after(conn: Connection, summary: Summary) -> Iterator[None]:
             f"PRIMARY KEY ({', '.join(summary.keys)})"
         )
     )
+
+
+class _Lookup:
+    """A dimension's key and columns, sorted by key once, so that each file's rows find
+    theirs by a binary search: no hash table of the whole dimension per file, which
+    held several times the file's memory."""
+
+    def __init__(self, table, key: str):
+        import pyarrow.compute as pc
+
+        self.key = key
+        self.table = table.take(pc.sort_indices(table.column(key)))
+        self.keys = self.table.column(key).to_numpy()
+
+    def join(self, rows):
+        """The rows with the dimension's columns appended (null where it lacks the key,
+        as a left outer join)."""
+        import numpy as np
+        import pyarrow as pa
+
+        wanted = rows.column(self.key).to_numpy()
+        if len(self.keys) == 0:
+            positions = pa.nulls(len(wanted), pa.int64())
+        else:
+            at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+            positions = pa.array(at, mask=self.keys[at] != wanted)
+        found = self.table.take(positions)
+        for name in self.table.column_names:
+            if name != self.key:
+                rows = rows.append_column(name, found.column(name))
+        return rows
+
+
+def _repeats(keys: list) -> bool:
+    """Whether these arrays of keys hold a key twice (sorted, not hashed: a copy of the
+    keys is all it holds)."""
+    import numpy as np
+
+    if not keys:
+        return False
+    ordered = np.sort(np.concatenate([k.to_numpy() for k in keys]))
+    return bool(np.any(ordered[1:] == ordered[:-1]))
 
 
 def _sum_by(table, summary: Summary):
