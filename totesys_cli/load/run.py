@@ -25,7 +25,7 @@ from totesys_cli.lake.manifest import ProcessedManifest
 from totesys_cli.load import deletions, quarantine
 from totesys_cli.load.apply import bulk_facts, foreign_keys_checked_at_the_end
 from totesys_cli.load.tables import load_table
-from totesys_cli.observe import progress
+from totesys_cli.observe import memory, progress
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import (
     FACTS,
@@ -105,6 +105,7 @@ def load_run(
                 deadline.limit(conn)
                 began = time.perf_counter()
                 rows, changed = load_table(conn, processed, table, files, deadline, replayed)
+                memory.release()
                 result.rows[table], result.changed[table] = rows, changed
                 applied(rows)
                 log.debug(

@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -27,7 +26,7 @@ from totesys_cli.config.settings import Settings, envvar
 from totesys_cli.errors import ConfigError
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake import writers
-from totesys_cli.observe import logs
+from totesys_cli.observe import logs, memory
 from totesys_cli.ops import gc, runs
 from totesys_cli.pipeline import lineage, plan
 from totesys_cli.runtime import HARD_STOP_GRACE, Deadline, hard_stop, run_lock
@@ -257,7 +256,8 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
         with logs.step(step):
             yield
         seconds[step] = time.perf_counter() - started
-        peaks[f"{step}_peak_rss_mb"] = _peak_rss_mb()
+        peaks[f"{step}_peak_rss_mb"] = memory.peak_rss_mb()
+        memory.release()
 
     required, writes = (SOURCE, WAREHOUSE, RAW, PROCESSED), (RAW, PROCESSED, WAREHOUSE)
     with run_step(settings, None, required, writes=writes) as run:
@@ -302,12 +302,6 @@ def run_all(settings: Settings, since: dt.datetime | None = None) -> RunAllResul
             },
         )
     return result
-
-
-def _peak_rss_mb() -> int:
-    """The process's largest resident memory so far, in MB (what an ECS task's memory
-    must hold)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _too_short(

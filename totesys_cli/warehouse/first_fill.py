@@ -12,6 +12,7 @@ from sqlalchemy import Connection, text
 
 from totesys_cli.db.catalog import estimated_rows
 from totesys_cli.db.copy import copy_in, copy_out
+from totesys_cli.observe import memory
 from totesys_cli.schemas import star
 from totesys_cli.schemas.summaries import Summary, of_fact
 from totesys_cli.warehouse.upkeep import CHANGE, sum_whole, summed_columns, timed
@@ -100,8 +101,6 @@ class FirstFill:
 
     def finish(self) -> None:
         """Copy the sums into the summaries, in the fact's transaction."""
-        import pyarrow as pa
-
         started = time.perf_counter()
         if _repeats(self.keys):
             if self.adding:
@@ -109,17 +108,23 @@ class FirstFill:
             sum_whole(self.conn, self.fact)  # several versions of a key: the latest count
             return
         for summary in self.summaries:
-            parts = self.parts[summary.name]
-            if self.adding:
-                if parts:
-                    _add_sums(self.conn, summary, _sum_by(pa.concat_tables(parts), summary))
-                continue
-            self.conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
-            if parts:
-                with _key_built_after(self.conn, summary):
-                    sums = _sum_by(pa.concat_tables(parts), summary)
-                    copy_in(self.conn, summary.fullname, sums)
+            self._sum_into(summary, self.parts.pop(summary.name))
+            memory.release()  # its parts and sums, before the next summary's
         timed(self.fact, started)
+
+    def _sum_into(self, summary: Summary, parts: list) -> None:
+        """The summary's sums from the files' parts: added to its rows when appending,
+        its rows replaced when filling."""
+        import pyarrow as pa
+
+        if self.adding:
+            if parts:
+                _add_sums(self.conn, summary, _sum_by(pa.concat_tables(parts), summary))
+            return
+        self.conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
+        if parts:
+            with _key_built_after(self.conn, summary):
+                copy_in(self.conn, summary.fullname, _sum_by(pa.concat_tables(parts), summary))
 
 
 # an append that brings more than 1/REBUILD_SHARE as many groups as a summary holds
