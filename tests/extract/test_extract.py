@@ -182,16 +182,21 @@ _LATE_WRITES = {
 }
 
 
+def _extracted_once(pg, source_url, tmp_path, indexed: bool):
+    """The source's engine after a first extract with overlap 0 (`indexed`: the source
+    has an index on last_updated, so runs read by it unless the late rule is needed)."""
+    if indexed:
+        index_last_updated(pg, source_url)
+    _extract(source_url, tmp_path, overlap=dt.timedelta(0))
+    return pg.engine(_db(source_url))
+
+
 def _late_commit(pg, source_url, tmp_path, how: str, indexed: bool) -> tuple[int, Lake]:
     """A transaction writes a row with last_updated = now() and stays open across two
     extracts with overlap 0 (a newer row commits and is read meanwhile), then commits:
-    the id it wrote, and the raw zone after a third extract. `indexed`: the source has
-    an index on last_updated, so runs read by it unless the late rule is needed."""
-    if indexed:
-        index_last_updated(pg, source_url)
-    engine = pg.engine(_db(source_url))
+    the id it wrote, and the raw zone after a third extract."""
+    engine = _extracted_once(pg, source_url, tmp_path, indexed)
     no_overlap = {"overlap": dt.timedelta(0)}
-    _extract(source_url, tmp_path, **no_overlap)
     late = engine.connect()
     try:
         if how == "in a savepoint":  # a top-level write, then one in a subtransaction
@@ -263,11 +268,8 @@ def test_a_late_transaction_newer_than_every_one_completed_is_caught(
     the newest one completed: it must count among those in progress all the same. Its
     row is older than a row committed before it wrote (its now() is its start), and it
     is the newest transaction when the second extract takes its snapshot."""
-    if indexed:
-        index_last_updated(pg, source_url)
-    engine = pg.engine(_db(source_url))
+    engine = _extracted_once(pg, source_url, tmp_path, indexed)
     no_overlap = {"overlap": dt.timedelta(0)}
-    _extract(source_url, tmp_path, **no_overlap)
     late = engine.connect()
     try:
         late.execute(text("SELECT 1"))  # its now() is fixed here
