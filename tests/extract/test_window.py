@@ -211,3 +211,16 @@ def test_init_and_status_name_the_tables_read_whole_and_the_index_that_spares_it
                 "sales_order (1,000,000 rows), "
             )
             assert [line.strip() for line in lines if "CREATE INDEX" in line] == [advice]
+
+
+def test_init_and_status_go_on_without_a_source_they_cannot_reach(warehouse_url):
+    """Neither needs the source: one it cannot reach is a WARNING, not a failure."""
+    env = {
+        "TOTESYS_SOURCE_URL": "postgresql://totesys:secret@127.0.0.1:1/totesys",
+        "TOTESYS_WAREHOUSE_URL": warehouse_url,
+    }
+    for command in ("init", "status"):
+        result = invoke(command, env=env)
+        assert result.exit_code == 0, result.output
+        assert "could not read which source tables every run reads whole" in result.output
+        assert "source: read whole" not in result.output

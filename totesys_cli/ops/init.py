@@ -8,7 +8,7 @@ from totesys_cli.config.settings import Settings
 from totesys_cli.config.urls import Database
 from totesys_cli.db import engine, translate_errors
 from totesys_cli.ops.status import source_reads
-from totesys_cli.runtime.endpoints import SOURCE, WAREHOUSE, open_endpoints
+from totesys_cli.runtime.endpoints import WAREHOUSE, open_endpoints
 from totesys_cli.warehouse.shape import create_missing
 
 log = logging.getLogger(__name__)
@@ -17,9 +17,8 @@ log = logging.getLogger(__name__)
 def init(settings: Settings) -> tuple[list[str], dict[str, int | None] | None]:
     """`totesys init`: the warehouse of `settings` initialised, what was created; and,
     when a source is configured, the tables every run will read whole (read-only)."""
-    endpoints = open_endpoints(settings, (WAREHOUSE,), optional=(SOURCE,))
-    created = init_warehouse(endpoints.warehouse)
-    return created, None if endpoints.source is None else source_reads(endpoints.source)
+    created = init_warehouse(open_endpoints(settings, (WAREHOUSE,)).warehouse)
+    return created, source_reads(settings)
 
 
 def init_warehouse(db: Database) -> list[str]:

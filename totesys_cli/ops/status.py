@@ -14,11 +14,12 @@ from sqlalchemy.exc import DBAPIError
 from totesys_cli.config.settings import Settings
 from totesys_cli.config.urls import Database
 from totesys_cli.db import LOCK_NOT_AVAILABLE, engine, reading, sqlstate, translate_errors
+from totesys_cli.errors import TotesysError
 from totesys_cli.extract.window import read_whole
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.ops import deletions, quarantine
-from totesys_cli.runtime.endpoints import ALL, open_endpoints
+from totesys_cli.runtime.endpoints import ALL, SOURCE, open_endpoints
 from totesys_cli.schemas import (
     FACTS,
     LOADED_RUNS,
@@ -92,7 +93,7 @@ def status(settings: Settings) -> Status:
     endpoints = open_endpoints(settings, optional=ALL)
     result = Status()
     if endpoints.source is not None:
-        result.read_whole = source_reads(endpoints.source)
+        result.read_whole = source_reads(settings, endpoints.source)
     raw_seq = transformed_raw = processed_seq = 0
     if endpoints.raw is not None:
         result.raw_url = endpoints.raw.url
@@ -131,10 +132,20 @@ def status(settings: Settings) -> Status:
     return result
 
 
-def source_reads(db: Database) -> dict[str, int | None]:
-    """The source tables every run reads whole (see `extract.source.read_whole`)."""
-    with translate_errors(db), engine(db).connect() as conn:
-        return read_whole(conn)
+def source_reads(settings: Settings, db: Database | None = None) -> dict[str, int | None] | None:
+    """The source tables every run reads whole (see `extract.window.read_whole`), from
+    `db` or the source `settings` configure; None when there is none, or when it cannot
+    be read: a WARNING says why, and the command goes on (neither init nor status needs
+    the source)."""
+    try:
+        db = db or open_endpoints(settings, optional=(SOURCE,)).source
+        if db is None:
+            return None
+        with translate_errors(db), engine(db).connect() as conn:
+            return read_whole(conn)
+    except TotesysError as err:
+        log.warning("could not read which source tables every run reads whole: %s", err.message)
+        return None
 
 
 def _pass(passing: manifests.Pass) -> dict[str, Any]:
