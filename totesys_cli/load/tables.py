@@ -1,13 +1,15 @@
 """One star table of a processed run into the warehouse: straight in, or staged and merged.
 
 A table that is still empty takes the run's rows straight from `COPY` (the bulk of a
-first load: nothing to merge with), and so does a table that holds none of the run's
-keys because they all lie above its largest (a backlog read in key order: appended).
-Otherwise the rows are copied into a temporary staging table and merged (see `apply`).
+first load: nothing to merge with), its indexes built once the rows are in; so does a
+table that holds none of the run's keys because they all lie above its largest (a
+backlog read in key order: appended), its indexes kept. Otherwise the rows are copied
+into a temporary staging table and merged (see `apply`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 
@@ -17,6 +19,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection, exists, func, select, text
 from sqlalchemy.schema import CreateTable, DropTable
 
+from totesys_cli.db import indexes
 from totesys_cli.db.copy import copy_in
 from totesys_cli.lake import Lake
 from totesys_cli.lake.files import read_parquet
@@ -80,25 +83,27 @@ def _straight_in(
     table = files.table
     total = 0
     fill = first_fill.FirstFill(conn, table, above is not None) if star(table).is_fact else None
-    for rows in files:
-        deadline.check(f"loading {table}")
-        if above is not None and (_lowest(rows, table) or 0) <= above:
-            raise _NotStraight(table)
-        if fill is not None:
-            fill.add(rows)
-        if star(table).is_dimension:  # its rows carry the source version they reflect
-            copy_in(conn, table, rows.drop_columns([VERSION]))
-            versions = pa.table(
-                {
-                    "dimension": pa.array([table] * rows.num_rows, pa.string()),
-                    "key": rows.column(star(table).key),
-                    "source_last_updated": rows.column(VERSION),
-                }
-            )
-            copy_in(conn, DIMENSION_VERSIONS.fullname, versions)
-        else:
-            copy_in(conn, table, rows)
-        total += rows.num_rows
+    # an empty table takes its indexes once its rows are in
+    with indexes.built_after(conn, table) if above is None else contextlib.nullcontext():
+        for rows in files:
+            deadline.check(f"loading {table}")
+            if above is not None and (_lowest(rows, table) or 0) <= above:
+                raise _NotStraight(table)
+            if fill is not None:
+                fill.add(rows)
+            if star(table).is_dimension:  # its rows carry the source version they reflect
+                copy_in(conn, table, rows.drop_columns([VERSION]))
+                versions = pa.table(
+                    {
+                        "dimension": pa.array([table] * rows.num_rows, pa.string()),
+                        "key": rows.column(star(table).key),
+                        "source_last_updated": rows.column(VERSION),
+                    }
+                )
+                copy_in(conn, DIMENSION_VERSIONS.fullname, versions)
+            else:
+                copy_in(conn, table, rows)
+            total += rows.num_rows
     if star(table).is_fact and not apply.has_version_index(conn, table):
         version = [star(table).table.c[c] for c in star(table).version_key]
         repeated = select(*version).group_by(*version).having(func.count() > 1).limit(1)

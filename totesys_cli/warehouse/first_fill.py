@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 
 from sqlalchemy import Connection, text
 
+from totesys_cli.db import indexes
 from totesys_cli.db.catalog import estimated_rows
 from totesys_cli.db.copy import copy_in, copy_out
 from totesys_cli.observe import memory
@@ -123,7 +123,7 @@ class FirstFill:
             return
         self.conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
         if parts:
-            with _key_built_after(self.conn, summary):
+            with indexes.built_after(self.conn, summary.fullname):
                 copy_in(self.conn, summary.fullname, _sum_by(pa.concat_tables(parts), summary))
 
 
@@ -158,7 +158,7 @@ def _add_sums(conn: Connection, summary: Summary, sums) -> None:
     )
     held = estimated_rows(conn, [summary.fullname]).get(summary.fullname, 0)
     many = sums.num_rows * REBUILD_SHARE > max(held, 0)
-    with _key_built_after(conn, summary) if many else contextlib.nullcontext():
+    with indexes.built_after(conn, summary.fullname) if many else contextlib.nullcontext():
         conn.execute(
             text(
                 f"INSERT INTO {summary.fullname} ({columns}) "  # nosec B608
@@ -167,31 +167,6 @@ def _add_sums(conn: Connection, summary: Summary, sums) -> None:
             )
         )
     conn.execute(text(f"DROP TABLE {CHANGE}"))
-
-
-@contextlib.contextmanager
-def _key_built_after(conn: Connection, summary: Summary) -> Iterator[None]:
-    """Around filling an empty summary: its primary key dropped, then built once from
-    the rows (several times faster than growing its index row by row). Inside the
-    transaction, so no other session sees it without its key."""
-    name = conn.execute(
-        text(
-            "SELECT conname FROM pg_constraint "
-            "WHERE conrelid = to_regclass(:table) AND contype = 'p'"
-        ),
-        {"table": summary.fullname},
-    ).scalar()
-    quoted = conn.dialect.identifier_preparer.quote
-    if name is not None:
-        conn.execute(text(f"ALTER TABLE {summary.fullname} DROP CONSTRAINT {quoted(name)}"))
-    yield
-    key = quoted(name or f"{summary.name}_pkey")
-    conn.execute(
-        text(
-            f"ALTER TABLE {summary.fullname} ADD CONSTRAINT {key} "
-            f"PRIMARY KEY ({', '.join(summary.keys)})"
-        )
-    )
 
 
 class _Lookup:
