@@ -275,3 +275,34 @@ def test_a_mistyped_command_gets_one_sentence_naming_the_right_one():
     assert result.stderr == (
         "error: No such command 'statu'. Did you mean 'status'? Run 'totesys --help' for usage\n"
     )
+
+
+def _ended(*code: str) -> subprocess.CompletedProcess:
+    """A process that sets up what `code` says, then runs the CLI's entry point, its
+    output buffered as a pipe's is by default."""
+    script = "\n".join(
+        ["import atexit, sys, threading, time", *code, "from totesys_cli.cli import main", "main()"]
+    )
+    buffered = {k: v for k, v in unmeasured().items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=buffered
+    )
+
+
+def test_the_process_ends_as_an_exit_does_without_the_interpreter_teardown():
+    """The entry point skips tearing the interpreter down, not what an exit does: the
+    exit code, the whole of a piped stdout, the exit handlers, a thread still running."""
+    done = _ended(
+        "atexit.register(lambda: print('exit handler ran'))",  # printed, so not yet flushed
+        "sys.argv = ['totesys', 'config', '--warehouse-url', 'postgresql://u@h/w']",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "postgresql://u@h/w" in done.stdout
+    assert done.stdout.endswith("exit handler ran\n")
+    assert _ended("sys.argv = ['totesys', 'no-such-command']").returncode == 2
+    waited = _ended(
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread ended'))).start()",
+        "sys.argv = ['totesys', '--version']",
+    )
+    assert waited.returncode == 0
+    assert waited.stdout.splitlines() == [waited.stdout.splitlines()[0], "thread ended"]
