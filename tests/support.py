@@ -361,3 +361,16 @@ class Pipeline:
                 t: sorted(tuple(r) for r in conn.execute(text(f'SELECT * FROM "{t}"')))
                 for t in STAR_TABLES
             }
+
+
+def committed_keys(zone, kind) -> set[str]:
+    """Every manifest of the zone and every file a manifest names, read from all of
+    them (the whole-lake answer gc's passes must agree with)."""
+    from totesys_cli.lake import manifest as manifests
+    from totesys_cli.lake.zone import IDENTITY_KEY
+
+    keep = {manifests.LATEST_HINT, IDENTITY_KEY}
+    for _, key in manifests.manifests_after(zone, 0):
+        keep.add(key)
+        keep.update(manifests.read(zone, key, kind).keys())
+    return keep

@@ -3,14 +3,16 @@ so does what totesys did not write."""
 
 from __future__ import annotations
 
+import json
 import signal
 
 import boto3
 
-from tests.support import Pipeline, run_here, totesys
+from tests.support import Pipeline, committed_keys, run_here, totesys
+from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake import open_lake
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
-from totesys_cli.ops.gc import committed_keys
+from totesys_cli.ops import gc
 
 
 def _keys(bucket: str) -> set[str]:
@@ -48,6 +50,51 @@ def test_lake_gc_on_s3_deletes_only_what_no_manifest_names(
     assert summary.startswith("deleted 11 uncommitted files")
     assert files[0].split() == ["file", "bytes", "age"] and len(files) == 12
     assert all(f.startswith("s3://lake/prod/") and f.endswith(" h") for f in files[1:])
-    assert _keys("lake") == before - orphans
+    passes = {f"prod/{zone}/{gc.LAST}" for zone in ("raw", "processed")}
+    assert _keys("lake") == (before - orphans) | passes
     assert run_here("run-all", env=env).returncode == 0
     assert run_here("verify", env=env).returncode == 0
+
+
+def _listed(ran) -> dict[str, int]:
+    """Objects each zone's pass looked at, from its JSON log line."""
+    lines = [json.loads(line) for line in ran.stderr.splitlines() if line.startswith("{")]
+    return {line["message"].rsplit("/", 1)[1]: line["listed"] for line in lines if "listed" in line}
+
+
+def test_a_pass_lists_only_the_days_since_the_last_one(pipeline):
+    """After a first pass over the whole lake, a pass looks only where a run can have
+    left files since (its own day's partitions, the manifests since, the announcements):
+    its listing does not grow with the lake's history. A file planted in a day long
+    past is left to `--whole`; an orphan a killed run leaves today is found."""
+    assert pipeline.here("run-all").returncode == 0
+    gc_json = ("--log-format", "json", "lake", "gc", "--grace-hours", "0")
+    first = pipeline.here(*gc_json)
+    assert first.returncode == 0, first.stderr
+    old = pipeline.lake / "raw/sales_order/extracted_date=2020-01-01/0000000001-x-0000.parquet"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"a file copied in by hand")
+    for _ in range(3):
+        pipeline.activity()
+        assert pipeline.here("run-all").returncode == 0
+    again = pipeline.here(*gc_json)
+    assert again.returncode == 0 and old.exists()
+    # three more runs, each a manifest and a few files per zone: the pass lists those,
+    # not the first run's or the day planted
+    assert _listed(again)["raw"] < _listed(first)["raw"] + 3 * 14
+    killed = pipeline.cli("extract", TOTESYS_KILL_AT="extract.before_manifest")
+    assert killed.returncode == -signal.SIGKILL
+    orphans = [
+        p
+        for p in (pipeline.lake / "raw").rglob("*.parquet")
+        if p.name.startswith(f"{manifests.latest_seq(pipeline.raw) + 1:010d}-")
+    ]
+    assert orphans
+    found = pipeline.here(*gc_json)
+    assert found.returncode == 0 and not any(p.exists() for p in orphans)
+    assert old.exists()
+    whole = pipeline.here("lake", "gc", "--grace-hours", "0", "--whole")
+    assert whole.returncode == 0 and not old.exists()
+    assert whole.stdout.splitlines()[-1].startswith("deleted 1 uncommitted file")
+    assert pipeline.here("run-all").returncode == 0
+    assert pipeline.here("verify").returncode == 0

@@ -13,13 +13,12 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.support import TOTESYS, Pipeline, Ran, started
+from tests.support import TOTESYS, Pipeline, Ran, committed_keys, started
 from totesys_cli.demo.activity import simulate_activity
 from totesys_cli.faults import POINTS
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
-from totesys_cli.ops.gc import committed_keys
 from totesys_cli.runtime import LOCK_KEY
 from totesys_cli.schemas import FACTS, star
 from totesys_cli.schemas.arrow import warehouse_schema

@@ -7,6 +7,7 @@ each test checks); the tests that move it to another lake build their own.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -278,7 +279,8 @@ def test_only_extract_and_run_all_create_a_zone(loaded, tmp_path):
 
 
 def test_gc_without_a_warehouse_keeps_what_a_live_run_could_still_commit(loaded):
-    orphan = loaded.lake / "raw/sales_order/extracted_date=2026-01-01/0000000099-x-0000.parquet"
+    today = dt.datetime.now(dt.UTC).date().isoformat()  # a run writes into its own day
+    orphan = loaded.lake / f"raw/sales_order/extracted_date={today}/0000000099-x-0000.parquet"
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"left by a run that is still writing")
     try:

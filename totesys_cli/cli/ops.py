@@ -126,14 +126,20 @@ def lake() -> None:
     help="Keep uncommitted files younger than this (a run may still be writing).",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-def gc(grace_hours: float, dry_run: bool, **given) -> None:
+@click.option(
+    "--whole",
+    is_flag=True,
+    help="Look through every file of both zones, not only the days since the last pass "
+    "(after files were copied into the lake by hand).",
+)
+def gc(grace_hours: float, dry_run: bool, whole: bool, **given) -> None:
     """Delete files that no committed manifest names, once older than the grace period."""
     import datetime as dt
 
     from totesys_cli import pipeline
 
     grace = dt.timedelta(hours=grace_hours)
-    result = pipeline.lake_gc(options.settings_from(given), grace, dry_run)
+    result = pipeline.lake_gc(options.settings_from(given), grace, dry_run, whole)
     render.collected(result, dry_run, grace_hours)
 
 

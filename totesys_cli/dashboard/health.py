@@ -3,16 +3,15 @@
 The run history comes from `totesys_meta.runs` (what `totesys runs` lists), open
 quarantine entries from `totesys_meta.quarantine`; with the lake given, the freshness of
 each source table, the backlog (runs not yet transformed or loaded) and the size of each
-zone come from the lake's manifests and listings, as `totesys status` reads them.
+zone come from the newest manifests, as `totesys status` reads them: nothing lists the
+lake, so a view costs the same in its first week and after a year.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -21,14 +20,13 @@ from totesys_cli.dashboard import document
 from totesys_cli.dashboard.charts import layout
 from totesys_cli.dashboard.page import Card, Chart, Section, age, count
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
+from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
 from totesys_cli.ops import quarantine
 from totesys_cli.ops import runs as history
 from totesys_cli.schemas import LOADED_RUNS, META_SCHEMA
 
 RUNS_SHOWN = 50  # runs in the charts and the table
 QUARANTINE_SHOWN = 20
-SIZES_SECONDS = 300.0  # a zone's size is listed at most this often
 STEPS = ("extract", "transform", "load")
 OUTCOME_COLOURS = {
     "succeeded": "#2ca02c",
@@ -44,8 +42,8 @@ STEP_COLOURS = {"extract": "#1f77b4", "transform": "#ff7f0e", "load": "#2ca02c"}
 class Zone:
     name: str  # raw or processed
     url: str
-    objects: int
-    bytes: int
+    objects: int | None  # None: not counted yet
+    bytes: int | None
 
 
 @dataclass(frozen=True)
@@ -81,26 +79,13 @@ class PipelinePage:
 # ---------------------------------------------------------------- reading
 
 
-@dataclass
-class _Sizes:
-    """Zone sizes, listed at most every SIZES_SECONDS: listing a big lake is slow."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    taken: dict[str, tuple[float, Zone]] = field(default_factory=dict)
-
-    def of(self, name: str, zone: Any) -> Zone:
-        with self.lock:
-            hit = self.taken.get(zone.url)
-            if hit and time.monotonic() - hit[0] < SIZES_SECONDS:
-                return hit[1]
-        found = zone.list("")
-        measured = Zone(name, zone.url, len(found), sum(o.size for o in found))
-        with self.lock:
-            self.taken[zone.url] = (time.monotonic(), measured)
-        return measured
-
-
-SIZES = _Sizes()
+def _held(name: str, zone: Any, newest: Manifest | None) -> Zone:
+    """A zone's size as its newest run counted it (see `manifest.Held`): never a
+    listing, which grows with the lake; None before a run of this release counted it."""
+    if newest is None:
+        return Zone(name, zone.url, 0, 0)
+    held = manifests.held_with(newest)
+    return Zone(name, zone.url, held.files if held else None, held.bytes if held else None)
 
 
 def _loaded_seq(conn: Connection) -> int:
@@ -117,11 +102,8 @@ def _lake(conn: Connection, endpoints: Any) -> Lake | None:
         manifests.latest(endpoints.processed, ProcessedManifest) if endpoints.processed else None
     )
     tables = {t: (s.watermark, s.snapshot) for t, s in (raw.state if raw else {}).items()}
-    zones = [
-        SIZES.of(name, zone)
-        for name, zone in (("raw", endpoints.raw), ("processed", endpoints.processed))
-        if zone is not None
-    ]
+    newest = (("raw", endpoints.raw, raw), ("processed", endpoints.processed, processed))
+    zones = [_held(name, zone, last) for name, zone, last in newest if zone is not None]
     return Lake(
         tables=tables,
         not_transformed=max(0, (raw.seq if raw else 0) - (processed.raw_seq if processed else 0)),
@@ -147,8 +129,8 @@ def _ago(when: dt.datetime, now: dt.datetime) -> str:
     return f"{age((now - when).total_seconds())} ago"
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1e6:,.1f} MB"
+def _megabytes(size: int | None) -> str:
+    return "not counted yet" if size is None else f"{size / 1e6:,.1f} MB"
 
 
 def _cards(facts: Facts, now: dt.datetime) -> list[Card]:
@@ -305,7 +287,8 @@ def _zones_table(lake: Lake | None) -> str:
     if lake is None:
         return ""
     rows = [
-        f"<tr>{_cell(z.name)}{_cell(z.url)}{_cell(f'{z.objects:,}', True)}"
+        f"<tr>{_cell(z.name)}{_cell(z.url)}"
+        f"{_cell('-' if z.objects is None else f'{z.objects:,}', True)}"
         f"{_cell(_megabytes(z.bytes), True)}</tr>"
         for z in lake.zones
     ]

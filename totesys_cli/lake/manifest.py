@@ -34,6 +34,25 @@ MANIFESTS = "_manifests"
 LATEST_HINT = f"{MANIFESTS}/_latest"
 
 
+@dataclass(frozen=True)
+class Held:
+    """What a zone holds: the objects its runs committed and their bytes, counted as
+    runs commit, so that nothing need list the zone to size it. A manifest counts the
+    runs before it (their files and manifests) and its own data files; its own size is
+    known once written, and added by the next run (and by `held_with`). A zone written by
+    a release that did not count is listed once, by the first run that counts."""
+
+    files: int
+    bytes: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"files": self.files, "bytes": self.bytes}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Held | None:
+        return cls(int(data["files"]), int(data["bytes"])) if data else None
+
+
 @dataclass
 class Manifest:
     """What every manifest has: its number, its run and its tables' files."""
@@ -45,14 +64,20 @@ class Manifest:
     run_id: str
     tables: dict[str, TableFiles]
     quarantine: TableFiles = field(default_factory=TableFiles)  # the versions set aside
+    held: Held | None = None  # see Held (None: written by a release that did not count)
+    size: int = field(default=0, compare=False)  # the manifest's own bytes, once written
 
     def files(self, table: str) -> list[str]:
         entry = self.tables.get(table)
         return entry.keys if entry else []
 
+    def entries(self) -> list[TableFiles]:
+        """Every group of data files the run committed."""
+        return [*self.tables.values(), self.quarantine]
+
     def keys(self) -> list[str]:
         """Every data file the run committed."""
-        return [k for t in (*self.tables.values(), self.quarantine) for k in t.keys]
+        return [k for t in self.entries() for k in t.keys]
 
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -78,8 +103,8 @@ class RawManifest(Manifest):
     deleted: TableFiles = field(default_factory=TableFiles)  # tombstones: keys found gone
     census: Census | None = None  # the newest comparison of keys (None: none yet)
 
-    def keys(self) -> list[str]:
-        return [*super().keys(), *self.deleted.keys]
+    def entries(self) -> list[TableFiles]:
+        return [*super().entries(), self.deleted]
 
     def passing(self) -> list[str]:
         """The tables a pass over their keys goes on in."""
@@ -107,6 +132,7 @@ class RawManifest(Manifest):
             "deleted": self.deleted.to_json(bounded=False),
             "census": self.census.to_json() if self.census else None,
             "state": {name: s.to_json() for name, s in self.state.items()},
+            "held": self.held.to_json() if self.held else None,
         }
 
     @classmethod
@@ -123,6 +149,7 @@ class RawManifest(Manifest):
             deleted=_files(data, "deleted"),
             census=Census.from_json(data.get("census")),
             state={n: TableState.from_json(s) for n, s in data["state"].items()},
+            held=Held.from_json(data.get("held")),
         )
 
 
@@ -148,9 +175,8 @@ class ProcessedManifest(Manifest):
     raw_run_id: str | None = None  # the run id of raw run raw_seq (older runs: unknown)
     deleted: TableFiles = field(default_factory=TableFiles)  # tombstones for the star tables
 
-    def keys(self) -> list[str]:
-        waiting = (k for t in self.waiting.values() for k in t.keys)
-        return [*super().keys(), *waiting, *self.deleted.keys]
+    def entries(self) -> list[TableFiles]:
+        return [*super().entries(), *self.waiting.values(), self.deleted]
 
     @property
     def min_last_updated(self) -> dt.datetime | None:
@@ -178,6 +204,7 @@ class ProcessedManifest(Manifest):
             "raw_url": self.raw_url,
             "raw_run_id": self.raw_run_id,
             "state": {"raw_seq": self.raw_seq, **self.state},
+            "held": self.held.to_json() if self.held else None,
         }
 
     @classmethod
@@ -199,6 +226,7 @@ class ProcessedManifest(Manifest):
             raw_url=data.get("raw_url"),
             raw_run_id=data.get("raw_run_id"),
             deleted=_files(data, "deleted"),
+            held=Held.from_json(data.get("held")),
         )
 
 
@@ -258,8 +286,9 @@ def read(zone: Lake, key: str, kind: type[M]) -> M:
 
 def _parse(zone: Lake, key: str, kind: type[M]) -> M:
     where = f"the manifest {zone.url}/{key}"
+    body = zone.get(key)
     try:
-        data = json.loads(zone.get(key))
+        data = json.loads(body)
     except ValueError:
         raise RuntimeFailure(f"{where} is not valid JSON", "The lake was changed by hand") from None
     if not isinstance(data, dict):
@@ -285,12 +314,17 @@ def _parse(zone: Lake, key: str, kind: type[M]) -> M:
             "Upgrade totesys",
         )
     try:
-        return kind.from_json(data)
+        return _sized(kind.from_json(data), body)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise RuntimeFailure(
             f"{where} is not a well-formed {kind.KIND} manifest ({type(err).__name__}: {err})",
             "The lake was changed by hand",
         ) from None
+
+
+def _sized(manifest: M, body: bytes) -> M:
+    manifest.size = len(body)
+    return manifest
 
 
 def manifests_after(zone: Lake, seq: int) -> list[tuple[int, str]]:
@@ -327,14 +361,40 @@ def latest(zone: Lake, kind: type[M]) -> M | None:
     return read(zone, manifest_key(seq), kind) if seq else None
 
 
+def held_with(manifest: Manifest) -> Held | None:
+    """What the zone held once this run committed, its manifest included."""
+    held = manifest.held
+    return None if held is None else Held(held.files + 1, held.bytes + manifest.size)
+
+
+def _held(zone: Lake, manifest: Manifest) -> Held:
+    """What the zone holds with this run's data files: what it held once the previous
+    run committed, or, after a release that did not count, every object listed once."""
+    before = Held(0, 0)
+    if manifest.seq > 1:
+        previous = None
+        with contextlib.suppress(RuntimeFailure):
+            previous = held_with(read(zone, manifest_key(manifest.seq - 1), type(manifest)))
+        if previous is None:  # listed after the run wrote its files: they count below
+            own = set(manifest.keys())
+            listed = [item for item in zone.list("") if item.key not in own]
+            previous = Held(len(listed), sum(item.size for item in listed))
+        before = previous
+    files = [f for entry in manifest.entries() for f in entry.files]
+    return Held(before.files + len(files), before.bytes + sum(f.bytes for f in files))
+
+
 def commit(zone: Lake, manifest: Manifest, written: list[str], step: str) -> None:
     """Commit a run's manifest; a run that lost the race for its number removes its files
     (nothing would ever read them) and fails cleanly."""
+    manifest.held = _held(zone, manifest)
     seq, body = manifest.seq, encode(manifest)
+    manifest.size = len(body)
     if zone.put_new(manifest_key(seq), body):
         kept = _run.get()
         if kept is not None:  # as a reader would find it: through its JSON
-            kept[(zone.url, manifest_key(seq))] = type(manifest).from_json(json.loads(body))
+            found = type(manifest).from_json(json.loads(body))
+            kept[(zone.url, manifest_key(seq))] = _sized(found, body)
         try:
             zone.put(LATEST_HINT, str(seq).encode())
         except Exception as err:  # readers list past a stale hint

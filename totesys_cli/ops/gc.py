@@ -7,14 +7,23 @@ file newer than the announcement of a run writing without the warehouse lock (se
 `lake.writers`). Only what totesys writes is considered: a zone's table folders and its
 `_manifests/`, `_quarantine/`, `_waiting/` and tombstones, so whatever else shares the
 bucket (Athena's query results beside the processed zone) is left alone.
+
+A run writes only into the partition of the day it runs, so orphans can appear only
+in the days since the last pass: a pass records its cutoff in `_gc/last.json`, and the
+next one lists only the partitions from the day before that cutoff on, the manifests
+committed since and the announcements. What a pass costs is the days since the last
+one, never the age of the lake. The first pass (or `--whole`) lists the whole zone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass, field
 
+from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake import Lake, StoredObject, writers
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import QUARANTINE, TOMBSTONES, WAITING
@@ -28,6 +37,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class GcResult:
     deleted: dict[str, list[StoredObject]] = field(default_factory=dict)  # zone -> files
+    listed: dict[str, int] = field(default_factory=dict)  # zone -> objects looked at
     kept_young: int = 0
     bytes: int = 0
 
@@ -36,13 +46,25 @@ class GcResult:
         return sum(len(keys) for keys in self.deleted.values())
 
 
-def committed_keys(zone: Lake, kind: type[Manifest]) -> set[str]:
-    """Every manifest and every file a manifest names."""
-    keep = {manifests.LATEST_HINT, IDENTITY_KEY}
-    for _, key in manifests.manifests_after(zone, 0):
-        keep.add(key)
-        keep.update(manifests.read(zone, key, kind).keys())
-    return keep
+LAST = "_gc/last.json"  # the last pass's cutoff and the newest run it found committed
+# partitions listed before the last pass's cutoff: a run started the day before may
+# still write, and a source's clock (the raw zone's day) may differ from this one
+MARGIN = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    cutoff: dt.datetime
+    seq: int
+
+
+def _last_pass(zone: Lake) -> _Pass | None:
+    """The zone's last pass (None: none recorded, or unreadable: a whole pass)."""
+    try:
+        data = json.loads(zone.get(LAST))
+        return _Pass(dt.datetime.fromisoformat(data["cutoff"]), int(data["seq"]))
+    except (RuntimeFailure, ValueError, KeyError, TypeError):
+        return None
 
 
 def _folders(kind: type[Manifest]) -> set[str]:
@@ -52,7 +74,52 @@ def _folders(kind: type[Manifest]) -> set[str]:
     return {*tables, manifests.MANIFESTS, QUARANTINE, WAITING, tombstones, writers.WRITERS}
 
 
-def collect(raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = False) -> GcResult:
+def _partitions(kind: type[Manifest], day: dt.date) -> list[str]:
+    """Every folder a run of that day writes its data files in."""
+    raw = kind is RawManifest
+    partition = f"{'extracted' if raw else 'processed'}_date={day.isoformat()}/"
+    tables = SOURCE_TABLES if raw else STAR_TABLES
+    waiting = [] if raw else [f"{WAITING}/{t}" for t in STAR_TABLES]
+    tombstones = TOMBSTONES["raw" if raw else "processed"]
+    return [f"{folder}/{partition}" for folder in (*tables, QUARANTINE, tombstones, *waiting)]
+
+
+def _listed(zone: Lake, kind: type[Manifest], last: _Pass | None) -> list[StoredObject]:
+    """What may have been orphaned since the last pass (everything, without one)."""
+    if last is None:
+        return zone.list("")
+    found = zone.list(f"{manifests.MANIFESTS}/", start_after=manifests.manifest_key(last.seq))
+    found += zone.list(f"{writers.WRITERS}/")
+    day, today = (last.cutoff - MARGIN).date(), dt.datetime.now(dt.UTC).date()
+    while day <= today:
+        for prefix in _partitions(kind, day):
+            found += zone.list(prefix)
+        day += dt.timedelta(days=1)
+    return found
+
+
+def _committed(zone: Lake, kind: type[Manifest], found: list[StoredObject]) -> set[str]:
+    """Of these objects, the committed ones: the manifests, and every file that the
+    manifest of the run its name gives (`<table>/<day>/<run>-<run id>-<n>...`) names."""
+    keep = {manifests.LATEST_HINT, IDENTITY_KEY}
+    runs = set()
+    for item in found:
+        name = item.key.rsplit("/", 1)[-1]
+        if item.key.startswith(f"{manifests.MANIFESTS}/"):
+            if name.endswith(".json") and name[:-5].isdigit():
+                keep.add(item.key)
+        elif (run := name.split("-", 1)[0]).isdigit():
+            runs.add(int(run))
+    latest = manifests.latest_seq(zone)
+    for seq in sorted(r for r in runs if r <= latest):
+        with contextlib.suppress(RuntimeFailure):  # no manifest: the run never committed
+            keep.update(manifests.read(zone, manifests.manifest_key(seq), kind).keys())
+    return keep
+
+
+def collect(
+    raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = False, whole: bool = False
+) -> GcResult:
     result = GcResult()
     for zone, kind in ((raw, RawManifest), (processed, ProcessedManifest)):
         cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - grace
@@ -68,10 +135,13 @@ def collect(raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = Fal
                 zone.url,
                 cutoff.isoformat(sep=" ", timespec="seconds"),
             )
-        keep = committed_keys(zone, kind)
+        newest = manifests.latest_seq(zone)  # before listing: what commits later is newer
+        last = None if whole else _last_pass(zone)
+        found = _listed(zone, kind, last)
+        keep = _committed(zone, kind, found)
         ours = _folders(kind)
         orphans = []
-        for item in zone.list(""):
+        for item in found:
             if item.key in keep or item.key.split("/", 1)[0] not in ours:
                 continue
             if item.modified > cutoff:
@@ -81,14 +151,23 @@ def collect(raw: Lake, processed: Lake, grace: dt.timedelta, dry_run: bool = Fal
             result.bytes += item.size
         if orphans and not dry_run:
             zone.delete([item.key for item in orphans])
+        if not dry_run:
+            done = {"cutoff": cutoff.isoformat(sep=" "), "seq": newest}
+            zone.put(LAST, json.dumps(done).encode())
         result.deleted[zone.url] = orphans
+        result.listed[zone.url] = len(found)
         log.info(
             "%s %d uncommitted %s in %s",
             "found" if dry_run else "deleted",
             len(orphans),
             "file" if len(orphans) == 1 else "files",
             zone.url,
-            extra={"files": len(orphans), "bytes": sum(item.size for item in orphans)},
+            extra={
+                "files": len(orphans),
+                "bytes": sum(item.size for item in orphans),
+                "listed": len(found),
+                "since": None if last is None else (last.cutoff - MARGIN).date().isoformat(),
+            },
         )
         for item in orphans:
             log.debug("%s %s/%s", "would delete" if dry_run else "deleted", zone.url, item.key)

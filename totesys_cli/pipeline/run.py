@@ -202,7 +202,9 @@ def rebuild(settings: Settings, allow_empty: bool = False) -> load_stage.LoadRes
         return result
 
 
-def lake_gc(settings: Settings, grace: dt.timedelta, dry_run: bool) -> gc.GcResult:
+def lake_gc(
+    settings: Settings, grace: dt.timedelta, dry_run: bool, whole: bool = False
+) -> gc.GcResult:
     longest = dt.timedelta(seconds=settings.max_runtime + HARD_STOP_GRACE)
     locked = settings.url(WAREHOUSE) is not None or settings.secret(WAREHOUSE) is not None
     if not locked and grace < longest:
@@ -214,7 +216,7 @@ def lake_gc(settings: Settings, grace: dt.timedelta, dry_run: bool) -> gc.GcResu
             step="gc",
         )
     with run_step(settings, "gc", (RAW, PROCESSED), what="lake gc") as run:
-        result = gc.collect(run.ends.raw, run.ends.processed, grace, dry_run)
+        result = gc.collect(run.ends.raw, run.ends.processed, grace, dry_run, whole)
         run.record.step("gc", {url: len(files) for url, files in result.deleted.items()}, 0.0, [])
         return result
 
