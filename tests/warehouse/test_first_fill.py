@@ -6,8 +6,13 @@ from __future__ import annotations
 import random
 
 import pyarrow as pa
+from sqlalchemy import create_engine, text
 
+from tests.support import run_here
+from totesys_cli.schemas import SUMMARIES
+from totesys_cli.warehouse import first_fill
 from totesys_cli.warehouse.first_fill import _Lookup, _repeats
+from totesys_cli.warehouse.upkeep import summed_columns
 
 
 def _dimension(keys: list[int]) -> pa.Table:
@@ -28,10 +33,10 @@ def test_each_row_finds_its_dimension_row_as_a_left_join_would():
         chance.choice(held) if chance.random() < 0.8 else chance.randrange(10**9)
         for _ in range(20_000)
     ]
-    rows = pa.Table.from_batches(
+    rows = pa.Table.from_batches(  # `n` numbers the rows across the chunks: a sort's key
         [
-            pa.record_batch({"transaction_id": pa.array(part, pa.int32()), "n": range(len(part))})
-            for part in (wanted[:7_000], wanted[7_000:])
+            pa.record_batch({"transaction_id": pa.array(wanted[a:b], pa.int32()), "n": range(a, b)})
+            for a, b in ((0, 7_000), (7_000, len(wanted)))
         ]
     )
     dimension = _dimension(held)
@@ -51,3 +56,38 @@ def test_a_key_given_twice_is_found_across_files():
     assert not _repeats(files)
     assert _repeats([*files, pa.chunked_array([[8]])])
     assert not _repeats([])
+
+
+def test_sums_beyond_what_is_held_are_added_up_by_the_database(warehouse_url, monkeypatch):
+    """Parts of partial sums, some past HELD_ROWS (moved to the database) and some left
+    in memory at the end: every group's sums, once, as adding them up in Python gives."""
+    monkeypatch.setattr(first_fill, "HELD_ROWS", 25)
+    assert run_here("init", "--warehouse-url", warehouse_url).returncode == 0
+    summary = next(s for s in SUMMARIES if s.name == "sales_by_design")
+    names = [*summary.keys, *summed_columns(summary)]
+    chance = random.Random(3)
+    parts = [
+        pa.table({n: pa.array([chance.randrange(1, 6) for _ in range(size)]) for n in names})
+        for size in (10, 30, 5, 12, 3)  # moved to the database after the second: 20 left
+    ]
+    expected: dict[tuple, list[int]] = {}
+    for part in parts:
+        for row in part.to_pylist():
+            sums = expected.setdefault(tuple(row[k] for k in summary.keys), [0] * (len(names)))
+            for i, n in enumerate(names[len(summary.keys) :]):
+                sums[i] += row[n]
+    engine = create_engine(warehouse_url.replace("postgresql://", "postgresql+pg8000://"))
+    with engine.connect() as conn:
+        sums = first_fill._Sums(conn, summary)
+        for part in parts:
+            sums.add(part)
+        assert sums.spilled and sums.rows == 20
+        conn.execute(text(f"DELETE FROM {summary.fullname}"))
+        sums.into(summary.fullname)
+        got = conn.execute(text(f"SELECT {', '.join(names)} FROM {summary.fullname}")).all()
+        conn.rollback()
+    width = len(summary.keys)
+    assert {tuple(r[:width]): [int(v) for v in r[width:]] for r in got} == {
+        k: v[: len(names) - width] for k, v in expected.items()
+    }
+    assert len(got) == len(expected)

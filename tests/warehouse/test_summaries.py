@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import text
 
 from tests.support import Pipeline
 from totesys_cli.load import tables
 from totesys_cli.schemas import SOURCE_TABLES, SUMMARIES
-from totesys_cli.warehouse import upkeep
+from totesys_cli.warehouse import first_fill, upkeep
 
 
 def _drift(pipeline: Pipeline) -> dict[str, int]:
@@ -26,9 +27,13 @@ def _rows(pipeline: Pipeline) -> dict[str, int]:
         }
 
 
+@pytest.mark.parametrize("held_rows", [first_fill.HELD_ROWS, 40])
 def test_summaries_follow_first_loads_amendments_reloads_and_rebuilds(
-    source_url, warehouse_url, tmp_path
+    source_url, warehouse_url, tmp_path, monkeypatch, held_rows
 ):
+    """(With 40 rows held, a first fill's partial sums go to the database file by file
+    and are added up there.)"""
+    monkeypatch.setattr(first_fill, "HELD_ROWS", held_rows)
     pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
     pipeline.run()  # the facts start empty: summed whole
     assert all(_rows(pipeline).values())
@@ -84,12 +89,14 @@ def test_a_first_load_with_several_versions_of_a_key_counts_the_latest(
     assert all(_rows(pipeline).values())
 
 
+@pytest.mark.parametrize("held_rows", [first_fill.HELD_ROWS, 40])
 def test_a_backlog_read_in_key_order_is_appended_and_an_amendment_is_merged(
-    source_url, warehouse_url, tmp_path, monkeypatch
+    source_url, warehouse_url, tmp_path, monkeypatch, held_rows
 ):
     """Runs of a pass through sales_order bring keys above every key the fact holds:
     they go straight in (no staging, no merge) and the summaries take their sums. A run
     that brings new versions of older orders is merged, and the summaries follow it."""
+    monkeypatch.setattr(first_fill, "HELD_ROWS", held_rows)
     merged: list[str] = []
     staged = tables._staged
 

@@ -38,14 +38,14 @@ class FirstFill:
         self.adding = adding
         self.summaries = of_fact(fact)
         self.keys: list = []
-        self.parts: dict[str, list] = {s.name: [] for s in self.summaries}
+        self.sums = {s.name: _Sums(conn, s) for s in self.summaries}
         self.lookups: dict[tuple[str, str], object] = {}
 
     def add(self, rows) -> None:
         """Sum one file's rows (an Arrow table of the fact's columns)."""
         self.keys.append(rows.column(star(self.fact).key))
         for summary in self.summaries:
-            self.parts[summary.name].append(self._summed(summary, self._joined(summary, rows)))
+            self.sums[summary.name].add(self._summed(summary, self._joined(summary, rows)))
 
     def _joined(self, summary: Summary, rows):
         """The rows with the joined dimension's columns: the whole dimension read once
@@ -76,14 +76,18 @@ class FirstFill:
         query = f"COPY (SELECT {', '.join(names)} FROM {dimension}{where}) TO STDOUT (FORMAT csv)"  # nosec B608
         types = {key: pa.int32(), **{n: pa.string() for n in names[1:]}}
         chunks = [
-            pcsv.read_csv(
-                pa.py_buffer(bytes(chunk)),
-                read_options=pcsv.ReadOptions(column_names=names),
-                convert_options=pcsv.ConvertOptions(column_types=types),
+            _labels_encoded(
+                pcsv.read_csv(
+                    pa.py_buffer(chunk),
+                    read_options=pcsv.ReadOptions(column_names=names),
+                    convert_options=pcsv.ConvertOptions(column_types=types),
+                )
             )
             for chunk in copy_out(self.conn, query, 1_000_000)
         ]
-        return pa.concat_tables(chunks) if chunks else pa.table({n: [] for n in names}, types)
+        if not chunks:
+            return pa.table({n: [] for n in names}, types)
+        return pa.concat_tables(chunks).unify_dictionaries().combine_chunks()
 
     @staticmethod
     def _summed(summary: Summary, rows):
@@ -108,23 +112,87 @@ class FirstFill:
             sum_whole(self.conn, self.fact)  # several versions of a key: the latest count
             return
         for summary in self.summaries:
-            self._sum_into(summary, self.parts.pop(summary.name))
+            self._sum_into(summary, self.sums.pop(summary.name))
             memory.release()  # its parts and sums, before the next summary's
         timed(self.fact, started)
 
-    def _sum_into(self, summary: Summary, parts: list) -> None:
+    def _sum_into(self, summary: Summary, sums: _Sums) -> None:
         """The summary's sums from the files' parts: added to its rows when appending,
         its rows replaced when filling."""
-        import pyarrow as pa
-
         if self.adding:
-            if parts:
-                _add_sums(self.conn, summary, _sum_by(pa.concat_tables(parts), summary))
+            if sums:
+                _add_sums(self.conn, summary, sums)
             return
         self.conn.execute(text(f"DELETE FROM {summary.fullname}"))  # nosec B608
-        if parts:
+        if sums:
             with indexes.built_after(self.conn, summary.fullname):
-                copy_in(self.conn, summary.fullname, _sum_by(pa.concat_tables(parts), summary))
+                sums.into(summary.fullname)
+
+
+# rows of partial sums a summary holds in memory; beyond them they go to a temporary
+# table and the database adds them up (a summary with about a group per fact row, such
+# as purchases by item, would otherwise hold the whole summary)
+HELD_ROWS = 262_144
+
+
+class _Sums:
+    """One summary's partial sums, file by file: held in memory up to HELD_ROWS rows,
+    then summed and moved to a temporary table, so that what a fill holds is bounded
+    by that, never by the fact's size."""
+
+    def __init__(self, conn: Connection, summary: Summary):
+        self.conn, self.summary = conn, summary
+        self.parts: list = []
+        self.rows = 0
+        self.spilled = False
+        self.name = f"{summary.name}_sums"
+
+    def __bool__(self) -> bool:
+        return self.spilled or self.rows > 0
+
+    def add(self, part) -> None:
+        self.parts.append(part)
+        self.rows += part.num_rows
+        if self.rows > HELD_ROWS:
+            self._spill()
+
+    def _summed(self):
+        import pyarrow as pa
+
+        return _sum_by(pa.concat_tables(self.parts), self.summary)
+
+    def _spill(self) -> None:
+        if not self.spilled:
+            columns = ", ".join([*self.summary.keys, *summed_columns(self.summary)])
+            self.conn.execute(
+                text(
+                    f"CREATE TEMPORARY TABLE {self.name} ON COMMIT DROP AS "  # nosec B608
+                    f"SELECT {columns} FROM {self.summary.fullname} WITH NO DATA"
+                )
+            )
+            self.spilled = True
+        copy_in(self.conn, self.name, self._summed())
+        self.parts, self.rows = [], 0
+        memory.release()
+
+    def into(self, table: str) -> None:
+        """Write the sums, grouped by the summary's keys, into an empty `table` shaped
+        like the summary."""
+        if not self.spilled:
+            copy_in(self.conn, table, self._summed())
+            return
+        if self.parts:
+            self._spill()
+        keys = ", ".join(self.summary.keys)
+        summed = list(summed_columns(self.summary))
+        self.conn.execute(
+            text(
+                f"INSERT INTO {table} ({keys}, {', '.join(summed)}) "  # nosec B608
+                f"SELECT {keys}, {', '.join(f'sum({c})' for c in summed)} "
+                f"FROM {self.name} GROUP BY {keys}"
+            )
+        )
+        self.conn.execute(text(f"DROP TABLE {self.name}"))
 
 
 # an append that brings more than 1/REBUILD_SHARE as many groups as a summary holds
@@ -132,7 +200,7 @@ class FirstFill:
 REBUILD_SHARE = 4
 
 
-def _add_sums(conn: Connection, summary: Summary, sums) -> None:
+def _add_sums(conn: Connection, summary: Summary, sums: _Sums) -> None:
     """Add sums already grouped by the summary's keys to the summary: the groups it
     holds are updated, the others inserted (two set-based statements: an append brings
     mostly new groups, which an INSERT ... ON CONFLICT would take one by one). Many
@@ -147,7 +215,7 @@ def _add_sums(conn: Connection, summary: Summary, sums) -> None:
             f"SELECT {columns} FROM {summary.fullname} WITH NO DATA"
         )
     )
-    copy_in(conn, CHANGE, sums)
+    sums.into(CHANGE)
     conn.execute(text(f"ANALYZE {CHANGE}"))
     conn.execute(
         text(
@@ -157,7 +225,8 @@ def _add_sums(conn: Connection, summary: Summary, sums) -> None:
         )
     )
     held = estimated_rows(conn, [summary.fullname]).get(summary.fullname, 0)
-    many = sums.num_rows * REBUILD_SHARE > max(held, 0)
+    added = estimated_rows(conn, [CHANGE]).get(CHANGE, 0)
+    many = added * REBUILD_SHARE > max(held, 0)
     with indexes.built_after(conn, summary.fullname) if many else contextlib.nullcontext():
         conn.execute(
             text(
@@ -198,6 +267,17 @@ class _Lookup:
             if name != self.key:
                 rows = rows.append_column(name, found.column(name))
         return rows
+
+
+def _labels_encoded(table):
+    """The table's text columns dictionary-encoded: a label per key of a big dimension
+    (a transaction's type) held as a small integer, not as a string per row."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type):
+            table = table.set_column(i, field.name, table.column(i).dictionary_encode())
+    return table
 
 
 def _repeats(keys: list) -> bool:
