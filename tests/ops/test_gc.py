@@ -98,3 +98,15 @@ def test_a_pass_lists_only_the_days_since_the_last_one(pipeline):
     assert whole.stdout.splitlines()[-1].startswith("deleted 1 uncommitted file")
     assert pipeline.here("run-all").returncode == 0
     assert pipeline.here("verify").returncode == 0
+
+
+def test_a_manifest_that_cannot_be_read_stops_the_pass_before_it_deletes(pipeline):
+    """Its files are not taken for orphans: the pass fails naming it, and deletes nothing."""
+    assert pipeline.here("run-all").returncode == 0
+    before = sorted(p for p in pipeline.lake.rglob("*.parquet"))
+    manifest = pipeline.lake / "raw" / manifests.manifest_key(1)
+    manifest.write_text("{ not json")
+    failed = pipeline.here("lake", "gc", "--grace-hours", "0")
+    assert failed.returncode == 1
+    assert f"the manifest {pipeline.lake / 'raw'}/{manifests.manifest_key(1)}" in failed.stderr
+    assert sorted(p for p in pipeline.lake.rglob("*.parquet")) == before

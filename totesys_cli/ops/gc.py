@@ -17,7 +17,6 @@ one, never the age of the lake. The first pass (or `--whole`) lists the whole zo
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -110,10 +109,12 @@ def _committed(zone: Lake, kind: type[Manifest], found: list[StoredObject]) -> s
                 keep.add(item.key)
         elif (run := name.split("-", 1)[0]).isdigit():
             runs.add(int(run))
+    # runs are numbered without gaps, so every number up to the newest has its manifest
+    # (one that cannot be read fails the pass: its files are never taken for orphans);
+    # a file of a number above it was never committed
     latest = manifests.latest_seq(zone)
     for seq in sorted(r for r in runs if r <= latest):
-        with contextlib.suppress(RuntimeFailure):  # no manifest: the run never committed
-            keep.update(manifests.read(zone, manifests.manifest_key(seq), kind).keys())
+        keep.update(manifests.read(zone, manifests.manifest_key(seq), kind).keys())
     return keep
 
 
