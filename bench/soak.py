@@ -32,6 +32,7 @@ from totesys_cli.demo import generator
 from totesys_cli.demo.activity import simulate_activity
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake import open_lake
+from totesys_cli.lake.held import held_with
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 
 SLICE = {"sales_orders": 3, "purchase_orders": 1, "payments_paid": 4}  # ten minutes
@@ -40,7 +41,7 @@ SLICE = {"sales_orders": 3, "purchase_orders": 1, "payments_paid": 4}  # ten min
 def _zone(url: str, kind) -> dict:
     zone = open_lake(url, "SOAK")
     newest = manifests.latest(zone, kind)
-    held = manifests.held_with(newest) if newest else None
+    held = held_with(newest) if newest else None
     listed = zone.list("")
     return {
         "objects": held.files if held else None,

@@ -20,6 +20,7 @@ from totesys_cli.dashboard import document
 from totesys_cli.dashboard.charts import layout
 from totesys_cli.dashboard.page import Card, Chart, Section, age, count
 from totesys_cli.lake import manifest as manifests
+from totesys_cli.lake.held import held_with
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
 from totesys_cli.ops import quarantine
 from totesys_cli.ops import runs as history
@@ -80,11 +81,11 @@ class PipelinePage:
 
 
 def _held(name: str, zone: Any, newest: Manifest | None) -> Zone:
-    """A zone's size as its newest run counted it (see `manifest.Held`): never a
+    """A zone's size as its newest run counted it (see `lake.held`): never a
     listing, which grows with the lake; None before a run of this release counted it."""
     if newest is None:
         return Zone(name, zone.url, 0, 0)
-    held = manifests.held_with(newest)
+    held = held_with(newest)
     return Zone(name, zone.url, held.files if held else None, held.bytes if held else None)
 
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, TypeVar
 
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake.files import TableFiles
+from totesys_cli.lake.held import Held, added, held_with, listed
 from totesys_cli.lake.state import Census, TableState, lower_bound, stamp, when
 from totesys_cli.lake.store import Lake
 from totesys_cli.schemas import SOURCE_TABLES
@@ -32,25 +33,6 @@ log = logging.getLogger(__name__)
 
 MANIFESTS = "_manifests"
 LATEST_HINT = f"{MANIFESTS}/_latest"
-
-
-@dataclass(frozen=True)
-class Held:
-    """What a zone holds: the objects its runs committed and their bytes, counted as
-    runs commit, so that nothing need list the zone to size it. A manifest counts the
-    runs before it (their files and manifests) and its own data files; its own size is
-    known once written, and added by the next run (and by `held_with`). A zone written by
-    a release that did not count is listed once, by the first run that counts."""
-
-    files: int
-    bytes: int
-
-    def to_json(self) -> dict[str, int]:
-        return {"files": self.files, "bytes": self.bytes}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> Held | None:
-        return cls(int(data["files"]), int(data["bytes"])) if data else None
 
 
 @dataclass
@@ -64,7 +46,7 @@ class Manifest:
     run_id: str
     tables: dict[str, TableFiles]
     quarantine: TableFiles = field(default_factory=TableFiles)  # the versions set aside
-    held: Held | None = None  # see Held (None: written by a release that did not count)
+    held: Held | None = None  # see `held` (None: written by a release that did not count)
     size: int = field(default=0, compare=False)  # the manifest's own bytes, once written
 
     def files(self, table: str) -> list[str]:
@@ -361,27 +343,16 @@ def latest(zone: Lake, kind: type[M]) -> M | None:
     return read(zone, manifest_key(seq), kind) if seq else None
 
 
-def held_with(manifest: Manifest) -> Held | None:
-    """What the zone held once this run committed, its manifest included."""
-    held = manifest.held
-    return None if held is None else Held(held.files + 1, held.bytes + manifest.size)
-
-
 def _held(zone: Lake, manifest: Manifest) -> Held:
-    """What the zone holds with this run's data files: what it held once the previous
-    run committed, or, after a release that did not count, every object listed once."""
-    before = Held(0, 0)
+    """What the zone holds with this run's data files (see `held`)."""
+    previous = None
     if manifest.seq > 1:
-        previous = None
         with contextlib.suppress(RuntimeFailure):
             previous = held_with(read(zone, manifest_key(manifest.seq - 1), type(manifest)))
         if previous is None:  # listed after the run wrote its files: they count below
-            own = set(manifest.keys())
-            listed = [item for item in zone.list("") if item.key not in own]
-            previous = Held(len(listed), sum(item.size for item in listed))
-        before = previous
+            previous = listed(zone, set(manifest.keys()))
     files = [f for entry in manifest.entries() for f in entry.files]
-    return Held(before.files + len(files), before.bytes + sum(f.bytes for f in files))
+    return added(previous or Held(0, 0), files)
 
 
 def commit(zone: Lake, manifest: Manifest, written: list[str], step: str) -> None:

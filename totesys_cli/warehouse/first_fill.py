@@ -299,10 +299,20 @@ def _sum_by(table, summary: Summary):
     out = table.group_by(summary.keys).aggregate([(c, "sum") for c in summed])
     return pa.table(
         {
-            **{k: out.column(k) for k in summary.keys},
+            **{k: _decoded(out.column(k)) for k in summary.keys},
             **{c: out.column(f"{c}_sum") for c in summed},
         }
     )
+
+
+def _decoded(column):
+    """A dictionary-encoded column as its values: each file's lookup has dictionaries
+    of its own, which the sums of several files cannot be grouped across."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
 
 
 def _decimal(values):
