@@ -11,12 +11,15 @@ them, and, apart from the timings, as a listing finds them); the newest manifest
 bytes per zone; a full-history query over the processed zone with DuckDB (the latest
 version of every sales order, ranked over every file of the fact, as the stack's named
 queries rank them); and the seconds of `status`, `verify`, the pipeline page's first
-view (a fresh reader, nothing cached) and `lake gc`. The runs follow the wall clock, so
-every file lands in today's partitions; the figures are per run, whatever the day.
+view (a fresh reader, nothing cached) and `lake gc`. The slices are stamped ten
+minutes apart from the source's newest change on, so that the overlap and every window
+hold what they hold on a real schedule, whatever the runs' own pace; the lake's
+partitions follow the wall clock, so every file lands in today's.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import statistics
 import tempfile
@@ -25,6 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from common import HERE, TOTESYS, Server, compiled, database, timed
+from sqlalchemy import text
 
 from totesys_cli.dashboard.reading import Warehouse
 from totesys_cli.db import engine
@@ -34,8 +38,10 @@ from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake import open_lake
 from totesys_cli.lake.held import held_with
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
+from totesys_cli.schemas import SOURCE_TABLES
 
 SLICE = {"sales_orders": 3, "purchase_orders": 1, "payments_paid": 4}  # ten minutes
+SLICE_APART = dt.timedelta(minutes=10)
 
 
 def _zone(url: str, kind) -> dict:
@@ -101,6 +107,10 @@ def main() -> None:
     source = server.create("soak_source")
     with engine(database(source)).begin() as conn:
         generator.generate_source(conn, sizes)
+        newest = max(
+            conn.execute(text(f'SELECT max(last_updated) FROM "{t}"')).scalar_one()  # nosec B608
+            for t in SOURCE_TABLES
+        )
     warehouse = server.create("soak_warehouse")
     lake = Path(tempfile.mkdtemp(prefix="totesys-soak-")) / "lake"
     env = {
@@ -118,8 +128,9 @@ def main() -> None:
     )
     for run in range(1, args.runs + 1):
         if run > 1:
+            at = newest + SLICE_APART * run  # the source's clock, ten minutes a run
             with engine(database(source)).begin() as conn:
-                simulate_activity(conn, seed=7, step=run, **SLICE)
+                simulate_activity(conn, seed=7, step=run, at=at, **SLICE)
         seconds.append(timed([TOTESYS, "run-all"], env)[0])
         if run % args.every and run != 1:
             continue
