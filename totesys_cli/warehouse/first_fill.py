@@ -5,6 +5,7 @@ fact back (see `upkeep` for the runs that follow)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 
 from sqlalchemy import Connection, text
@@ -133,6 +134,7 @@ class FirstFill:
 # table and the database adds them up (a summary with about a group per fact row, such
 # as purchases by item, would otherwise hold the whole summary)
 HELD_ROWS = 262_144
+_SPILLS = itertools.count(1)
 
 
 class _Sums:
@@ -145,7 +147,9 @@ class _Sums:
         self.parts: list = []
         self.rows = 0
         self.spilled = False
-        self.name = f"{summary.name}_sums"
+        # a name of its own: a rebuild fills and appends to a fact in one transaction,
+        # and a fill that found several versions of a key leaves its table until commit
+        self.name = f"{summary.name}_sums_{next(_SPILLS)}"
 
     def __bool__(self) -> bool:
         return self.spilled or self.rows > 0
