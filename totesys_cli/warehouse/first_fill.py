@@ -133,7 +133,7 @@ class FirstFill:
 # rows of partial sums a summary holds in memory; beyond them they go to a temporary
 # table and the database adds them up (a summary with about a group per fact row, such
 # as purchases by item, would otherwise hold the whole summary)
-HELD_ROWS = 262_144
+HELD_ROWS = 65_536
 _SPILLS = itertools.count(1)
 
 
