@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class GcResult:
     deleted: dict[str, list[StoredObject]] = field(default_factory=dict)  # zone -> files
-    listed: dict[str, int] = field(default_factory=dict)  # zone -> objects looked at
     kept_young: int = 0
     bytes: int = 0
 
@@ -97,9 +96,12 @@ def _listed(zone: Lake, kind: type[Manifest], last: _Pass | None) -> list[Stored
     return found
 
 
-def _committed(zone: Lake, kind: type[Manifest], found: list[StoredObject]) -> set[str]:
+def _committed(
+    zone: Lake, kind: type[Manifest], found: list[StoredObject], newest: int
+) -> set[str]:
     """Of these objects, the committed ones: the manifests, and every file that the
-    manifest of the run its name gives (`<table>/<day>/<run>-<run id>-<n>...`) names."""
+    manifest of the run its name gives (`<table>/<day>/<run>-<run id>-<n>...`) names;
+    `newest` is the newest run committed before they were listed."""
     keep = {manifests.LATEST_HINT, IDENTITY_KEY}
     runs = set()
     for item in found:
@@ -111,9 +113,8 @@ def _committed(zone: Lake, kind: type[Manifest], found: list[StoredObject]) -> s
             runs.add(int(run))
     # runs are numbered without gaps, so every number up to the newest has its manifest
     # (one that cannot be read fails the pass: its files are never taken for orphans);
-    # a file of a number above it was never committed
-    latest = manifests.latest_seq(zone)
-    for seq in sorted(r for r in runs if r <= latest):
+    # a file of a number above it was not committed when listed (young, or orphaned)
+    for seq in sorted(r for r in runs if r <= newest):
         keep.update(manifests.read(zone, manifests.manifest_key(seq), kind).keys())
     return keep
 
@@ -139,7 +140,7 @@ def collect(
         newest = manifests.latest_seq(zone)  # before listing: what commits later is newer
         last = None if whole else _last_pass(zone)
         found = _listed(zone, kind, last)
-        keep = _committed(zone, kind, found)
+        keep = _committed(zone, kind, found, newest)
         ours = _folders(kind)
         orphans = []
         for item in found:
@@ -156,7 +157,6 @@ def collect(
             done = {"cutoff": cutoff.isoformat(sep=" "), "seq": newest}
             zone.put(LAST, json.dumps(done).encode())
         result.deleted[zone.url] = orphans
-        result.listed[zone.url] = len(found)
         log.info(
             "%s %d uncommitted %s in %s",
             "found" if dry_run else "deleted",

@@ -18,6 +18,7 @@ from totesys_cli.errors import TotesysError
 from totesys_cli.extract.window import read_whole
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
+from totesys_cli.lake.state import Pass
 from totesys_cli.ops import deletions, quarantine
 from totesys_cli.runtime.endpoints import ALL, SOURCE, open_endpoints
 from totesys_cli.schemas import (
@@ -148,7 +149,7 @@ def source_reads(settings: Settings, db: Database | None = None) -> dict[str, in
         return None
 
 
-def _pass(passing: manifests.Pass) -> dict[str, Any]:
+def _pass(passing: Pass) -> dict[str, Any]:
     """An unfinished pass: the share of its key range read, its rows and runs so far,
     and the runs it needs yet at the pace it went."""
     done = passing.done
