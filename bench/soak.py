@@ -15,6 +15,11 @@ view (a fresh reader, nothing cached) and `lake gc`. The slices are stamped ten
 minutes apart from the source's newest change on, so that the overlap and every window
 hold what they hold on a real schedule, whatever the runs' own pace; the lake's
 partitions follow the wall clock, so every file lands in today's.
+
+After the last run, `lake compact --before <tomorrow>` compacts that one day (a whole
+year of runs, as far as the files go) and `lake gc --grace-hours 0` reclaims the small
+files; a last row samples the lake as they leave it, and prints the compaction's
+seconds and the files per star table.
 """
 
 from __future__ import annotations
@@ -126,14 +131,27 @@ def main() -> None:
         f"{'verify':>6} {'page':>6} {'gc':>6}",
         flush=True,
     )
-    for run in range(1, args.runs + 1):
-        if run > 1:
-            at = newest + SLICE_APART * run  # the source's clock, ten minutes a run
-            with engine(database(source)).begin() as conn:
-                simulate_activity(conn, seed=7, step=run, at=at, **SLICE)
-        seconds.append(timed([TOTESYS, "run-all"], env)[0])
-        if run % args.every and run != 1:
-            continue
+    for run in range(1, args.runs + 2):
+        if run > args.runs:  # the lake compacted, and reclaimed
+            tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+            compact = timed([TOTESYS, "lake", "compact", "--before", tomorrow], env)[0]
+            timed([TOTESYS, "lake", "gc", "--grace-hours", "0"], env)
+            processed_lake = lake / "processed"
+            per_table = {
+                p.name: len(list(p.glob("*/*.parquet")))
+                for p in processed_lake.iterdir()
+                if not p.name.startswith("_")
+            }
+            print(f"compacted in {compact:.1f} s; files per star table: {per_table}", flush=True)
+            seconds = [0.0]
+        else:
+            if run > 1:
+                at = newest + SLICE_APART * run  # the source's clock, ten minutes a run
+                with engine(database(source)).begin() as conn:
+                    simulate_activity(conn, seed=7, step=run, at=at, **SLICE)
+            seconds.append(timed([TOTESYS, "run-all"], env)[0])
+            if run % args.every and run != 1:
+                continue
         raw = _zone(str(lake / "raw"), RawManifest)
         processed = _zone(str(lake / "processed"), ProcessedManifest)
         query, files = _history_query(lake / "processed")
@@ -152,7 +170,7 @@ def main() -> None:
         samples.append(sample)
         seconds = []
         print(
-            f"{run:5d} {sample['run_seconds']:6.2f} {raw['objects']:8,} "
+            f"{'after' if run > args.runs else run:>5} {sample['run_seconds']:6.2f} {raw['objects']:8,} "
             f"{raw['bytes'] / 1e6:7.1f} {processed['objects']:8,} "
             f"{processed['bytes'] / 1e6:7.1f} "
             f"{(raw['manifest_bytes'] + processed['manifest_bytes']) / 1e3:8.1f} "

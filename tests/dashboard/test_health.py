@@ -75,3 +75,25 @@ def test_a_zone_a_release_that_did_not_count_wrote_is_listed_once(pipeline, monk
         files, size = _committed(zone)
         hint, identity = (len(zone.get(k)) for k in (manifests.LATEST_HINT, "_zone.json"))
         assert shown[name] == (files + 2, size + hint + identity)
+
+
+def test_the_page_sizes_a_compacted_zone_as_gc_leaves_it(pipeline):
+    """The records count the large files in and the small files out: once gc has deleted
+    the small files, the page's figures are again what a listing finds."""
+    import datetime as dt
+
+    from totesys_cli.lake import compaction
+
+    assert pipeline.here("run-all").returncode == 0
+    pipeline.activity()
+    assert pipeline.here("run-all").returncode == 0
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    assert pipeline.here("lake", "compact", "--before", tomorrow).returncode == 0
+    assert pipeline.here("lake", "gc", "--grace-hours", "0").returncode == 0
+    records = (compaction.COMPACTIONS,)
+    found = {}
+    for name in ("raw", "processed"):
+        zone = getattr(pipeline, name)
+        counted = [o for o in zone.list("") if not o.key.startswith(NOT_COUNTED + records)]
+        found[name] = (len(counted), sum(o.size for o in counted))
+    assert _page_zones(pipeline) == found

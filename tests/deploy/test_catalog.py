@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.deploy.stack import resources
-from tests.support import Pipeline
+from tests.support import Pipeline, run_here
 from totesys_cli.schemas import STAR_TABLES
 
 # an order with the most units, with its transaction and their payments
@@ -278,3 +278,38 @@ def test_a_time_of_day_in_the_lake_is_the_warehouse_time(filled):
         for key, day, at in warehouse
     }
     assert set(lake) == as_millis
+
+
+def test_the_named_queries_answer_the_same_over_a_compacted_lake(template, filled, tmp_path):
+    """While a compaction's large files and the small files they replace are both in the
+    lake the queries, which rank versions, answer as before (a bare count(*) counts both);
+    once gc has deleted the small files, from the large files alone."""
+    import datetime as dt
+    import shutil
+    from types import SimpleNamespace
+
+    copy = SimpleNamespace(lake=tmp_path / "lake")
+    shutil.copytree(filled.lake, copy.lake)
+    env = filled.env(TOTESYS_LAKE_URL=str(copy.lake))
+    queries = _queries(template)
+    wanted = {
+        name: _plain(_lake(filled, template).execute(sql).fetchall())
+        for name, sql in queries.items()
+    }
+    versions = (
+        _lake(filled, template).execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
+    )
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    compacted = run_here("lake", "compact", "--before", tomorrow, env=env)
+    assert compacted.returncode == 0, compacted.stderr
+    files = len(_files(copy))
+    for state in ("beside the small files", "alone"):
+        lake = _lake(copy, template)
+        for name, sql in queries.items():
+            assert _plain(lake.execute(sql).fetchall()) == wanted[name], (state, name)
+        counted = lake.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
+        assert counted == (2 * versions if state != "alone" else versions), state
+        reclaimed = run_here("lake", "gc", "--grace-hours", "0", env=env)
+        assert reclaimed.returncode == 0, reclaimed.stderr
+    per_table = {p.parent.parent.name for p in _files(copy)}
+    assert len(_files(copy)) < files / 2 and len(_files(copy)) <= 2 * len(per_table)

@@ -144,7 +144,7 @@ def test_the_stack_deploys_into_moto(aws):
     events = boto3.client("events")
     rules = {r["ScheduleExpression"]: r for r in events.list_rules()["Rules"]}
     schedules = (("rate(10 minutes)", None), ("cron(30 3 * * ? *)", "lake gc"))
-    schedules += (("rate(1 hour)", "verify"),)
+    schedules += (("rate(1 hour)", "verify"), ("cron(0 3 * * ? *)", "lake compact"))
     assert set(rules) == {expression for expression, _ in schedules}
     assert {r["State"] for r in rules.values()} == {"ENABLED"}
     for expression, command in schedules:
@@ -244,7 +244,7 @@ def test_one_alarm_per_step_a_heartbeat_and_an_email(template):
 def test_the_schedules_start_as_the_parameter_says_and_the_heartbeat_follows(template):
     state = template["Parameters"]["ScheduleState"]
     assert state["Default"] == "ENABLED"  # an existing stack keeps running on update
-    for rule in ("ScheduleRule", "LakeGcRule", "VerifyRule"):
+    for rule in ("ScheduleRule", "LakeGcRule", "LakeCompactRule", "VerifyRule"):
         assert template["Resources"][rule]["Properties"]["State"] == {"Ref": "ScheduleState"}
     verify = template["Resources"]["VerifyRule"]["Properties"]
     assert verify["ScheduleExpression"] == {"Ref": "VerifySchedule"}
@@ -446,6 +446,8 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
             ),
         ],
         "GcErrors": (["lake", "gc", "--grace-hours", "0", *lake], {}, 2),
+        # a manifest it cannot read: the daily compaction stops, and the lake is as it was
+        "CompactErrors": (["lake", "compact", "--lake-url", str(broken_lake)], {}, 1),
         "OtherErrors": [
             (["init", "--warehouse-url", unreachable], {}, 1),
             # a verify that cannot run is a failure, not a drift
@@ -497,7 +499,7 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
                 "events"
             ]
         ]
-    assert len({json.loads(line)["run_id"] for line in lines}) == 11  # one stream per run
+    assert len({json.loads(line)["run_id"] for line in lines}) == 12  # one stream per run
     filters = resources(template, "AWS::Logs::MetricFilter")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     error_filters = {
@@ -507,7 +509,7 @@ def test_every_error_line_reaches_cloudwatch_and_raises_exactly_one_alarm(
     }
     assert set(error_filters) == set(failures)
     errors = [line for line in lines if json.loads(line)["level"] == "ERROR"]
-    assert len(errors) == 10
+    assert len(errors) == 11
     for line in errors:
         matched = [name for name, pattern in error_filters.items() if matches(pattern, line)]
         assert len(matched) == 1, (line, matched)

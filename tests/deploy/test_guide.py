@@ -120,11 +120,12 @@ def test_the_one_off_task_names_the_container_and_a_real_command():
     (defined,) = STACK["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     assert container["name"] == defined["Name"]
     assert container["command"][0] in cli.commands
-    gc = json.loads(STACK["Resources"]["LakeGcRule"]["Properties"]["Targets"][0]["Input"])
-    (scheduled,) = gc["containerOverrides"]
-    assert scheduled["name"] == defined["Name"]
-    group = cli.commands[scheduled["command"][0]]
-    assert scheduled["command"][1] in group.commands
+    for rule in ("LakeGcRule", "LakeCompactRule"):
+        daily = json.loads(STACK["Resources"][rule]["Properties"]["Targets"][0]["Input"])
+        (scheduled,) = daily["containerOverrides"]
+        assert scheduled["name"] == defined["Name"]
+        group = cli.commands[scheduled["command"][0]]
+        assert scheduled["command"][1] in group.commands
 
 
 def test_its_alarm_table_is_the_stack_s_alarms():

@@ -1,10 +1,11 @@
-"""The operations beside the pipeline: init, status, verify and lake gc."""
+"""The operations beside the pipeline: init, status, verify, lake gc and lake compact."""
 
 from __future__ import annotations
 
 import click
 
 from totesys_cli.cli import options, render
+from totesys_cli.errors import ConfigError
 from totesys_cli.observe import logs
 
 
@@ -141,6 +142,35 @@ def gc(grace_hours: float, dry_run: bool, whole: bool, **given) -> None:
     grace = dt.timedelta(hours=grace_hours)
     result = pipeline.lake_gc(options.settings_from(given), grace, dry_run, whole)
     render.collected(result, dry_run, grace_hours)
+
+
+@lake.command()
+@options.lake
+@options.warehouse
+@options.deadline
+@click.option(
+    "--before",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Compact the days before this one (default: the days before yesterday, which "
+    "no run writes any more). Today's runs after a compaction of today stay as written.",
+)
+def compact(before, **given) -> None:
+    """Rewrite the small files of each closed day into a few large ones."""
+    import datetime as dt
+
+    from totesys_cli import pipeline
+    from totesys_cli.ops.compact import default_before
+
+    day = before.date() if before else default_before()
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    if day > tomorrow:
+        raise ConfigError(
+            f"--before {day} is after tomorrow: days no run has written yet would be "
+            "recorded as compacted",
+            f"Give a day up to {tomorrow}",
+        )
+    render.compacted(pipeline.lake_compact(options.settings_from(given), day))
 
 
 COMMANDS = (init, status, verify, quarantine, runs, lake)

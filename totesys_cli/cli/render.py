@@ -284,6 +284,22 @@ def collected(result, dry_run: bool, grace_hours: float) -> None:
     )
 
 
+def compacted(result) -> None:
+    for url, zone in result.zones.items():
+        days = (
+            f"{zone.days[0]} to {zone.days[-1]}"
+            if len(zone.days) > 1
+            else "".join(str(d) for d in zone.days)
+        )
+        click.echo(
+            f"{url}: compacted {plural(len(zone.days), 'day')}{f' ({days})' if days else ''}: "
+            f"{plural(zone.replaced.files, 'small file')} ({zone.replaced.bytes:,} bytes) into "
+            f"{plural(zone.written.files, 'large file')} ({zone.written.bytes:,} bytes)"
+        )
+    if result.stopped:
+        click.echo("the deadline passed: the next compaction goes on from the next day")
+
+
 def config(result: dict) -> None:
     if result["profile"]:
         click.echo(f"profile {result['profile']} from {result['file']}")

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, select
 from totesys_cli.dashboard import document
 from totesys_cli.dashboard.charts import layout
 from totesys_cli.dashboard.page import Card, Chart, Section, age, count
+from totesys_cli.lake import compaction
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.held import held_with
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
@@ -81,11 +82,14 @@ class PipelinePage:
 
 
 def _held(name: str, zone: Any, newest: Manifest | None) -> Zone:
-    """A zone's size as its newest run counted it (see `lake.held`): never a
-    listing, which grows with the lake; None before a run of this release counted it."""
+    """A zone's size as its newest run counted it (see `lake.held`), with what the
+    compactions changed (as `lake gc` leaves it): never a listing, which grows with
+    the lake; None before a run of this release counted it."""
     if newest is None:
         return Zone(name, zone.url, 0, 0)
     held = held_with(newest)
+    if held is not None and (record := compaction.latest(zone)) is not None:
+        held += record.net
     return Zone(name, zone.url, held.files if held else None, held.bytes if held else None)
 
 

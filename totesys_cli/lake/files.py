@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 
 from totesys_cli import faults
 from totesys_cli.errors import RuntimeFailure
+from totesys_cli.lake import compaction
 from totesys_cli.lake.state import stamp, when
-from totesys_cli.lake.store import Lake
+from totesys_cli.lake.store import Lake, MissingFile
 from totesys_cli.observe import logs
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,13 @@ class FileSet:
 
 
 def read_parquet(zone: Lake, keys: list[str], schema: pa.Schema | None = None) -> pa.Table:
-    """The files as one Arrow table; a missing or corrupt file fails naming it."""
+    """The files as one Arrow table (a file `lake compact` replaced and `lake gc` has
+    deleted, from the row group of the large file that holds it); a missing or corrupt
+    file fails naming it."""
     tables = []
     for key in keys:
-        data = zone.get(key)
         try:
-            table = pq.read_table(pa.BufferReader(data))
+            table = _parquet(zone, key)
         except (pa.ArrowException, OSError) as err:
             raise RuntimeFailure(
                 f"the lake file {zone.url}/{key} is not readable Parquet: {err}",
@@ -202,3 +204,14 @@ def read_parquet(zone: Lake, keys: list[str], schema: pa.Schema | None = None) -
     if not tables:
         return schema.empty_table() if schema is not None else pa.table({})
     return pa.concat_tables(tables)
+
+
+def _parquet(zone: Lake, key: str) -> pa.Table:
+    try:
+        return pq.read_table(pa.BufferReader(zone.get(key)))
+    except MissingFile:
+        found = compaction.holder(zone, key)
+        if found is None:
+            raise
+        data, group = found
+        return pq.ParquetFile(pa.BufferReader(data)).read_row_group(group)

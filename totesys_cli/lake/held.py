@@ -21,6 +21,9 @@ class Held:
     files: int
     bytes: int
 
+    def __add__(self, other: Held) -> Held:
+        return Held(self.files + other.files, self.bytes + other.bytes)
+
     def to_json(self) -> dict[str, int]:
         return {"files": self.files, "bytes": self.bytes}
 

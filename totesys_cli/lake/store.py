@@ -20,6 +20,10 @@ from urllib.parse import urlparse
 from totesys_cli.errors import ConfigError, RuntimeFailure
 
 
+class MissingFile(RuntimeFailure):
+    """The object asked for is not in the zone."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
@@ -115,7 +119,7 @@ class LocalLake:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise RuntimeFailure(
+            raise MissingFile(
                 f"the lake file {self.url}/{key} is missing", "The lake was changed by hand"
             ) from None
 
@@ -218,7 +222,7 @@ class S3Lake:
                 return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
             except ClientError as err:
                 if _code(err) in ("NoSuchKey", "404"):
-                    raise RuntimeFailure(
+                    raise MissingFile(
                         f"the lake file {self.url}/{key} is missing",
                         "The lake was changed by hand",
                     ) from None

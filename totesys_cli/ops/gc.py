@@ -13,6 +13,12 @@ in the days since the last pass: a pass records its cutoff in `_gc/last.json`, a
 next one lists only the partitions from the day before that cutoff on, the manifests
 committed since and the announcements. What a pass costs is the days since the last
 one, never the age of the lake. The first pass (or `--whole`) lists the whole zone.
+
+A day `lake compact` has compacted (see `lake.compaction`) has its large files committed
+by the day's record, and the small files they replace are garbage once the record is
+older than the grace: a pass reads the records since the last one it reclaimed, lists
+those days' partitions too, and deletes the small files (and the files of a compaction
+killed before its record).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import logging
 from dataclasses import dataclass, field
 
 from totesys_cli.errors import RuntimeFailure
-from totesys_cli.lake import Lake, StoredObject, writers
+from totesys_cli.lake import Lake, StoredObject, compaction, writers
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.files import QUARANTINE, TOMBSTONES, WAITING
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
@@ -54,13 +60,19 @@ MARGIN = dt.timedelta(days=1)
 class _Pass:
     cutoff: dt.datetime
     seq: int
+    compacted: dt.date | None = None  # the newest compacted day it reclaimed
 
 
 def _last_pass(zone: Lake) -> _Pass | None:
     """The zone's last pass (None: none recorded, or unreadable: a whole pass)."""
     try:
         data = json.loads(zone.get(LAST))
-        return _Pass(dt.datetime.fromisoformat(data["cutoff"]), int(data["seq"]))
+        day = data.get("compacted")
+        return _Pass(
+            dt.datetime.fromisoformat(data["cutoff"]),
+            int(data["seq"]),
+            dt.date.fromisoformat(day) if day else None,
+        )
     except (RuntimeFailure, ValueError, KeyError, TypeError):
         return None
 
@@ -82,17 +94,51 @@ def _partitions(kind: type[Manifest], day: dt.date) -> list[str]:
     return [f"{folder}/{partition}" for folder in (*tables, QUARANTINE, tombstones, *waiting)]
 
 
-def _listed(zone: Lake, kind: type[Manifest], last: _Pass | None) -> list[StoredObject]:
-    """What may have been orphaned since the last pass (everything, without one)."""
+def _days(last: _Pass) -> list[dt.date]:
+    """The days a run can have written since the last pass."""
+    day, today = (last.cutoff - MARGIN).date(), dt.datetime.now(dt.UTC).date()
+    return [day + dt.timedelta(days=n) for n in range((today - day).days + 1)]
+
+
+def _listed(
+    zone: Lake, kind: type[Manifest], last: _Pass | None, days: list[dt.date]
+) -> list[StoredObject]:
+    """What may have been orphaned since the last pass (everything, without one), and
+    the partitions of these days."""
     if last is None:
         return zone.list("")
     found = zone.list(f"{manifests.MANIFESTS}/", start_after=manifests.manifest_key(last.seq))
     found += zone.list(f"{writers.WRITERS}/")
-    day, today = (last.cutoff - MARGIN).date(), dt.datetime.now(dt.UTC).date()
-    while day <= today:
+    for day in days:
         for prefix in _partitions(kind, day):
             found += zone.list(prefix)
-        day += dt.timedelta(days=1)
+    return found
+
+
+@dataclass
+class _Compacted:
+    """The compacted days a pass meets: their large files are committed; the small
+    files of those compacted before the cutoff are reclaimed."""
+
+    kept: set[str] = field(default_factory=set)
+    reclaimed: set[str] = field(default_factory=set)
+    newest: dt.date | None = None  # the newest day reclaimed, in order
+
+
+def _compacted(zone: Lake, last: _Pass | None, days: list[dt.date], cutoff) -> _Compacted:
+    found = _Compacted(newest=last.compacted if last else None)
+    records = {r.day: r for r in compaction.records_after(zone, found.newest)}
+    if last is not None:  # the days listed, compacted before the last pass reclaimed
+        for day in days:
+            if day not in records and (record := compaction.read(zone, day)) is not None:
+                records[day] = record
+    in_order = True
+    for day, record in sorted(records.items()):
+        found.kept |= record.keys()
+        in_order = in_order and record.compacted_at <= cutoff
+        if in_order and (found.newest is None or day > found.newest):
+            found.reclaimed |= record.parts()
+            found.newest = day
     return found
 
 
@@ -139,8 +185,12 @@ def collect(
             )
         newest = manifests.latest_seq(zone)  # before listing: what commits later is newer
         last = None if whole else _last_pass(zone)
-        found = _listed(zone, kind, last)
-        keep = _committed(zone, kind, found, newest)
+        days = _days(last) if last else []
+        compacted = _compacted(zone, last, days, cutoff)
+        # the days compacted since the last pass, so that their small files are found
+        days += sorted({compaction.day_of(k) for k in compacted.reclaimed} - {*days, None})
+        found = _listed(zone, kind, last, days)
+        keep = (_committed(zone, kind, found, newest) | compacted.kept) - compacted.reclaimed
         ours = _folders(kind)
         orphans = []
         for item in found:
@@ -155,6 +205,8 @@ def collect(
             zone.delete([item.key for item in orphans])
         if not dry_run:
             done = {"cutoff": cutoff.isoformat(sep=" "), "seq": newest}
+            if compacted.newest is not None:
+                done["compacted"] = compacted.newest.isoformat()
             zone.put(LAST, json.dumps(done).encode())
         result.deleted[zone.url] = orphans
         log.info(

@@ -5,6 +5,7 @@ state came from, checked before anything is touched (`lineage`)."""
 from totesys_cli.pipeline.run import (
     RunAllResult,
     extract,
+    lake_compact,
     lake_gc,
     load,
     rebuild,
@@ -12,4 +13,13 @@ from totesys_cli.pipeline.run import (
     transform,
 )
 
-__all__ = ["RunAllResult", "extract", "lake_gc", "load", "rebuild", "run_all", "transform"]
+__all__ = [
+    "RunAllResult",
+    "extract",
+    "lake_compact",
+    "lake_gc",
+    "load",
+    "rebuild",
+    "run_all",
+    "transform",
+]

@@ -24,10 +24,10 @@ from totesys_cli import load as load_stage
 from totesys_cli import transform as transform_stage
 from totesys_cli.config.settings import Settings, envvar
 from totesys_cli.errors import ConfigError
+from totesys_cli.lake import compaction, writers
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake import writers
 from totesys_cli.observe import logs, memory
-from totesys_cli.ops import gc, runs
+from totesys_cli.ops import compact, gc, runs
 from totesys_cli.pipeline import lineage, plan
 from totesys_cli.runtime import HARD_STOP_GRACE, Deadline, hard_stop, run_lock
 from totesys_cli.runtime.endpoints import (
@@ -71,22 +71,25 @@ def run_step(
     optional: tuple[str, ...] = (WAREHOUSE,),
     what: str | None = None,
     writes: tuple[str, ...] = (),
+    locked: bool = True,
 ) -> Iterator[Run]:
-    """Inside: the endpoints the step needs, under the lock, their lineage checked, and
-    the run's deadline. `step` names the log lines (None for run-all, whose steps name
-    their own; until they begin, its lines keep the command's `startup` step); `what`
-    names the run in the lock's message; `writes` the zones it writes. A step that
-    writes the warehouse first checks that `totesys init` created it."""
+    """Inside: the endpoints the step needs, under the lock (unless not `locked`), their
+    lineage checked, and the run's deadline. `step` names the log lines (None for
+    run-all, whose steps name their own; until they begin, its lines keep the command's
+    `startup` step); `what` names the run in the lock's message; `writes` the zones it
+    writes. A step that writes the warehouse first checks that `totesys init` created it."""
     deadline = Deadline(settings.max_runtime)
     with (
         logs.step(step) if step else contextlib.nullcontext(),
         hard_stop(deadline),
         manifests.one_run(),
+        compaction.one_run(),
     ):
         endpoints = open_endpoints(settings, required, optional)
         record = runs.start(endpoints.warehouse, what or step or "run-all", deadline.seconds)
         try:
-            with run_lock(endpoints.warehouse, what or step or "run") as lock:
+            held = run_lock(endpoints.warehouse, what or step or "run") if locked else None
+            with held or contextlib.nullcontext() as lock:
                 if WAREHOUSE in writes and lock is not None:  # not yet initialised?
                     load_stage.check_ready(endpoints.warehouse, lock)
                 lineage.check(endpoints, writes)
@@ -218,6 +221,16 @@ def lake_gc(
     with run_step(settings, "gc", (RAW, PROCESSED), what="lake gc") as run:
         result = gc.collect(run.ends.raw, run.ends.processed, grace, dry_run, whole)
         run.record.step("gc", {url: len(files) for url, files in result.deleted.items()}, 0.0, [])
+        return result
+
+
+def lake_compact(settings: Settings, before: dt.date) -> compact.CompactResult:
+    """Compact the closed days before `before`. It takes no lock (see `ops.compact`):
+    a compaction and a run never touch the same files."""
+    with run_step(settings, "compact", (RAW, PROCESSED), what="lake compact", locked=False) as run:
+        result = compact.compact(run.ends.raw, run.ends.processed, before, run.deadline)
+        written = {url: len(zone.days) for url, zone in result.zones.items()}
+        run.record.step("compact", written, 0.0, [])
         return result
 
 

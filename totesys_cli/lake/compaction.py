@@ -1,0 +1,213 @@
+"""Compaction records: which large file now holds each small file of a closed day.
+
+`lake compact` rewrites the small files that a day's committed runs wrote of each table
+into a few large ones, in the same partition: each small file becomes one row group of
+a large file, in order. The day's record, `_compactions/<day>.json`, is created
+exclusively once every large file is in place: before it, no reader sees a change;
+after it, the small files are garbage for `lake gc` once its grace has passed.
+
+Readers keep reading a run's own files. Only when one is gone do they look up the
+record of its day (named in its key) and read its row group: the same rows, in the
+same order, with the same types. A run reads no record at all while its files exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from totesys_cli.errors import RuntimeFailure
+from totesys_cli.lake.held import Held
+from totesys_cli.lake.store import Lake, MissingFile
+
+COMPACTIONS = "_compactions"
+LATEST_HINT = f"{COMPACTIONS}/_latest"
+FORMAT = 1
+# large files a run keeps at hand while it reads the row groups of a compacted day
+KEPT_BYTES = 256 * 1024 * 1024
+
+_DAY = re.compile(r"/[a-z]+_date=(\d{4}-\d{2}-\d{2})/")
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """A large file and the small files it replaces: part i is its row group i."""
+
+    key: str
+    rows: int
+    bytes: int
+    parts: list[str]
+
+
+@dataclass
+class Record:
+    """One compacted day of one zone."""
+
+    day: dt.date
+    compacted_at: dt.datetime  # UTC, naive
+    seq: int  # the newest run committed when the day was compacted
+    tables: dict[str, list[Compacted]] = field(default_factory=dict)
+    replaced: Held = field(default_factory=lambda: Held(0, 0))  # the small files
+    # what every compaction up to this one changes in the zone once gc has reclaimed
+    # the small files: the large files in, the small ones out (see `held`)
+    net: Held = field(default_factory=lambda: Held(0, 0))
+
+    def files(self) -> list[Compacted]:
+        return [f for files in self.tables.values() for f in files]
+
+    def keys(self) -> set[str]:
+        """The large files: committed with the record."""
+        return {f.key for f in self.files()}
+
+    def parts(self) -> set[str]:
+        """The small files they replace."""
+        return {p for f in self.files() for p in f.parts}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "compaction",
+            "format": FORMAT,
+            "day": self.day.isoformat(),
+            "compacted_at": self.compacted_at.isoformat(sep=" "),
+            "seq": self.seq,
+            "tables": {
+                name: [
+                    {"key": f.key, "rows": f.rows, "bytes": f.bytes, "parts": f.parts}
+                    for f in files
+                ]
+                for name, files in self.tables.items()
+            },
+            "replaced": self.replaced.to_json(),
+            "net": self.net.to_json(),
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_json(), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        return cls(
+            day=dt.date.fromisoformat(data["day"]),
+            compacted_at=dt.datetime.fromisoformat(data["compacted_at"]),
+            seq=int(data["seq"]),
+            tables={
+                name: [
+                    Compacted(f["key"], int(f["rows"]), int(f["bytes"]), list(f["parts"]))
+                    for f in files
+                ]
+                for name, files in data["tables"].items()
+            },
+            replaced=Held.from_json(data["replaced"]) or Held(0, 0),
+            net=Held.from_json(data["net"]) or Held(0, 0),
+        )
+
+
+def record_key(day: dt.date) -> str:
+    return f"{COMPACTIONS}/{day.isoformat()}.json"
+
+
+def day_of(key: str) -> dt.date | None:
+    """The day of the partition a data file is in (None: not in a day's partition)."""
+    found = _DAY.search(key)
+    return dt.date.fromisoformat(found.group(1)) if found else None
+
+
+def read(zone: Lake, day: dt.date) -> Record | None:
+    """The day's record (None: the day is not compacted)."""
+    key = record_key(day)
+    try:
+        body = zone.get(key)
+    except MissingFile:
+        return None
+    try:
+        data = json.loads(body)
+        if data.get("kind") != "compaction" or data.get("format") != FORMAT:
+            raise ValueError(f"kind {data.get('kind')!r}, format {data.get('format')!r}")
+        return Record.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise RuntimeFailure(
+            f"the compaction record {zone.url}/{key} is not one this totesys reads ({err})",
+            "The lake was changed by hand, or by a newer totesys: upgrade totesys",
+        ) from None
+
+
+def records_after(zone: Lake, day: dt.date | None) -> list[Record]:
+    """The records of the days after `day` (every record, without one), oldest first:
+    a listing from that day on, so its cost follows the days since."""
+    start = record_key(day) if day is not None else None
+    found = []
+    for item in zone.list(f"{COMPACTIONS}/", start_after=start):
+        name = item.key.rsplit("/", 1)[1]
+        if name.endswith(".json"):
+            with contextlib.suppress(ValueError):
+                found.append(dt.date.fromisoformat(name[:-5]))
+    return [r for r in (read(zone, d) for d in sorted(found)) if r is not None]
+
+
+def latest(zone: Lake) -> Record | None:
+    """The newest record: from the hint, then past it."""
+    hint = None
+    with contextlib.suppress(RuntimeFailure, ValueError):
+        hint = dt.date.fromisoformat(zone.get(LATEST_HINT).decode())
+    newer = records_after(zone, hint)
+    if newer:
+        return newer[-1]
+    return read(zone, hint) if hint is not None else None
+
+
+# what one run has read of compacted days: records by day, large files by key
+_kept: contextvars.ContextVar[_Kept | None] = contextvars.ContextVar("compacted_read", default=None)
+
+
+@dataclass
+class _Kept:
+    records: dict[tuple[str, dt.date], Record | None] = field(default_factory=dict)
+    files: OrderedDict[tuple[str, str], bytes] = field(default_factory=OrderedDict)
+
+
+@contextlib.contextmanager
+def one_run() -> Iterator[None]:
+    """Inside: a day's record is read once, and the large files last read are kept (up to
+    `KEPT_BYTES`), so a run reading a compacted day's runs one by one gets each file once."""
+    token = _kept.set(_Kept())
+    try:
+        yield
+    finally:
+        _kept.reset(token)
+
+
+def holder(zone: Lake, key: str) -> tuple[bytes, int] | None:
+    """The large file holding the small file `key` and its row group (None: no
+    compaction of its day replaced it)."""
+    day = day_of(key)
+    if day is None:
+        return None
+    kept = _kept.get() or _Kept()
+    if (zone.url, day) not in kept.records:
+        kept.records[(zone.url, day)] = read(zone, day)
+    record = kept.records[(zone.url, day)]
+    if record is None:
+        return None
+    for file in record.files():
+        if key in file.parts:
+            return _large(zone, file.key, kept), file.parts.index(key)
+    return None
+
+
+def _large(zone: Lake, key: str, kept: _Kept) -> bytes:
+    found = kept.files.get((zone.url, key))
+    if found is None:
+        found = zone.get(key)
+        kept.files[(zone.url, key)] = found
+        while sum(len(b) for b in kept.files.values()) > KEPT_BYTES and len(kept.files) > 1:
+            kept.files.popitem(last=False)
+    else:
+        kept.files.move_to_end((zone.url, key))
+    return found
