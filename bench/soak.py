@@ -6,8 +6,9 @@ The source is the demo's size (scale 1, about today's real database; `--sales-or
 sets another). Each run is a `totesys run-all` process after a ten-minute slice of
 `simulate_activity` (a few orders, payments paid, a department moving, a staff rename,
 a counterparty moving). Every `--every` runs a sample prints: the median seconds of the
-runs since the last sample; objects and bytes per zone (as the newest manifest counts
-them, and, apart from the timings, as a listing finds them); the newest manifest's
+runs since the last sample; objects and bytes per zone (as the pipeline page counts
+them, from the newest manifest and compaction record, and, apart from the timings, as
+a listing finds them); the newest manifest's
 bytes per zone; a full-history query over the processed zone with DuckDB (the latest
 version of every sales order, ranked over every file of the fact, as the stack's named
 queries rank them); and the seconds of `status`, `verify`, the pipeline page's first
@@ -39,9 +40,8 @@ from totesys_cli.dashboard.reading import Warehouse
 from totesys_cli.db import engine
 from totesys_cli.demo import generator
 from totesys_cli.demo.activity import simulate_activity
+from totesys_cli.lake import compaction, open_lake
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake import open_lake
-from totesys_cli.lake.held import held_with
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.schemas import SOURCE_TABLES
 
@@ -52,7 +52,7 @@ SLICE_APART = dt.timedelta(minutes=10)
 def _zone(url: str, kind) -> dict:
     zone = open_lake(url, "SOAK")
     newest = manifests.latest(zone, kind)
-    held = held_with(newest) if newest else None
+    held = compaction.held(zone, newest)
     listed = zone.list("")
     return {
         "objects": held.files if held else None,
@@ -170,7 +170,8 @@ def main() -> None:
         samples.append(sample)
         seconds = []
         print(
-            f"{'after' if run > args.runs else run:>5} {sample['run_seconds']:6.2f} {raw['objects']:8,} "
+            f"{'after' if run > args.runs else run:>5} {sample['run_seconds']:6.2f} "
+            f"{raw['objects']:8,} "
             f"{raw['bytes'] / 1e6:7.1f} {processed['objects']:8,} "
             f"{processed['bytes'] / 1e6:7.1f} "
             f"{(raw['manifest_bytes'] + processed['manifest_bytes']) / 1e3:8.1f} "

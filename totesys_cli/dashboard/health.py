@@ -21,7 +21,6 @@ from totesys_cli.dashboard.charts import layout
 from totesys_cli.dashboard.page import Card, Chart, Section, age, count
 from totesys_cli.lake import compaction
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.held import held_with
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
 from totesys_cli.ops import quarantine
 from totesys_cli.ops import runs as history
@@ -87,9 +86,7 @@ def _held(name: str, zone: Any, newest: Manifest | None) -> Zone:
     the lake; None before a run of this release counted it."""
     if newest is None:
         return Zone(name, zone.url, 0, 0)
-    held = held_with(newest)
-    if held is not None and (record := compaction.latest(zone)) is not None:
-        held += record.net
+    held = compaction.held(zone, newest)
     return Zone(name, zone.url, held.files if held else None, held.bytes if held else None)
 
 

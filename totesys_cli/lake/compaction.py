@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from totesys_cli.errors import RuntimeFailure
-from totesys_cli.lake.held import Held
+from totesys_cli.lake.held import Held, held_with
 from totesys_cli.lake.store import Lake, MissingFile
 
 COMPACTIONS = "_compactions"
@@ -160,6 +160,15 @@ def latest(zone: Lake) -> Record | None:
     if newer:
         return newer[-1]
     return read(zone, hint) if hint is not None else None
+
+
+def held(zone: Lake, newest: Any) -> Held | None:
+    """What the zone holds: as its newest manifest counted it (see `lake.held`), with
+    what the compactions changed, as `lake gc` leaves the zone (None: counted by no run)."""
+    counted = held_with(newest) if newest is not None else Held(0, 0)
+    if counted is not None and (record := latest(zone)) is not None:
+        counted += record.net
+    return counted
 
 
 # what one run has read of compacted days: records by day, large files by key
