@@ -179,38 +179,47 @@ def _rewrite(zone: Lake, prefix: str, small: list, written: list[str]) -> list[C
     """The small files as row groups of large files, in order; a file of other columns
     than the one before starts a new large file."""
     done: list[Compacted] = []
-    writer: pq.ParquetWriter | None = None
-    sink = io.BytesIO()
-    parts: list[str] = []
-    rows = 0
+    large: _Large | None = None
+    for file in small:
+        rows = pq.read_table(pa.BufferReader(zone.get(file.key)))
+        if large is not None and not large.takes(rows):
+            done.append(large.commit(zone, f"{prefix}-{len(done):04d}.parquet", written))
+            large = None
+        large = large or _Large(rows.schema)
+        large.add(file.key, rows)
+    if large is not None:
+        done.append(large.commit(zone, f"{prefix}-{len(done):04d}.parquet", written))
+    return done
 
-    def close() -> None:
-        assert writer is not None
-        writer.close()
-        body = sink.getvalue()
-        key = f"{prefix}-{len(done):04d}.parquet"
+
+class _Large:
+    """A large file being written: each small file's rows one row group."""
+
+    def __init__(self, schema: pa.Schema):
+        self.sink = io.BytesIO()
+        self.writer = pq.ParquetWriter(
+            self.sink, schema, compression="snappy", use_dictionary=False
+        )
+        self.parts: list[str] = []
+        self.rows = 0
+
+    def takes(self, rows: pa.Table) -> bool:
+        same = rows.schema.equals(self.writer.schema, check_metadata=False)
+        return same and self.sink.tell() < TARGET
+
+    def add(self, key: str, rows: pa.Table) -> None:
+        self.writer.write_table(rows, row_group_size=max(rows.num_rows, 1))
+        self.parts.append(key)
+        self.rows += rows.num_rows
+
+    def commit(self, zone: Lake, key: str, written: list[str]) -> Compacted:
+        """Write it whole (not yet committed: the day's record does that)."""
+        self.writer.close()
+        body = self.sink.getvalue()
         written.append(key)
         put_data(zone, key, body)
         faults.point("compact.file_written")
-        done.append(Compacted(key, rows, len(body), list(parts)))
-
-    for file in small:
-        table = pq.read_table(pa.BufferReader(zone.get(file.key)))
-        same = writer is not None and table.schema.equals(writer.schema, check_metadata=False)
-        if writer is not None and (not same or sink.tell() >= TARGET):
-            close()
-            writer = None
-        if writer is None:
-            sink, parts, rows = io.BytesIO(), [], 0
-            writer = pq.ParquetWriter(
-                sink, table.schema, compression="snappy", use_dictionary=False
-            )
-        writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        parts.append(file.key)
-        rows += table.num_rows
-    if writer is not None:
-        close()
-    return done
+        return Compacted(key, self.rows, len(body), self.parts)
 
 
 def _now() -> dt.datetime:
