@@ -214,20 +214,24 @@ def test_a_compacted_day_on_s3_reads_as_written(source_url, warehouse_url, tmp_p
 
 
 def test_a_day_beyond_one_large_file_fills_several_in_order(pipeline, monkeypatch):
-    """Once a large file holds `TARGET` bytes the next small file starts another; each
-    small file is still found in its own large file's row group."""
+    """Once a large file holds `TARGET` bytes the next small file starts another, and
+    once a row group holds `GROUP_ROWS` rows the next starts another; each small file's
+    rows are still found where the record says."""
     from totesys_cli.lake.store import LocalLake
     from totesys_cli.ops import compact
     from totesys_cli.runtime import Deadline
 
     _runs(pipeline, 5)
     before = _reads(pipeline)
-    monkeypatch.setattr(compact, "TARGET", 6000)
+    monkeypatch.setattr(compact, "TARGET", 4000)
+    monkeypatch.setattr(compact, "GROUP_ROWS", 40)
     tomorrow = TODAY + dt.timedelta(days=1)
     compact.compact(pipeline.raw, pipeline.processed, tomorrow, Deadline(None))
     record = compaction.read(pipeline.processed, TODAY)
     several = [files for files in record.tables.values() if len(files) > 1]
     assert several and any(len(f.parts) > 1 for files in several for f in files)
+    parts = [p for files in record.tables.values() for f in files for p in f.parts]
+    assert any(p.group > 0 for p in parts) and any(p.offset > 0 for p in parts)
     for name, _ in ZONES:
         zone = LocalLake(str(pipeline.lake / name), "TEST")
         zone.delete(sorted(compaction.read(zone, TODAY).parts()))

@@ -1,14 +1,15 @@
 """Compaction records: which large file now holds each small file of a closed day.
 
 `lake compact` rewrites the small files that a day's committed runs wrote of each table
-into a few large ones, in the same partition: each small file becomes one row group of
-a large file, in order. The day's record, `_compactions/<day>.json`, is created
+into a few large ones, in the same partition: their rows in order, in row groups of up
+to `GROUP_ROWS` rows, the record naming where each small file's rows are (a row group,
+an offset, a count). The day's record, `_compactions/<day>.json`, is created
 exclusively once every large file is in place: before it, no reader sees a change;
 after it, the small files are garbage for `lake gc` once its grace has passed.
 
 Readers keep reading a run's own files. Only when one is gone do they look up the
-record of its day (named in its key) and read its row group: the same rows, in the
-same order, with the same types. A run reads no record at all while its files exist.
+record of its day (named in its key) and read its rows from the large file: the same
+rows, in the same order, with the same types. A run reads no record at all while its files exist.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake.held import Held, held_with
 from totesys_cli.lake.store import Lake, MissingFile
@@ -30,20 +34,41 @@ from totesys_cli.lake.store import Lake, MissingFile
 COMPACTIONS = "_compactions"
 LATEST_HINT = f"{COMPACTIONS}/_latest"
 FORMAT = 1
-# large files a run keeps at hand while it reads the row groups of a compacted day
+# the rows of a large file's row group: few groups for a reader to open, and a bounded
+# group to decode for one small file's rows
+GROUP_ROWS = 131_072
+# large files a run keeps at hand while it reads the small files of a compacted day
 KEPT_BYTES = 256 * 1024 * 1024
 
 _DAY = re.compile(r"/[a-z]+_date=(\d{4}-\d{2}-\d{2})/")
 
 
 @dataclass(frozen=True)
+class Part:
+    """Where a small file's rows are in its large file."""
+
+    key: str  # the small file
+    group: int  # the row group they are in
+    offset: int  # the first of them in the row group
+    rows: int
+
+    def to_json(self) -> list:
+        return [self.key, self.group, self.offset, self.rows]
+
+    @classmethod
+    def from_json(cls, data: list) -> Part:
+        key, group, offset, rows = data
+        return cls(str(key), int(group), int(offset), int(rows))
+
+
+@dataclass(frozen=True)
 class Compacted:
-    """A large file and the small files it replaces: part i is its row group i."""
+    """A large file and the small files it replaces, in order."""
 
     key: str
     rows: int
     bytes: int
-    parts: list[str]
+    parts: list[Part]
 
 
 @dataclass
@@ -68,7 +93,7 @@ class Record:
 
     def parts(self) -> set[str]:
         """The small files they replace."""
-        return {p for f in self.files() for p in f.parts}
+        return {p.key for f in self.files() for p in f.parts}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,7 +104,12 @@ class Record:
             "seq": self.seq,
             "tables": {
                 name: [
-                    {"key": f.key, "rows": f.rows, "bytes": f.bytes, "parts": f.parts}
+                    {
+                        "key": f.key,
+                        "rows": f.rows,
+                        "bytes": f.bytes,
+                        "parts": [p.to_json() for p in f.parts],
+                    }
                     for f in files
                 ]
                 for name, files in self.tables.items()
@@ -99,7 +129,12 @@ class Record:
             seq=int(data["seq"]),
             tables={
                 name: [
-                    Compacted(f["key"], int(f["rows"]), int(f["bytes"]), list(f["parts"]))
+                    Compacted(
+                        f["key"],
+                        int(f["rows"]),
+                        int(f["bytes"]),
+                        [Part.from_json(p) for p in f["parts"]],
+                    )
                     for f in files
                 ]
                 for name, files in data["tables"].items()
@@ -179,12 +214,14 @@ _kept: contextvars.ContextVar[_Kept | None] = contextvars.ContextVar("compacted_
 class _Kept:
     records: dict[tuple[str, dt.date], Record | None] = field(default_factory=dict)
     files: OrderedDict[tuple[str, str], bytes] = field(default_factory=OrderedDict)
+    group: tuple[tuple[str, str, int], pa.Table] | None = None  # the last row group decoded
 
 
 @contextlib.contextmanager
 def one_run() -> Iterator[None]:
     """Inside: a day's record is read once, and the large files last read are kept (up to
-    `KEPT_BYTES`), so a run reading a compacted day's runs one by one gets each file once."""
+    `KEPT_BYTES`) with the row group last decoded, so a run reading a compacted day's
+    runs one by one gets each file once and decodes each row group once."""
     token = _kept.set(_Kept())
     try:
         yield
@@ -192,8 +229,8 @@ def one_run() -> Iterator[None]:
         _kept.reset(token)
 
 
-def holder(zone: Lake, key: str) -> tuple[bytes, int] | None:
-    """The large file holding the small file `key` and its row group (None: no
+def rows_of(zone: Lake, key: str) -> pa.Table | None:
+    """The rows of the small file `key`, from the large file holding them (None: no
     compaction of its day replaced it)."""
     day = day_of(key)
     if day is None:
@@ -202,12 +239,22 @@ def holder(zone: Lake, key: str) -> tuple[bytes, int] | None:
     if (zone.url, day) not in kept.records:
         kept.records[(zone.url, day)] = read(zone, day)
     record = kept.records[(zone.url, day)]
-    if record is None:
-        return None
-    for file in record.files():
-        if key in file.parts:
-            return _large(zone, file.key, kept), file.parts.index(key)
+    for file in record.files() if record is not None else []:
+        for part in file.parts:
+            if part.key == key:
+                return _group(zone, file.key, part.group, kept).slice(part.offset, part.rows)
     return None
+
+
+def _group(zone: Lake, key: str, group: int, kept: _Kept) -> pa.Table:
+    """A row group of a large file, decoded once for the small files it holds."""
+    if kept.group is None or kept.group[0] != (zone.url, key, group):
+        data = _large(zone, key, kept)
+        kept.group = (
+            (zone.url, key, group),
+            pq.ParquetFile(pa.BufferReader(data)).read_row_group(group),
+        )
+    return kept.group[1]
 
 
 def _large(zone: Lake, key: str, kept: _Kept) -> bytes:

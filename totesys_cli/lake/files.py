@@ -181,7 +181,7 @@ class FileSet:
 
 def read_parquet(zone: Lake, keys: list[str], schema: pa.Schema | None = None) -> pa.Table:
     """The files as one Arrow table (a file `lake compact` replaced and `lake gc` has
-    deleted, from the row group of the large file that holds it); a missing or corrupt
+    deleted, from the large file that holds its rows); a missing or corrupt
     file fails naming it."""
     tables = []
     for key in keys:
@@ -210,8 +210,7 @@ def _parquet(zone: Lake, key: str) -> pa.Table:
     try:
         return pq.read_table(pa.BufferReader(zone.get(key)))
     except MissingFile:
-        found = compaction.holder(zone, key)
+        found = compaction.rows_of(zone, key)
         if found is None:
             raise
-        data, group = found
-        return pq.ParquetFile(pa.BufferReader(data)).read_row_group(group)
+        return found

@@ -130,12 +130,15 @@ class LocalLake:
         found = []
         walked = [(base.parent, [], [base.name])] if base.is_file() else os.walk(base)
         for folder, _, files in walked:
+            # keys as strings, and no stat before start_after: a listing after the newest
+            # manifest costs the folder's names, not a path and a stat each
+            inside = Path(folder).relative_to(self.root).as_posix()
+            above = "" if inside == "." else f"{inside}/"
             for name in files:
-                path = Path(folder) / name
-                key = path.relative_to(self.root).as_posix()
+                key = above + name
                 if start_after is not None and key <= start_after:
                     continue
-                stat = path.stat()
+                stat = os.stat(os.path.join(folder, name))
                 modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).replace(tzinfo=None)
                 found.append(StoredObject(key, stat.st_size, modified))
         return sorted(found, key=lambda o: o.key)

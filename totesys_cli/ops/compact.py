@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from totesys_cli import faults
 from totesys_cli.lake import Lake, compaction
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.compaction import Compacted, Record
+from totesys_cli.lake.compaction import GROUP_ROWS, Compacted, Part, Record
 from totesys_cli.lake.files import DataFile, put_data
 from totesys_cli.lake.held import Held, added
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
@@ -193,27 +193,41 @@ def _rewrite(zone: Lake, prefix: str, small: list, written: list[str]) -> list[C
 
 
 class _Large:
-    """A large file being written: each small file's rows one row group."""
+    """A large file being written: the small files' rows in order, in row groups of
+    `GROUP_ROWS` rows (the last one fewer)."""
 
     def __init__(self, schema: pa.Schema):
         self.sink = io.BytesIO()
         self.writer = pq.ParquetWriter(
             self.sink, schema, compression="snappy", use_dictionary=False
         )
-        self.parts: list[str] = []
+        self.parts: list[Part] = []
         self.rows = 0
+        self.groups = 0
+        self.waiting: list[pa.Table] = []  # the rows of the row group not yet written
 
     def takes(self, rows: pa.Table) -> bool:
         same = rows.schema.equals(self.writer.schema, check_metadata=False)
         return same and self.sink.tell() < TARGET
 
     def add(self, key: str, rows: pa.Table) -> None:
-        self.writer.write_table(rows, row_group_size=max(rows.num_rows, 1))
-        self.parts.append(key)
+        offset = sum(t.num_rows for t in self.waiting)
+        self.parts.append(Part(key, self.groups, offset, rows.num_rows))
+        self.waiting.append(rows)
         self.rows += rows.num_rows
+        if offset + rows.num_rows >= GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.waiting:
+            group = pa.concat_tables(self.waiting)
+            self.writer.write_table(group, row_group_size=max(group.num_rows, 1))
+            self.groups += 1
+            self.waiting = []
 
     def commit(self, zone: Lake, key: str, written: list[str]) -> Compacted:
         """Write it whole (not yet committed: the day's record does that)."""
+        self._flush()
         self.writer.close()
         body = self.sink.getvalue()
         written.append(key)
