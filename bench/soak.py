@@ -20,7 +20,11 @@ partitions follow the wall clock, so every file lands in today's.
 After the last run, `lake compact --before <tomorrow>` compacts that one day (a whole
 year of runs, as far as the files go) and `lake gc --grace-hours 0` reclaims the small
 files; a last row samples the lake as they leave it, and prints the compaction's
-seconds and the files per star table.
+seconds and the files per star table. Last, a second schedule of its own is run
+`--every` runs, and each figure (a run-all after a slice, `status`, `verify`, the page,
+`lake gc`, the history query) is measured on both alternately, `--rounds` times: the
+medians compare a young history with the old compacted one at the same moments, which
+the samples, minutes apart on a machine whose speed drifts, cannot.
 """
 
 from __future__ import annotations
@@ -95,12 +99,68 @@ def _page(warehouse: str, lake: Path) -> float:
     return time.perf_counter() - started
 
 
+class _Schedule:
+    """A source, a warehouse and a lake of their own, run as the schedule runs them."""
+
+    def __init__(self, server: Server, name: str, sizes: generator.Sizes):
+        self.source = server.create(f"{name}_source")
+        with engine(database(self.source)).begin() as conn:
+            generator.generate_source(conn, sizes)
+            self.newest = max(
+                conn.execute(text(f'SELECT max(last_updated) FROM "{t}"')).scalar_one()  # nosec B608
+                for t in SOURCE_TABLES
+            )
+        self.warehouse = server.create(f"{name}_warehouse")
+        self.lake = Path(tempfile.mkdtemp(prefix=f"totesys-{name}-")) / "lake"
+        self.env = {
+            "TOTESYS_SOURCE_URL": self.source,
+            "TOTESYS_WAREHOUSE_URL": self.warehouse,
+            "TOTESYS_LAKE_URL": str(self.lake),
+        }
+        self.runs = 0
+        timed([TOTESYS, "init"], self.env)
+
+    def run(self) -> float:
+        """A ten-minute slice of activity (after the first run), then run-all: its seconds."""
+        if self.runs:
+            at = self.newest + SLICE_APART * (self.runs + 1)  # the source's clock
+            with engine(database(self.source)).begin() as conn:
+                simulate_activity(conn, seed=7, step=self.runs + 1, at=at, **SLICE)
+        self.runs += 1
+        return timed([TOTESYS, "run-all"], self.env)[0]
+
+    def command(self, *args: str) -> float:
+        return timed([TOTESYS, *args], self.env)[0]
+
+    def page(self) -> float:
+        return _page(self.warehouse, self.lake)
+
+
+def _side_by_side(young: _Schedule, old: _Schedule, rounds: int) -> dict[str, list[float]]:
+    """Each figure of both schedules, alternately, `rounds` times: the medians compare
+    their histories, not the machine's moments."""
+    figures = {
+        "run-all": lambda s: s.run(),
+        "status": lambda s: s.command("status"),
+        "verify": lambda s: s.command("verify"),
+        "page": lambda s: s.page(),
+        "lake gc": lambda s: s.command("lake", "gc"),
+        "query": lambda s: _history_query(s.lake / "processed")[0],
+    }
+    found = {}
+    for name, measure in figures.items():
+        pairs = [(measure(young), measure(old)) for _ in range(rounds)]
+        found[name] = [statistics.median(p[i] for p in pairs) for i in (0, 1)]
+    return found
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--every", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5, help="of the side-by-side figures")
     parser.add_argument("--keep", type=Path, help="keep the embedded server in this folder")
     parser.add_argument(
         "--sales-orders", type=int, default=generator.Sizes.for_scale(1).sales_orders
@@ -109,21 +169,8 @@ def main() -> None:
     compiled()
     sizes = generator.Sizes(args.sales_orders, round(args.sales_orders * 0.42))
     server = Server(args.keep)
-    source = server.create("soak_source")
-    with engine(database(source)).begin() as conn:
-        generator.generate_source(conn, sizes)
-        newest = max(
-            conn.execute(text(f'SELECT max(last_updated) FROM "{t}"')).scalar_one()  # nosec B608
-            for t in SOURCE_TABLES
-        )
-    warehouse = server.create("soak_warehouse")
-    lake = Path(tempfile.mkdtemp(prefix="totesys-soak-")) / "lake"
-    env = {
-        "TOTESYS_SOURCE_URL": source,
-        "TOTESYS_WAREHOUSE_URL": warehouse,
-        "TOTESYS_LAKE_URL": str(lake),
-    }
-    timed([TOTESYS, "init"], env)
+    schedule = _Schedule(server, "soak", sizes)
+    lake, env = schedule.lake, schedule.env
     samples, seconds = [], []
     print(
         f"{'run':>5} {'run s':>6} {'raw obj':>8} {'raw MB':>7} {'proc obj':>8} "
@@ -145,11 +192,7 @@ def main() -> None:
             print(f"compacted in {compact:.1f} s; files per star table: {per_table}", flush=True)
             seconds = [0.0]
         else:
-            if run > 1:
-                at = newest + SLICE_APART * run  # the source's clock, ten minutes a run
-                with engine(database(source)).begin() as conn:
-                    simulate_activity(conn, seed=7, step=run, at=at, **SLICE)
-            seconds.append(timed([TOTESYS, "run-all"], env)[0])
+            seconds.append(schedule.run())
             if run % args.every and run != 1:
                 continue
         raw = _zone(str(lake / "raw"), RawManifest)
@@ -162,10 +205,10 @@ def main() -> None:
             "processed": processed,
             "history_query_seconds": query,
             "fact_sales_order_files": files,
-            "status_seconds": timed([TOTESYS, "status"], env)[0],
-            "verify_seconds": timed([TOTESYS, "verify"], env)[0],
-            "pipeline_page_seconds": _page(warehouse, lake),
-            "gc_seconds": timed([TOTESYS, "lake", "gc"], env)[0],
+            "status_seconds": schedule.command("status"),
+            "verify_seconds": schedule.command("verify"),
+            "pipeline_page_seconds": schedule.page(),
+            "gc_seconds": schedule.command("lake", "gc"),
         }
         samples.append(sample)
         seconds = []
@@ -180,9 +223,21 @@ def main() -> None:
             f"{sample['gc_seconds']:6.2f}",
             flush=True,
         )
+    # the same figures of a schedule only `--every` runs old, measured alternately with
+    # the compacted one: what the history costs, apart from the machine's own drift
+    young = _Schedule(server, "young", sizes)
+    for _ in range(args.every):
+        young.run()
+    ages = f"{young.runs} and {schedule.runs} runs old"
+    compared = _side_by_side(young, schedule, args.rounds)
+    print(f"\nside by side ({ages}; medians of {args.rounds} rounds; the old lake compacted):")
+    print(f"{'figure':>8} {'young s':>9} {'old s':>9} {'ratio':>6}")
+    for name, (then, now) in compared.items():
+        print(f"{name:>8} {then:9.3f} {now:9.3f} {now / then:6.2f}", flush=True)
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / f"soak_{args.runs}.json").write_text(json.dumps(samples, indent=1))
+    result = {"samples": samples, "side_by_side": compared}
+    (out_dir / f"soak_{args.runs}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
