@@ -173,9 +173,9 @@ def read(zone: Lake, day: dt.date) -> Record | None:
         ) from None
 
 
-def records_after(zone: Lake, day: dt.date | None) -> list[Record]:
-    """The records of the days after `day` (every record, without one), oldest first:
-    a listing from that day on, so its cost follows the days since."""
+def _days_after(zone: Lake, day: dt.date | None) -> list[dt.date]:
+    """The compacted days after `day` (every one, without it), oldest first: a listing
+    from that day on, so its cost follows the days since."""
     start = record_key(day) if day is not None else None
     found = []
     for item in zone.list(f"{COMPACTIONS}/", start_after=start):
@@ -183,26 +183,44 @@ def records_after(zone: Lake, day: dt.date | None) -> list[Record]:
         if name.endswith(".json"):
             with contextlib.suppress(ValueError):
                 found.append(dt.date.fromisoformat(name[:-5]))
-    return [r for r in (read(zone, d) for d in sorted(found)) if r is not None]
+    return sorted(found)
 
 
-def latest(zone: Lake) -> Record | None:
-    """The newest record: from the hint, then past it."""
+def records_after(zone: Lake, day: dt.date | None) -> list[Record]:
+    """The records of the days after `day` (every record, without it), oldest first."""
+    return [r for r in (read(zone, d) for d in _days_after(zone, day)) if r is not None]
+
+
+@dataclass(frozen=True)
+class Newest:
+    """The newest compacted day, and the running total of what compactions changed."""
+
+    day: dt.date
+    net: Held
+
+    def encode(self) -> bytes:
+        return json.dumps({"day": self.day.isoformat(), "net": self.net.to_json()}).encode()
+
+
+def newest(zone: Lake) -> Newest | None:
+    """The newest compacted day (None: none): from the hint, a few bytes, or from the
+    newest record past it (a record names every small file of its day: it is not read
+    when the hint is current)."""
     hint = None
-    with contextlib.suppress(RuntimeFailure, ValueError):
-        hint = dt.date.fromisoformat(zone.get(LATEST_HINT).decode())
-    newer = records_after(zone, hint)
-    if newer:
-        return newer[-1]
-    return read(zone, hint) if hint is not None else None
+    with contextlib.suppress(RuntimeFailure, ValueError, KeyError, TypeError):
+        data = json.loads(zone.get(LATEST_HINT))
+        hint = Newest(dt.date.fromisoformat(data["day"]), Held.from_json(data["net"]) or Held(0, 0))
+    later = _days_after(zone, hint.day if hint else None)
+    record = read(zone, later[-1]) if later else None
+    return Newest(record.day, record.net) if record is not None else hint
 
 
-def held(zone: Lake, newest: Any) -> Held | None:
+def held(zone: Lake, manifest: Any) -> Held | None:
     """What the zone holds: as its newest manifest counted it (see `lake.held`), with
     what the compactions changed, as `lake gc` leaves the zone (None: counted by no run)."""
-    counted = held_with(newest) if newest is not None else Held(0, 0)
-    if counted is not None and (record := latest(zone)) is not None:
-        counted += record.net
+    counted = held_with(manifest) if manifest is not None else Held(0, 0)
+    if counted is not None and (compacted := newest(zone)) is not None:
+        counted += compacted.net
     return counted
 
 

@@ -71,7 +71,7 @@ def compact(raw: Lake, processed: Lake, before: dt.date, deadline: Deadline) -> 
     result = CompactResult()
     for zone, kind in ((raw, RawManifest), (processed, ProcessedManifest)):
         done = result.zones[zone.url] = ZoneCompaction()
-        last = compaction.latest(zone)
+        last = compaction.newest(zone)
         day = last.day + dt.timedelta(days=1) if last else _first_day(zone, kind)
         net = last.net if last else Held(0, 0)
         while day is not None and day < before:
@@ -170,7 +170,7 @@ def _compact_day(zone: Lake, kind: type[Manifest], day: dt.date, net: Held) -> R
         zone.delete(written)
         log.info("another pass compacted %s of %s first", day, zone.url)
         return None
-    zone.put(compaction.LATEST_HINT, day.isoformat().encode())
+    zone.put(compaction.LATEST_HINT, compaction.Newest(day, record.net).encode())
     faults.point("compact.after_commit")
     return record
 
