@@ -42,7 +42,7 @@ from totesys_cli.extract.source import (
 from totesys_cli.extract.window import SourceNow, Window, indexed, window_of
 from totesys_cli.lake import Lake
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.files import FileSet, TableFiles
+from totesys_cli.lake.files import PARTITIONS, FileSet, TableFiles
 from totesys_cli.lake.manifest import RawManifest
 from totesys_cli.lake.state import Pass, TableState
 from totesys_cli.observe import logs, progress
@@ -309,7 +309,7 @@ def extract(
         snapshot = open_snapshot(conn, options.since)
         check_columns(conn, options.tables)
         with FileSet(
-            raw, "extracted_date", seq, snapshot.time.date(), "extract.file_written"
+            raw, PARTITIONS["raw"], seq, snapshot.time.date(), "extract.file_written"
         ) as files:
             seconds, entries, state = _copy_tables(conn, files, last, options, deadline, snapshot)
             census = last.census.carried() if last and last.census else None

@@ -34,6 +34,13 @@ WAITING = "_waiting"  # the processed zone's fact rows waiting on a dimension ke
 # where each zone's tombstones go: keys deleted in the source (the processed zone's are a
 # table of their own for Athena, beside the star tables)
 TOMBSTONES = {"raw": "_deleted", "processed": "deletions"}
+# the Hive partition of each zone's data files: the day a run wrote them
+PARTITIONS = {"raw": "extracted_date", "processed": "processed_date"}
+
+
+def partition(zone: str, day: dt.date) -> str:
+    """The partition folder of a day's files in the "raw" or "processed" zone."""
+    return f"{PARTITIONS[zone]}={day.isoformat()}"
 
 
 @dataclass(frozen=True)

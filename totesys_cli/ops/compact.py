@@ -29,7 +29,7 @@ from totesys_cli import faults
 from totesys_cli.lake import Lake, compaction
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.compaction import GROUP_ROWS, Compacted, Part, Record
-from totesys_cli.lake.files import DataFile, put_data
+from totesys_cli.lake.files import DataFile, partition, put_data
 from totesys_cli.lake.held import Held, added
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
 from totesys_cli.runtime.deadline import Deadline
@@ -114,7 +114,7 @@ def _first_day(zone: Lake, kind: type[Manifest]) -> dt.date | None:
 
 
 def _partition(kind: type[Manifest], day: dt.date) -> str:
-    return f"{'extracted' if kind is RawManifest else 'processed'}_date={day.isoformat()}"
+    return partition("raw" if kind is RawManifest else "processed", day)
 
 
 def _small_files(zone: Lake, kind: type[Manifest], table: str, day: dt.date, runs: _Runs) -> list:

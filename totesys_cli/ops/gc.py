@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake import Lake, StoredObject, compaction, writers
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.files import QUARANTINE, TOMBSTONES, WAITING
+from totesys_cli.lake.files import QUARANTINE, TOMBSTONES, WAITING, partition
 from totesys_cli.lake.manifest import Manifest, ProcessedManifest, RawManifest
 from totesys_cli.lake.zone import IDENTITY_KEY
 from totesys_cli.schemas import SOURCE_TABLES, STAR_TABLES
@@ -87,11 +87,11 @@ def _folders(kind: type[Manifest]) -> set[str]:
 def _partitions(kind: type[Manifest], day: dt.date) -> list[str]:
     """Every folder a run of that day writes its data files in."""
     raw = kind is RawManifest
-    partition = f"{'extracted' if raw else 'processed'}_date={day.isoformat()}/"
+    day_folder = f"{partition('raw' if raw else 'processed', day)}/"
     tables = SOURCE_TABLES if raw else STAR_TABLES
     waiting = [] if raw else [f"{WAITING}/{t}" for t in STAR_TABLES]
     tombstones = TOMBSTONES["raw" if raw else "processed"]
-    return [f"{folder}/{partition}" for folder in (*tables, QUARANTINE, tombstones, *waiting)]
+    return [f"{folder}/{day_folder}" for folder in (*tables, QUARANTINE, tombstones, *waiting)]
 
 
 def _days(last: _Pass) -> list[dt.date]:

@@ -21,7 +21,7 @@ from totesys_cli import faults
 from totesys_cli.config.settings import Bounds
 from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
-from totesys_cli.lake.files import FileSet, TableFiles, read_parquet
+from totesys_cli.lake.files import PARTITIONS, FileSet, TableFiles, read_parquet
 from totesys_cli.lake.manifest import ProcessedManifest, RawManifest
 from totesys_cli.observe import logs
 from totesys_cli.runtime import Deadline
@@ -139,7 +139,7 @@ def transform(
     batch = Batch(raw, runs, state, options.since, horizons(runs, newest))
     ledger = _ledger(raw, processed, last, state, batch)
     today = dt.datetime.now(dt.UTC).date()
-    with FileSet(processed, "processed_date", seq, today, "transform.file_written") as files:
+    with FileSet(processed, PARTITIONS["processed"], seq, today, "transform.file_written") as files:
         newest_raw = max(r.seq for r in runs)
         run = build.Run(files, Closure(state.keys), ledger, options.bounds, deadline, newest_raw)
         parents = build.dimensions(run, batch, state)
