@@ -25,6 +25,13 @@ seconds and the files per star table. Last, a second schedule of its own is run
 `lake gc`, the history query) is measured on both alternately, `--rounds` times: the
 medians compare a young history with the old compacted one at the same moments, which
 the samples, minutes apart on a machine whose speed drifts, cannot.
+
+A year of ten-minute runs is 52,560. After a daily compaction its lake holds what the
+compacted soak holds per day, one day after another; what grows with the count of runs
+is the manifests (a listing after the newest costs their names on a local lake, its
+results on S3) and the run history every run and page view reads. `--year` fills the old
+schedule's run history to a year before the side by side, so that its figures are a
+year's: `python bench/soak.py --runs 2000 --every 100 --year`.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from totesys_cli.schemas import SOURCE_TABLES
 
 SLICE = {"sales_orders": 3, "purchase_orders": 1, "payments_paid": 4}  # ten minutes
 SLICE_APART = dt.timedelta(minutes=10)
+YEAR = 52_560  # ten-minute runs
 
 
 def _zone(url: str, kind) -> dict:
@@ -135,6 +143,26 @@ class _Schedule:
     def page(self) -> float:
         return _page(self.warehouse, self.lake)
 
+    def year(self) -> int:
+        """The run history filled to a year of ten-minute runs, before the oldest, each
+        a copy of the newest run-all: what every run's pace and every page view read."""
+        with engine(database(self.warehouse)).begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO totesys_meta.runs SELECT 'year-' || g, command,"
+                    " first - g * interval '10 minutes', max_runtime,"
+                    " first - g * interval '10 minutes' + (ended_at - started_at), outcome,"
+                    " exit_code, error, rows, seconds, lake_runs"
+                    " FROM (SELECT *, (SELECT min(started_at) FROM totesys_meta.runs) AS first"
+                    "  FROM totesys_meta.runs WHERE command = 'run-all'"
+                    "  ORDER BY started_at DESC LIMIT 1) newest,"
+                    " generate_series(1, :year - (SELECT count(*) FROM totesys_meta.runs)) g"
+                ),
+                {"year": YEAR},
+            )
+            conn.execute(text("ANALYZE totesys_meta.runs"))
+            return conn.execute(text("SELECT count(*) FROM totesys_meta.runs")).scalar_one()
+
 
 def _side_by_side(young: _Schedule, old: _Schedule, rounds: int) -> dict[str, list[float]]:
     """Each figure of both schedules, alternately, `rounds` times: the medians compare
@@ -162,6 +190,11 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5, help="of the side-by-side figures")
     parser.add_argument("--keep", type=Path, help="keep the embedded server in this folder")
+    parser.add_argument(
+        "--year",
+        action="store_true",
+        help="fill the old schedule's run history to a year of runs before the side by side",
+    )
     parser.add_argument(
         "--sales-orders", type=int, default=generator.Sizes.for_scale(1).sales_orders
     )
@@ -223,12 +256,16 @@ def main() -> None:
             f"{sample['gc_seconds']:6.2f}",
             flush=True,
         )
+    if args.year:
+        print(f"run history filled to a year: {schedule.year():,} runs", flush=True)
     # the same figures of a schedule only `--every` runs old, measured alternately with
     # the compacted one: what the history costs, apart from the machine's own drift
     young = _Schedule(server, "young", sizes)
     for _ in range(args.every):
         young.run()
-    ages = f"{young.runs} and {schedule.runs} runs old"
+    ages = f"{young.runs} and {schedule.runs} runs old" + (
+        ", a year's history" if args.year else ""
+    )
     compared = _side_by_side(young, schedule, args.rounds)
     print(f"\nside by side ({ages}; medians of {args.rounds} rounds; the old lake compacted):")
     print(f"{'figure':>8} {'young s':>9} {'old s':>9} {'ratio':>6}")

@@ -240,7 +240,7 @@ def test_installed_command_runs_as_a_subprocess(warehouse_url):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "warehouse initialised: created 31 objects\n"
+    assert result.stdout == "warehouse initialised: created 32 objects\n"
     assert "created table dim_date" in result.stderr
 
 
@@ -264,7 +264,7 @@ def test_global_options_may_follow_the_command(warehouse_url):
     result = totesys("init", "--warehouse-url", warehouse_url, "--log-format", "json")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stderr.splitlines()]
-    assert len(lines) == 31 and {line["step"] for line in lines} == {"init"}
+    assert len(lines) == 32 and {line["step"] for line in lines} == {"init"}
     quiet = totesys("init", "--log-level=WARNING", "--warehouse-url", warehouse_url)
     assert quiet.returncode == 0 and quiet.stderr == ""
 

@@ -58,7 +58,7 @@ def test_the_log_level_and_format_variables_take_effect(source_url, warehouse_ur
     as_json = totesys("init", "--warehouse-url", warehouse_url, env={"TOTESYS_LOG_FORMAT": "json"})
     assert as_json.returncode == 0, as_json.stderr
     lines = [json.loads(line) for line in as_json.stderr.splitlines()]
-    assert len(lines) == 31 and {line["level"] for line in lines} == {"INFO"}
+    assert len(lines) == 32 and {line["level"] for line in lines} == {"INFO"}
     lake = str(tmp_path / "lake")
     quiet = totesys(
         "extract",

@@ -206,5 +206,5 @@ def test_init_through_a_secret_on_a_unix_socket(aws, pg, empty_db):
     )
     result = invoke("init", env={"TOTESYS_WAREHOUSE_SECRET": arn, "TOTESYS_WAREHOUSE_URL": None})
     assert result.exit_code == 0, result.output
-    assert result.stdout == "warehouse initialised: created 31 objects\n"
+    assert result.stdout == "warehouse initialised: created 32 objects\n"
     assert not leaks(result.output)

@@ -98,7 +98,7 @@ def test_cloudwatch_receives_our_json_lines(aws, warehouse_url):
     result = invoke("--cloudwatch-log-group", GROUP, "init", "--warehouse-url", warehouse_url)
     assert result.exit_code == 0, result.output
     lines = _events(GROUP)
-    assert len(lines) == 31
+    assert len(lines) == 32
     assert all(line["step"] == "init" and line["level"] == "INFO" for line in lines)
     assert len({line["run_id"] for line in lines}) == 1
     assert lines[0]["message"] == "created table dim_counterparty"

@@ -77,7 +77,7 @@ def test_second_init_changes_nothing(pg, empty_db):
     url = pg.url(empty_db)
     first = _init(url)
     assert first.exit_code == 0
-    assert first.stdout == "warehouse initialised: created 31 objects\n"
+    assert first.stdout == "warehouse initialised: created 32 objects\n"
     with pg.engine(empty_db).connect() as conn:
         before = catalog.snapshot(conn, list(STAR_TABLES))
     second = _init(url)
@@ -92,7 +92,7 @@ def test_init_completes_a_warehouse_someone_else_started(pg, empty_db):
         conn.execute(text(SPEC_SQL))  # the team created the tables, not the indexes or views
     result = _init(pg.url(empty_db))
     assert result.exit_code == 0, result.output
-    assert result.stdout == "warehouse initialised: created 20 objects\n"
+    assert result.stdout == "warehouse initialised: created 21 objects\n"
     with pg.engine(empty_db).begin() as conn:
         conn.execute(text("DROP VIEW fact_payment_latest"))
     assert _init(pg.url(empty_db)).stdout == "warehouse initialised: created 1 object\n"

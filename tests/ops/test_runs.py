@@ -88,3 +88,43 @@ def test_a_run_holding_the_lock_is_listed_as_running(after_first_run):
     assert run.wait(60) == 0, "".join(lines)
     listed = json.loads(pipeline.here("runs", "--json").stdout)
     assert [r["outcome"] for r in listed] == ["succeeded", "succeeded"]
+
+
+def _index_scans(conn) -> int:
+    conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+    return conn.execute(
+        text("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'runs_started_at'")
+    ).scalar_one()
+
+
+def test_a_year_of_run_history_is_read_through_its_index(source_url, warehouse_url, tmp_path):
+    """A year of ten-minute runs is 52,560 rows: a run's pace and the newest runs are
+    read by index, not by sorting the year; a warehouse from a release without the
+    index gets it with its next load."""
+    pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
+    with pipeline.warehouse().begin() as conn:
+        conn.execute(text("DROP INDEX IF EXISTS totesys_meta.runs_started_at"))
+        conn.execute(
+            text(
+                "INSERT INTO totesys_meta.runs (run_id, command, started_at, ended_at, outcome,"
+                " exit_code, rows, seconds)"
+                " SELECT 'past-' || g, 'run-all', now() - g * interval '10 minutes',"
+                " now() - g * interval '10 minutes' + interval '3 seconds', 'succeeded', 0,"
+                """ '{"extract": {"sales_order": 3}}', '{"extract": 0.4}'"""
+                " FROM generate_series(1, 52560) g"
+            )
+        )
+        conn.execute(text("ANALYZE totesys_meta.runs"))
+    assert pipeline.here("run-all").returncode == 0
+
+    with pipeline.warehouse().connect() as conn:
+        before = _index_scans(conn)
+        assert pipeline.cli("run-all").returncode == 0  # its pace reads the last week
+        after_run = _index_scans(conn)
+        listed = pipeline.cli("runs", "--json", "--limit", "3")
+        after_listing = _index_scans(conn)
+    assert after_run > before and after_listing > after_run
+    runs = json.loads(listed.stdout)
+    assert [r["command"] for r in runs] == ["run-all"] * 3
+    assert [r["run_id"].startswith("past-") for r in runs] == [False, False, True]
+    assert runs[2]["run_id"] == "past-1" and runs[0]["outcome"] == "succeeded"
