@@ -8,13 +8,14 @@ import pytest
 from sqlalchemy import text
 
 from tests.support import SPEC_WAREHOUSE_SQL, Pipeline, invoke
+from totesys_cli.db import indexes
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
 from totesys_cli.load import apply
 from totesys_cli.load import run as load_step
 from totesys_cli.runtime import Deadline
-from totesys_cli.schemas import FACTS
+from totesys_cli.schemas import FACTS, STAR_TABLES, star
 
 
 def test_golden_the_warehouse_equals_the_source_before_and_after_activity(pipeline):
@@ -173,6 +174,38 @@ def test_big_runs_check_foreign_keys_once_and_keep_them(pipeline, monkeypatch):
         assert conn.execute(
             text("SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'")
         ).scalar()
+
+
+def test_a_big_dimension_keys_the_versions_once_after_its_rows(pipeline, monkeypatch):
+    """A first load's big dimensions take their rows of the shared versions table with
+    its key built after them, not grown row by row; the key stands again after each,
+    and later runs merge into it."""
+    monkeypatch.setattr(apply, "BULK_ROWS", 10)
+    real, built = indexes.built_after, []
+
+    def spying(conn, table):
+        built.append(table)
+        return real(conn, table)
+
+    monkeypatch.setattr(indexes, "built_after", spying)
+    pipeline.run()
+    # each dimension of more than 10 rows, while its rows are over a tenth of those held
+    assert built.count("totesys_meta.dimension_versions") >= 2
+    versions_key = text(
+        "SELECT count(*) FROM pg_indexes WHERE tablename = 'dimension_versions' "
+        "AND indexname = 'dimension_versions_pkey'"
+    )
+    with pipeline.warehouse().connect() as conn:
+        assert conn.execute(versions_key).scalar_one() == 1
+        held = conn.execute(text("SELECT count(*) FROM totesys_meta.dimension_versions"))
+        assert held.scalar_one() == sum(
+            conn.execute(text(f"SELECT count(*) FROM {d}")).scalar_one()
+            for d in STAR_TABLES
+            if star(d).is_dimension
+        )
+    pipeline.activity()  # a department moving, a staff rename: merged into the versions
+    pipeline.run()
+    pipeline.assert_matches_source()
 
 
 def test_only_runs_big_beside_their_table_check_foreign_keys_at_the_end(pipeline, monkeypatch):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import random
 
 import pyarrow as pa
+import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support import run_here
 from totesys_cli.schemas import SUMMARIES
 from totesys_cli.warehouse import first_fill
-from totesys_cli.warehouse.first_fill import _Lookup, _repeats
+from totesys_cli.warehouse.first_fill import _Lookup
 from totesys_cli.warehouse.upkeep import summed_columns
 
 
@@ -45,17 +46,65 @@ def test_each_row_finds_its_dimension_row_as_a_left_join_would():
     assert joined.sort_by("n").select(expected.column_names).equals(expected)
 
 
+def _pairs(table: pa.Table) -> dict:
+    return dict(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+
+
+@pytest.mark.parametrize("labels", [(2, 2), (100, 100), (3, 300)])
+def test_labels_read_in_chunks_are_joined_as_read(labels):
+    """A dimension read in chunks, its labels coded per chunk in a byte while they fit
+    (100 and 100 make 200 in all; 300 do not fit one), out of key order: each row finds
+    its label as a left join of the plain rows does."""
+    chance = random.Random(5)
+    plain = []
+    for n, count in enumerate(labels):
+        keys = chance.sample(range(n * 1000, n * 1000 + 900), 500)
+        plain.append(
+            pa.table(
+                {
+                    "transaction_id": pa.array(keys, pa.int32()),
+                    "transaction_type": [f"{n}-{chance.randrange(count)}" for _ in keys],
+                }
+            )
+        )
+    held = first_fill._combined([first_fill._labels_encoded(t) for t in plain])
+    rows = pa.table({"transaction_id": pa.array(range(0, 2000, 3), pa.int32())})
+    joined = _Lookup(held, "transaction_id").join(rows)
+    expected = rows.join(pa.concat_tables(plain), "transaction_id", join_type="left outer")
+    got = _pairs(joined)
+    assert got == _pairs(expected)
+    assert sum(v is not None for v in got.values()) > 300
+
+
 def test_an_empty_dimension_gives_nulls():
     rows = pa.table({"transaction_id": pa.array([3, 4], pa.int32())})
     joined = _Lookup(_dimension([]), "transaction_id").join(rows)
     assert joined.column("transaction_type").to_pylist() == [None, None]
 
 
+def _repeat(*files: list[list[int]]) -> bool:
+    keys = first_fill._Keys()
+    for chunks in files:
+        keys.add(pa.chunked_array(chunks, pa.int32()))
+    return keys.repeat()
+
+
 def test_a_key_given_twice_is_found_across_files():
-    files = [pa.chunked_array([[5, 1, 9]]), pa.chunked_array([[2], [7, 8]])]
-    assert not _repeats(files)
-    assert _repeats([*files, pa.chunked_array([[8]])])
-    assert not _repeats([])
+    files = [[[5, 1, 9]], [[2], [7, 8]]]
+    assert not _repeat(*files)
+    assert _repeat(*files, [[8]])  # in an earlier file
+    assert _repeat([[3, 4, 3]])  # within one file
+    assert _repeat([[40, 2]], [[41, 1]], [[70, 41]])  # spans that overlap
+    assert not _repeat([[40, 2]], [[41, 1]], [[70, 42]], [[]])
+    assert not _repeat()
+
+
+def test_keys_beyond_the_map_are_kept_and_compared_with_the_mapped_ones(monkeypatch):
+    monkeypatch.setattr(first_fill, "MAPPED_KEYS", 100)
+    assert not _repeat([[5, 150]], [[-3, 6]], [[7]])
+    assert _repeat([[5, 150]], [[-3, 6]], [[150]])  # both kept
+    assert _repeat([[5, 150]], [[-3, 6]], [[7, 5]])  # a mapped key given again
+    assert _repeat([[5, 150]], [[-3, 5]])  # a kept file repeating a mapped key
 
 
 def test_sums_beyond_what_is_held_are_added_up_by_the_database(warehouse_url, monkeypatch):

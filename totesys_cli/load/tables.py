@@ -20,9 +20,10 @@ from sqlalchemy import Connection, exists, func, select, text
 from sqlalchemy.schema import CreateTable, DropTable
 
 from totesys_cli.db import indexes
+from totesys_cli.db.catalog import estimated_rows
 from totesys_cli.db.copy import copy_in
 from totesys_cli.lake import Lake
-from totesys_cli.lake.files import read_parquet
+from totesys_cli.lake.files import TableFiles, read_parquet
 from totesys_cli.load import apply
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import DIMENSION_VERSIONS, star
@@ -40,8 +41,8 @@ class _Files:
     """The run's files of a table, read in turn; the first is kept once read, so a
     table that cannot be appended to reads it only once."""
 
-    def __init__(self, processed: Lake, table: str, keys: list[str], replayed: bool):
-        self.processed, self.table, self.keys = processed, table, keys
+    def __init__(self, processed: Lake, table: str, keys: list[str], rows: int, replayed: bool):
+        self.processed, self.table, self.keys, self.rows = processed, table, keys, rows
         self.replayed = replayed  # a reprocess: versions read before, maybe since deleted
         self.first: pa.Table | None = None
 
@@ -84,7 +85,10 @@ def _straight_in(
     total = 0
     fill = first_fill.FirstFill(conn, table, above is not None) if star(table).is_fact else None
     # an empty table takes its indexes once its rows are in
-    with indexes.built_after(conn, table) if above is None else contextlib.nullcontext():
+    with (
+        indexes.built_after(conn, table) if above is None else contextlib.nullcontext(),
+        _versions_built_after(conn, table, files.rows),
+    ):
         for rows in files:
             deadline.check(f"loading {table}")
             if above is not None and (_lowest(rows, table) or 0) <= above:
@@ -115,6 +119,27 @@ def _straight_in(
         except first_fill.SeveralVersions:
             raise _NotStraight(table) from None
     return total
+
+
+def _versions_built_after(conn: Connection, table: str, rows: int):
+    """Around a dimension's rows going straight in: the key of the versions every
+    dimension shares, built once after them when they are most of its rows (a first
+    load's big dimension), not grown row by row; then analyzed, so that the next run
+    knows its size. Otherwise nothing."""
+    versions = DIMENSION_VERSIONS.fullname
+    if not star(table).is_dimension or rows <= apply.BULK_ROWS:
+        return contextlib.nullcontext()
+    held = estimated_rows(conn, [versions]).get(versions, 0)
+    if rows * apply.BULK_SHARE <= max(held, 0):
+        return contextlib.nullcontext()
+    return _built_and_analyzed(conn, versions)
+
+
+@contextlib.contextmanager
+def _built_and_analyzed(conn: Connection, table: str) -> Iterator[None]:
+    with indexes.built_after(conn, table):
+        yield
+    conn.execute(text(f"ANALYZE {table}"))
 
 
 def _largest_key(conn: Connection, table: str) -> int | None:
@@ -155,12 +180,12 @@ def load_table(
     conn: Connection,
     processed: Lake,
     table: str,
-    files: list[str],
+    files: TableFiles,
     deadline: Deadline,
     replayed: bool = False,
 ) -> tuple[int, int]:
     """(rows read, rows changed) for one star table of a run (`replayed`: a reprocess)."""
-    run = _Files(processed, table, files, replayed)
+    run = _Files(processed, table, files.keys, files.rows, replayed)
     if _is_empty(conn, table):
         above = None
     elif (above := _largest_key(conn, table)) is None or (run.lowest_key() or 0) <= above:

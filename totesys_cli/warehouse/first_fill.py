@@ -38,13 +38,13 @@ class FirstFill:
         self.fact = fact
         self.adding = adding
         self.summaries = of_fact(fact)
-        self.keys: list = []
+        self.keys = _Keys()
         self.sums = {s.name: _Sums(conn, s) for s in self.summaries}
         self.lookups: dict[tuple[str, str], object] = {}
 
     def add(self, rows) -> None:
         """Sum one file's rows (an Arrow table of the fact's columns)."""
-        self.keys.append(rows.column(star(self.fact).key))
+        self.keys.add(rows.column(star(self.fact).key))
         for summary in self.summaries:
             self.sums[summary.name].add(self._summed(summary, self._joined(summary, rows)))
 
@@ -88,7 +88,7 @@ class FirstFill:
         ]
         if not chunks:
             return pa.table({n: [] for n in names}, types)
-        return pa.concat_tables(chunks).unify_dictionaries().combine_chunks()
+        return _combined(chunks)
 
     @staticmethod
     def _summed(summary: Summary, rows):
@@ -107,7 +107,7 @@ class FirstFill:
     def finish(self) -> None:
         """Copy the sums into the summaries, in the fact's transaction."""
         started = time.perf_counter()
-        if _repeats(self.keys):
+        if self.keys.repeat():
             if self.adding:
                 raise SeveralVersions(self.fact)
             sum_whole(self.conn, self.fact)  # several versions of a key: the latest count
@@ -243,16 +243,21 @@ def _add_sums(conn: Connection, summary: Summary, sums: _Sums) -> None:
 
 
 class _Lookup:
-    """A dimension's key and columns, sorted by key once, so that each file's rows find
+    """A dimension's keys and columns, sorted by key once, so that each file's rows find
     theirs by a binary search: no hash table of the whole dimension per file, which
-    held several times the file's memory."""
+    held several times the file's memory. It holds the keys once (as an array) and the
+    other columns as they came (a dimension copied in key order is not sorted again)."""
 
     def __init__(self, table, key: str):
-        import pyarrow.compute as pc
+        import numpy as np
 
         self.key = key
-        self.table = table.take(pc.sort_indices(table.column(key)))
-        self.keys = self.table.column(key).to_numpy()
+        keys = table.column(key).to_numpy()
+        table = table.drop_columns([key])
+        if np.any(keys[1:] < keys[:-1]):
+            order = np.argsort(keys, kind="stable")
+            keys, table = keys[order], table.take(order)
+        self.keys, self.table = keys, table
 
     def join(self, rows):
         """The rows with the dimension's columns appended (null where it lacks the key,
@@ -268,31 +273,93 @@ class _Lookup:
             positions = pa.array(at, mask=self.keys[at] != wanted)
         found = self.table.take(positions)
         for name in self.table.column_names:
-            if name != self.key:
-                rows = rows.append_column(name, found.column(name))
+            rows = rows.append_column(name, found.column(name))
         return rows
 
 
 def _labels_encoded(table):
     """The table's text columns dictionary-encoded: a label per key of a big dimension
-    (a transaction's type) held as a small integer, not as a string per row."""
+    (a transaction's type) held as a byte, not as a string per row."""
     import pyarrow as pa
 
+    narrow = pa.dictionary(pa.int8(), pa.string())
     for i, field in enumerate(table.schema):
         if pa.types.is_string(field.type):
-            table = table.set_column(i, field.name, table.column(i).dictionary_encode())
+            codes = table.column(i).dictionary_encode()
+            small = all(len(c.dictionary) <= 127 for c in codes.chunks)
+            table = table.set_column(i, field.name, codes.cast(narrow) if small else codes)
     return table
 
 
-def _repeats(keys: list) -> bool:
-    """Whether these arrays of keys hold a key twice (sorted, not hashed: a copy of the
-    keys is all it holds)."""
-    import numpy as np
+def _combined(chunks: list):
+    """Chunks of `_labels_encoded` rows as one table with one dictionary per column, kept
+    in chunks: no second copy of the rows."""
+    import pyarrow as pa
 
-    if not keys:
-        return False
-    ordered = np.sort(np.concatenate([k.to_numpy() for k in keys]))
-    return bool(np.any(ordered[1:] == ordered[:-1]))
+    try:
+        return pa.concat_tables(chunks).unify_dictionaries()
+    except pa.ArrowInvalid:  # more labels in all than the narrow codes hold
+        return pa.concat_tables([_widened(c) for c in chunks]).unify_dictionaries()
+
+
+def _widened(table):
+    """The table's dictionary columns with codes of four bytes, for more labels."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type) and field.type.index_type != pa.int32():
+            wide = pa.dictionary(pa.int32(), field.type.value_type)
+            table = table.set_column(i, field.name, table.column(i).cast(wide))
+    return table
+
+
+# keys below this are marked in a map of a byte per key (a fact's ids: 64 MB at most),
+# so that finding a key given twice holds no copy of the keys
+MAPPED_KEYS = 1 << 26
+
+
+class _Keys:
+    """The fact keys a fill has taken, to find one given twice. Ids as a source numbers
+    them are marked in a map of a byte per key, the span a file's keys cover counted
+    before and after: its memory is the largest key's bytes (5 MB for 5 million rows),
+    never a copy of the keys. Keys below 0 or from MAPPED_KEYS on are kept, then
+    sorted at the end."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.marked = np.zeros(0, np.bool_)
+        self.kept: list = []
+        self.repeated = False
+
+    def add(self, keys) -> None:
+        import numpy as np
+
+        values = keys.to_numpy()
+        if not len(values) or self.repeated:
+            return
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= MAPPED_KEYS:
+            self.kept.append(values)
+            return
+        if high >= len(self.marked):  # doubled, so that growing costs the map once
+            grown = np.zeros(max(high + 1, 2 * len(self.marked)), np.bool_)
+            grown[: len(self.marked)] = self.marked
+            self.marked = grown
+        span = self.marked[low : high + 1]
+        before = np.count_nonzero(span)
+        span[values - low] = True
+        self.repeated = np.count_nonzero(span) - before != len(values)
+
+    def repeat(self) -> bool:
+        """Whether a key was given twice."""
+        import numpy as np
+
+        if self.repeated or not self.kept:
+            return self.repeated
+        ordered = np.concatenate([*self.kept, np.flatnonzero(self.marked)])
+        ordered.sort()
+        return bool(np.any(ordered[1:] == ordered[:-1]))
 
 
 def _sum_by(table, summary: Summary):
