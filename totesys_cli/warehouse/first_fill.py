@@ -342,14 +342,14 @@ class _Keys:
         if low < 0 or high >= MAPPED_KEYS:
             self.kept.append(values)
             return
-        if high >= len(self.marked):  # doubled, so that growing costs the map once
+        if high >= len(self.marked):  # doubled: growing copies at most twice the map
             grown = np.zeros(max(high + 1, 2 * len(self.marked)), np.bool_)
             grown[: len(self.marked)] = self.marked
             self.marked = grown
         span = self.marked[low : high + 1]
         before = np.count_nonzero(span)
         span[values - low] = True
-        self.repeated = np.count_nonzero(span) - before != len(values)
+        self.repeated = bool(np.count_nonzero(span) - before != len(values))
 
     def repeat(self) -> bool:
         """Whether a key was given twice."""
