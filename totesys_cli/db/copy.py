@@ -11,9 +11,9 @@ import struct
 from collections.abc import Iterator
 
 import pg8000.dbapi
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
-from totesys_cli.db import driver
+from totesys_cli.db import binary, driver
 from totesys_cli.errors import RuntimeFailure
 
 _LENGTH = struct.Struct("!i").unpack_from
@@ -91,26 +91,46 @@ def _error_fields(data: bytes) -> dict[str, str]:
     return {f[:1].decode(): f[1:].decode(errors="replace") for f in data.split(b"\0") if f}
 
 
-# rows per CopyData message of copy_in: a few MB of CSV, so what a COPY holds besides its
-# Arrow table is bounded by this, never by the table's size
+# rows per CopyData message of copy_in: a few MB, so what a COPY holds besides its Arrow
+# table is bounded by this, never by the table's size
 COPY_IN_ROWS = 32_768
 
 
 def copy_in(conn: Connection, target: str, arrow_table) -> None:
-    """`COPY target (columns) FROM STDIN` of an Arrow table, through pg8000's own COPY:
-    written as CSV a slice of COPY_IN_ROWS rows at a time, each slice one message."""
+    """`COPY target (columns) FROM STDIN` of an Arrow table, through pg8000's own COPY, a
+    slice of COPY_IN_ROWS rows per message: in the binary format when every column
+    converts to the target's type without loss (see `binary`), else as CSV."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(n) for n in arrow_table.column_names)
+    name = ".".join(quote(part) for part in target.split("."))
+    kinds = _column_types(conn, name)
+    encode = binary.encoders(arrow_table, [kinds.get(n) for n in arrow_table.column_names])
+    if encode is None:
+        stream, form = _csv(arrow_table), "csv"
+    else:
+        stream, form = binary.stream(arrow_table, encode, COPY_IN_ROWS), "binary"
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute(f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT {form})", stream=stream)
+
+
+def _column_types(conn: Connection, name: str) -> dict[str, str]:
+    """The table's columns and their types, as `format_type` names them (no modifier)."""
+    found = conn.execute(
+        text(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+            "WHERE attrelid = to_regclass(:t) AND attnum > 0 AND NOT attisdropped"
+        ),
+        {"t": name},
+    )
+    return {name: kind for name, kind in found}
+
+
+def _csv(arrow_table) -> Iterator[bytes]:
+    """The table as CSV, a slice of COPY_IN_ROWS rows at a time."""
     import pyarrow.csv as pcsv
 
     options = pcsv.WriteOptions(include_header=False, quoting_style="needed")
-
-    def slices() -> Iterator[bytes]:
-        for batch in arrow_table.to_batches(max_chunksize=COPY_IN_ROWS):
-            sink = io.BytesIO()
-            pcsv.write_csv(batch, sink, options)
-            yield sink.getvalue()
-
-    quote = conn.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(n) for n in arrow_table.column_names)
-    cursor = conn.connection.driver_connection.cursor()
-    name = ".".join(quote(part) for part in target.split("."))
-    cursor.execute(f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT csv)", stream=slices())
+    for batch in arrow_table.to_batches(max_chunksize=COPY_IN_ROWS):
+        sink = io.BytesIO()
+        pcsv.write_csv(batch, sink, options)
+        yield sink.getvalue()
