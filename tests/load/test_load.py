@@ -208,6 +208,37 @@ def test_a_big_dimension_keys_the_versions_once_after_its_rows(pipeline, monkeyp
     pipeline.assert_matches_source()
 
 
+def test_a_fact_takes_the_record_ids_its_sequence_would_have_given(pipeline):
+    """Straight in, a fact's record ids are drawn from its sequence a file at a time, not
+    row by row: 1 to n in the order of its files' rows, and the versions merged later go
+    on from n + 1."""
+    pipeline.extract(batch_rows=40)
+    run = pipeline.transform()
+    manifest = manifests.read(
+        pipeline.processed, manifests.manifest_key(run.seq), ProcessedManifest
+    )
+    assert all(len(manifest.files(fact)) > 1 for fact in FACTS)
+    pipeline.load()
+
+    def held(fact: str) -> list[tuple]:
+        spec = star(fact)
+        columns = ", ".join([spec.record_id, *spec.version_key])
+        with pipeline.warehouse().connect() as conn:
+            query = text(f"SELECT {columns} FROM {fact} ORDER BY 1")  # nosec B608
+            return [tuple(r) for r in conn.execute(query)]
+
+    for fact in FACTS:
+        rows = pipeline.star_rows(fact)
+        versions = [tuple(row[c] for c in star(fact).version_key) for row in rows]
+        assert held(fact) == [(n, *v) for n, v in enumerate(versions, start=1)], fact
+    pipeline.activity()
+    pipeline.run()
+    for fact in FACTS:
+        ids = [row[0] for row in held(fact)]
+        assert ids == list(range(1, len(ids) + 1)) and len(ids) > len(pipeline.star_rows(fact, [1]))
+    pipeline.assert_matches_source()
+
+
 def test_only_runs_big_beside_their_table_check_foreign_keys_at_the_end(pipeline, monkeypatch):
     """A trigger per row costs less than re-checking a big table for a small run."""
     monkeypatch.setattr(apply, "BULK_ROWS", 10)

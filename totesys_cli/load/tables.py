@@ -13,10 +13,12 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+import numpy as np
 import pg8000.dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, exists, func, select, text
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.schema import CreateTable, DropTable
 
 from totesys_cli.db import indexes
@@ -105,8 +107,8 @@ def _straight_in(
                     }
                 )
                 copy_in(conn, DIMENSION_VERSIONS.fullname, versions)
-            else:
-                copy_in(conn, table, rows)
+            else:  # a fact, or the calendar
+                copy_in(conn, table, _numbered(conn, table, rows))
             total += rows.num_rows
     if star(table).is_fact and not apply.has_version_index(conn, table):
         version = [star(table).table.c[c] for c in star(table).version_key]
@@ -119,6 +121,23 @@ def _straight_in(
         except first_fill.SeveralVersions:
             raise _NotStraight(table) from None
     return total
+
+
+def _numbered(conn: Connection, table: str, rows: pa.Table) -> pa.Table:
+    """A fact's rows with their record ids, drawn from its sequence as one block: left
+    to the column's default, the server would draw them one row at a time, which costs
+    a bulk COPY a third of its time. The ids are the ones the default would have given."""
+    record_id = star(table).record_id
+    if record_id is None or not rows.num_rows:  # the calendar has none
+        return rows
+    sequence = func.pg_get_serial_sequence(
+        conn.dialect.identifier_preparer.quote(table), record_id
+    ).cast(REGCLASS)
+    last = conn.execute(
+        select(func.setval(sequence, func.nextval(sequence) + rows.num_rows - 1))
+    ).scalar_one()
+    ids = pa.array(np.arange(last - rows.num_rows + 1, last + 1, dtype=np.int32))
+    return rows.add_column(0, record_id, ids)
 
 
 def _versions_built_after(conn: Connection, table: str, rows: int):
