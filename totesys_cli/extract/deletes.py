@@ -69,7 +69,7 @@ def _read_since(raw: Lake, census: Census) -> dict[str, np.ndarray]:
         for table in set(entries.column("source_table").to_pylist()):
             mine = entries.filter(pc.equal(entries.column("source_table"), table))
             found.setdefault(table, []).append(mine.column("key").to_numpy())
-    return {table: np.unique(np.concatenate(parts)) for table, parts in found.items()}
+    return {table: keysets.unique(np.concatenate(parts)) for table, parts in found.items()}
 
 
 def _census_keys(raw: Lake, census: Census | None) -> dict[str, keysets.Intervals]:
@@ -103,7 +103,9 @@ def compare(
         runs = known.get(table, [])
         extra = keysets.missing(runs, read.get(table, np.empty(0, dtype=np.int64)))
         lost = keysets.subtract(runs, present)  # a handful of intervals, whatever the size
-        missing = np.union1d(keysets.spelled_out(lost), keysets.missing(present, extra))
+        missing = keysets.unique(
+            np.concatenate([keysets.spelled_out(lost), keysets.missing(present, extra)])
+        )
         held[table] = keysets.count(runs) + extra.size
         if missing.size:
             gone[table] = missing
