@@ -16,6 +16,7 @@ from totesys_cli.db.copy import copy_in, copy_out
 from totesys_cli.observe import memory
 from totesys_cli.schemas import star
 from totesys_cli.schemas.summaries import Summary, of_fact
+from totesys_cli.warehouse.lookup import MAPPED_KEYS, Lookup, combined, labels_encoded
 from totesys_cli.warehouse.upkeep import CHANGE, sum_whole, summed_columns, timed
 
 
@@ -58,12 +59,12 @@ class FirstFill:
             return rows
         if not self.adding:
             if summary.joined not in self.lookups:
-                self.lookups[summary.joined] = _Lookup(self._lookup(summary), summary.joined[1])
+                self.lookups[summary.joined] = Lookup(self._lookup(summary), summary.joined[1])
             return self.lookups[summary.joined].join(rows)
         span = pc.min_max(rows.column(summary.joined[1]))
         low, high = span["min"].as_py(), span["max"].as_py()
         lookup = self._lookup(summary, (0, -1) if low is None else (low, high))
-        return _Lookup(lookup, summary.joined[1]).join(rows)
+        return Lookup(lookup, summary.joined[1]).join(rows)
 
     def _lookup(self, summary: Summary, span: tuple[int, int] | None = None):
         """The joined dimension's key and the columns the summary groups by (of the keys
@@ -77,7 +78,7 @@ class FirstFill:
         query = f"COPY (SELECT {', '.join(names)} FROM {dimension}{where}) TO STDOUT (FORMAT csv)"  # nosec B608
         types = {key: pa.int32(), **{n: pa.string() for n in names[1:]}}
         chunks = [
-            _labels_encoded(
+            labels_encoded(
                 pcsv.read_csv(
                     pa.py_buffer(chunk),
                     read_options=pcsv.ReadOptions(column_names=names),
@@ -88,7 +89,7 @@ class FirstFill:
         ]
         if not chunks:
             return pa.table({n: [] for n in names}, types)
-        return _combined(chunks)
+        return combined(chunks)
 
     @staticmethod
     def _summed(summary: Summary, rows):
@@ -240,82 +241,6 @@ def _add_sums(conn: Connection, summary: Summary, sums: _Sums) -> None:
             )
         )
     conn.execute(text(f"DROP TABLE {CHANGE}"))
-
-
-class _Lookup:
-    """A dimension's keys and columns, sorted by key once, so that each file's rows find
-    theirs by a binary search: no hash table of the whole dimension per file, which
-    held several times the file's memory. It holds the keys once (as an array) and the
-    other columns as they came (a dimension copied in key order is not sorted again)."""
-
-    def __init__(self, table, key: str):
-        import numpy as np
-
-        self.key = key
-        keys = table.column(key).to_numpy()
-        table = table.drop_columns([key])
-        if np.any(keys[1:] < keys[:-1]):
-            order = np.argsort(keys, kind="stable")
-            keys, table = keys[order], table.take(order)
-        self.keys, self.table = keys, table
-
-    def join(self, rows):
-        """The rows with the dimension's columns appended (null where it lacks the key,
-        as a left outer join)."""
-        import numpy as np
-        import pyarrow as pa
-
-        wanted = rows.column(self.key).to_numpy()
-        if len(self.keys) == 0:
-            positions = pa.nulls(len(wanted), pa.int64())
-        else:
-            at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
-            positions = pa.array(at, mask=self.keys[at] != wanted)
-        found = self.table.take(positions)
-        for name in self.table.column_names:
-            rows = rows.append_column(name, found.column(name))
-        return rows
-
-
-def _labels_encoded(table):
-    """The table's text columns dictionary-encoded: a label per key of a big dimension
-    (a transaction's type) held as a byte, not as a string per row."""
-    import pyarrow as pa
-
-    narrow = pa.dictionary(pa.int8(), pa.string())
-    for i, field in enumerate(table.schema):
-        if pa.types.is_string(field.type):
-            codes = table.column(i).dictionary_encode()
-            small = all(len(c.dictionary) <= 127 for c in codes.chunks)
-            table = table.set_column(i, field.name, codes.cast(narrow) if small else codes)
-    return table
-
-
-def _combined(chunks: list):
-    """Chunks of `_labels_encoded` rows as one table with one dictionary per column, kept
-    in chunks: no second copy of the rows."""
-    import pyarrow as pa
-
-    try:
-        return pa.concat_tables(chunks).unify_dictionaries()
-    except pa.ArrowInvalid:  # more labels in all than the narrow codes hold
-        return pa.concat_tables([_widened(c) for c in chunks]).unify_dictionaries()
-
-
-def _widened(table):
-    """The table's dictionary columns with codes of four bytes, for more labels."""
-    import pyarrow as pa
-
-    for i, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type) and field.type.index_type != pa.int32():
-            wide = pa.dictionary(pa.int32(), field.type.value_type)
-            table = table.set_column(i, field.name, table.column(i).cast(wide))
-    return table
-
-
-# keys below this are marked in a map of a byte per key (a fact's ids: 64 MB at most),
-# so that finding a key given twice holds no copy of the keys
-MAPPED_KEYS = 1 << 26
 
 
 class _Keys:
