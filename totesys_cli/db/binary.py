@@ -35,7 +35,7 @@ _TIMESTAMPS = (-211_813_488_000_000_000, 9_223_371_331_200_000_000)
 
 # An encoder turns a column into one field per row (its length, then its bytes): a
 # numpy array of a row of bytes per value when they are all one width, else Arrow binary.
-# What it makes of a null slot does not matter: `_rows` puts a NULL there.
+# What it makes of a null slot does not matter: `rows` puts a NULL there.
 Encoder = Callable[[pa.Array], "np.ndarray | pa.Array"]
 
 
