@@ -136,6 +136,8 @@ def _numbered(conn: Connection, table: str, rows: pa.Table) -> pa.Table:
     last = conn.execute(
         select(func.setval(sequence, func.nextval(sequence) + rows.num_rows - 1))
     ).scalar_one()
+    if last is None:  # no sequence of its own (a team's own table): left to the column
+        return rows
     ids = pa.array(np.arange(last - rows.num_rows + 1, last + 1, dtype=np.int32))
     return rows.add_column(0, record_id, ids)
 
