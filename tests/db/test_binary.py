@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import text
 
-from totesys_cli.db import binary, copy
+from totesys_cli.db import binary, catalog, copy
 
 _COLUMNS = """
     tiny smallint, small smallint, whole int, big bigint, flag boolean, day date,
@@ -102,7 +102,7 @@ def test_every_type_arrives_as_the_text_format_brings_it(pg, monkeypatch):
     table = pa.Table.from_batches(table.to_batches(max_chunksize=9))
     with pg.engine().connect() as conn:
         conn.execute(text(f"CREATE TEMPORARY TABLE probe ({_COLUMNS})"))
-        kinds = copy._column_types(conn, "probe")
+        kinds = catalog.column_types(conn, "probe")
         conn.rollback()
     assert binary.encoders(table, [kinds[n] for n in table.column_names]) is not None
     sent, parsed = _copied_both_ways(pg, monkeypatch, table, _COLUMNS)
@@ -132,7 +132,7 @@ def test_a_column_binary_cannot_take_exactly_sends_the_copy_as_text(pg, monkeypa
         table = pa.table({"n": values})
         with pg.engine().connect() as conn:
             conn.execute(text(f"CREATE TEMPORARY TABLE probe ({column})"))
-            kind = copy._column_types(conn, "probe")["n"]
+            kind = catalog.column_types(conn, "probe")["n"]
             assert binary.encoders(table, [kind]) is None, column
             copy.copy_in(conn, "probe", table)
             got = conn.execute(text("SELECT n FROM probe")).scalars().all()

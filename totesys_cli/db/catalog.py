@@ -24,6 +24,19 @@ def columns(conn: Connection, tables: list[str]) -> dict[str, dict[str, tuple[st
     return found
 
 
+def column_types(conn: Connection, name: str) -> dict[str, str]:
+    """The columns of one table, named as SQL names it (schema-qualified, or a temporary
+    table), and their types as `format_type` names them without a modifier."""
+    found = conn.execute(
+        text(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+            "WHERE attrelid = to_regclass(:t) AND attnum > 0 AND NOT attisdropped"
+        ),
+        {"t": name},
+    )
+    return {column: kind for column, kind in found}
+
+
 def present_columns(conn: Connection, tables: list[str]) -> dict[str, set[str]]:
     """The columns each of these tables has in the current schema."""
     return {table: set(found) for table, found in columns(conn, tables).items()}

@@ -11,9 +11,9 @@ import struct
 from collections.abc import Iterator
 
 import pg8000.dbapi
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
-from totesys_cli.db import binary, driver
+from totesys_cli.db import binary, catalog, driver
 from totesys_cli.errors import RuntimeFailure
 
 _LENGTH = struct.Struct("!i").unpack_from
@@ -103,7 +103,7 @@ def copy_in(conn: Connection, target: str, arrow_table) -> None:
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(n) for n in arrow_table.column_names)
     name = ".".join(quote(part) for part in target.split("."))
-    kinds = _column_types(conn, name)
+    kinds = catalog.column_types(conn, name)
     encode = binary.encoders(arrow_table, [kinds.get(n) for n in arrow_table.column_names])
     if encode is None:
         stream, form = _csv(arrow_table), "csv"
@@ -111,18 +111,6 @@ def copy_in(conn: Connection, target: str, arrow_table) -> None:
         stream, form = binary.stream(arrow_table, encode, COPY_IN_ROWS), "binary"
     cursor = conn.connection.driver_connection.cursor()
     cursor.execute(f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT {form})", stream=stream)
-
-
-def _column_types(conn: Connection, name: str) -> dict[str, str]:
-    """The table's columns and their types, as `format_type` names them (no modifier)."""
-    found = conn.execute(
-        text(
-            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
-            "WHERE attrelid = to_regclass(:t) AND attnum > 0 AND NOT attisdropped"
-        ),
-        {"t": name},
-    )
-    return {name: kind for name, kind in found}
 
 
 def _csv(arrow_table) -> Iterator[bytes]:
