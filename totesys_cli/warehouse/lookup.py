@@ -9,6 +9,13 @@ from __future__ import annotations
 MAPPED_KEYS = 1 << 26
 
 
+def _narrow():
+    """Labels coded in a byte (127 of them at most)."""
+    import pyarrow as pa
+
+    return pa.dictionary(pa.int8(), pa.string())
+
+
 class Lookup:
     """A dimension's columns by key, held once, so that each file's rows find theirs
     without a hash table of the whole dimension per file. Keys as a source numbers them
@@ -60,12 +67,10 @@ def _mapped(table, key: str):
     key lies in [0, MAPPED_KEYS) and every other column is labels coded in a byte
     (`combined`: one dictionary for all chunks); else None."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    narrow = pa.dictionary(pa.int8(), pa.string())
     others = [f.name for f in table.schema if f.name != key]
-    if not table.num_rows or any(table.schema.field(n).type != narrow for n in others):
+    if not table.num_rows or any(table.schema.field(n).type != _narrow() for n in others):
         return None
     low, high = (v.as_py() for v in pc.min_max(table.column(key)).values())
     if low < 0 or high >= MAPPED_KEYS:
@@ -84,12 +89,11 @@ def labels_encoded(table):
     (a transaction's type) held as a byte, not as a string per row."""
     import pyarrow as pa
 
-    narrow = pa.dictionary(pa.int8(), pa.string())
     for i, field in enumerate(table.schema):
         if pa.types.is_string(field.type):
             codes = table.column(i).dictionary_encode()
             small = all(len(c.dictionary) <= 127 for c in codes.chunks)
-            table = table.set_column(i, field.name, codes.cast(narrow) if small else codes)
+            table = table.set_column(i, field.name, codes.cast(_narrow()) if small else codes)
     return table
 
 
