@@ -424,3 +424,28 @@ def test_a_deadline_cuts_a_transaction_statement_timeout_and_never_raises_it(pip
         gone = Deadline(1, started=0.0)
         with pytest.raises(RuntimeFailure, match="passed its --max-runtime"):
             gone.limit(conn)
+
+
+def test_a_tables_first_file_is_read_once_and_not_held_through_its_pass(monkeypatch):
+    """The first file, read for its lowest key, serves the pass that follows and is not
+    kept past it (a file of a big fact is tens of MB); a pass that was not preceded by
+    that read keeps nothing."""
+    import pyarrow as pa
+
+    from totesys_cli.load import tables
+
+    reads = []
+
+    def read(lake, keys, schema):
+        reads.append(keys[0])
+        return pa.table({"staff_id": pa.array([int(keys[0])], pa.int32())})
+
+    monkeypatch.setattr(tables, "read_parquet", read)
+    files = tables._Files(None, "dim_staff", ["7", "3", "9"], 3, False)
+    assert files.lowest_key() == 7 and reads == ["7"]
+    passing = iter(files)
+    assert next(passing).column("staff_id").to_pylist() == [7]
+    assert files.first is None and reads == ["7"]
+    assert [t.num_rows for t in passing] == [1, 1] and reads == ["7", "3", "9"]
+    assert [t.column("staff_id")[0].as_py() for t in files] == [7, 3, 9]  # read anew
+    assert files.first is None and reads == ["7", "3", "9"] * 2

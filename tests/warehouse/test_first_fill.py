@@ -5,6 +5,8 @@ is found."""
 from __future__ import annotations
 
 import random
+from datetime import date, time
+from decimal import Decimal
 
 import pyarrow as pa
 import pytest
@@ -12,6 +14,8 @@ from sqlalchemy import create_engine, text
 
 from tests.support import run_here
 from totesys_cli.schemas import SUMMARIES
+from totesys_cli.schemas.arrow import warehouse_schema
+from totesys_cli.schemas.summaries import of_fact
 from totesys_cli.warehouse import first_fill, lookup
 from totesys_cli.warehouse.lookup import Lookup
 from totesys_cli.warehouse.upkeep import summed_columns
@@ -146,3 +150,102 @@ def test_sums_beyond_what_is_held_are_added_up_by_the_database(warehouse_url, mo
         k: v[: len(names) - width] for k, v in expected.items()
     }
     assert len(got) == len(expected)
+
+
+def _purchases(n: int) -> pa.Table:
+    """`n` purchase order rows, each of its own item (a group per row by item)."""
+    chance = random.Random(11)
+    values = {
+        "purchase_order_id": range(1, n + 1),
+        "created_date": [date(2024, 1, 1 + i % 28) for i in range(n)],
+        "created_time": [time(12)] * n,
+        "last_updated_date": [date(2024, 2, 1)] * n,
+        "last_updated_time": [time(12)] * n,
+        "staff_id": [1] * n,
+        "counterparty_id": [1 + i % 3 for i in range(n)],
+        "item_code": [f"ITEM{i:07d}" for i in range(n)],
+        "item_quantity": [chance.randrange(1, 100) for _ in range(n)],
+        "item_unit_price": [Decimal(chance.randrange(1, 10**6)) / 100 for _ in range(n)],
+        "currency_id": [1 + i % 2 for i in range(n)],
+        "agreed_delivery_date": [date(2024, 3, 1)] * n,
+        "agreed_payment_date": [date(2024, 3, 2)] * n,
+        "agreed_delivery_location_id": [1] * n,
+    }
+    return pa.table(values, warehouse_schema("fact_purchase_orders"))
+
+
+def test_a_file_is_summed_a_slice_at_a_time(monkeypatch):
+    """Grouping a whole file by a key of about a group per row (purchases by item)
+    holds hash tables of several times the file: a file is grouped HELD_ROWS rows at a
+    time, and its parts add up to what grouping it whole gives."""
+    monkeypatch.setattr(first_fill, "HELD_ROWS", 1_000)
+    sum_by, grouped, parts = first_fill._sum_by, [], {}
+
+    def counted(table, summary):
+        grouped.append(table.num_rows)
+        return sum_by(table, summary)
+
+    class Held:  # the parts as the sums are given them, without a database
+        def __init__(self, conn, summary):
+            self.held = parts.setdefault(summary.name, [])
+
+        def add(self, part):
+            self.held.append(part)
+
+    monkeypatch.setattr(first_fill, "_sum_by", counted)
+    monkeypatch.setattr(first_fill, "_Sums", Held)
+    rows = _purchases(2_500)
+    first_fill.FirstFill(None, "fact_purchase_orders").add(rows)
+    assert len(grouped) == 2 * 3 and max(grouped) <= 1_000  # two summaries, three slices
+    for summary in of_fact("fact_purchase_orders"):
+        keys = [(k, "ascending") for k in summary.keys]
+        whole = first_fill.FirstFill._summed(summary, rows).sort_by(keys)
+        added = sum_by(pa.concat_tables(parts[summary.name]), summary).sort_by(keys)
+        assert added.equals(whole)
+        assert whole.num_rows > (2_000 if summary.name == "purchases_by_item" else 50)
+
+
+def test_a_dimension_far_from_zero_is_mapped_over_its_span_only():
+    """A backlog's file names transactions far from the first: the map covers the span
+    of the dimension's keys, not every key from 0 (keys below 0 too), and each row still
+    finds its label as a left join gives it."""
+    for low in (10**8, 5_000_000, -2_000):
+        keys = list(range(low, low + 3_000, 3))
+        held = lookup.combined([lookup.labels_encoded(_dimension(keys))])
+        found = Lookup(held, "transaction_id")
+        assert len(found.maps.codes["transaction_type"]) == keys[-1] - low + 1
+        rows = pa.table({"transaction_id": pa.array(range(low - 50, low + 3_050, 7), pa.int32())})
+        expected = rows.join(_dimension(keys), "transaction_id", join_type="left outer")
+        assert _pairs(found.join(rows)) == _pairs(expected)
+
+
+@pytest.mark.parametrize("labels", [5, 200])
+def test_a_dimension_read_in_chunks_is_mapped_as_they_arrive(labels):
+    """Chunks in no key order (a later one reaching lower keys and higher), each with
+    labels coded its own way, some NULL: each row finds its label as a left join of the
+    plain rows gives it. More labels than a byte codes read the chunks again, whole,
+    and every read goes to its end (a COPY left half-read loses its connection)."""
+    chance = random.Random(9)
+    spans = [(5_000, 6_000), (1_000, 2_500), (9_000, 9_400), (3_000, 4_000)]
+    plain = []
+    for low, high in spans:
+        keys = chance.sample(range(low, high), (high - low) // 2)
+        types = [f"t{chance.randrange(labels)}" if k % 13 else None for k in keys]
+        plain.append(pa.table({"transaction_id": pa.array(keys, pa.int32()), "type": types}))
+    reads, ends = [], []
+
+    def chunks():
+        reads.append(0)
+        for table in plain:
+            yield lookup.labels_encoded(table)
+            reads[-1] += 1
+        ends.append(len(reads))
+
+    found = Lookup.read(chunks, "transaction_id")
+    assert (found.maps is not None) == (labels == 5) and len(reads) == len(ends)
+    assert reads == [len(spans)] * (1 if labels == 5 else 2)
+    rows = pa.table({"transaction_id": pa.array(range(900, 9_500, 3), pa.int32())})
+    expected = rows.join(pa.concat_tables(plain), "transaction_id", join_type="left outer")
+    got = _pairs(found.join(rows))
+    assert got == _pairs(expected)
+    assert sum(v is not None for v in got.values()) > 500

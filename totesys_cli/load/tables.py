@@ -40,8 +40,8 @@ class _NotStraight(Exception):
 
 
 class _Files:
-    """The run's files of a table, read in turn; the first is kept once read, so a
-    table that cannot be appended to reads it only once."""
+    """The run's files of a table, read in turn. The first, once read for its lowest key,
+    is kept for the pass that follows (not read twice), and not held past it."""
 
     def __init__(self, processed: Lake, table: str, keys: list[str], rows: int, replayed: bool):
         self.processed, self.table, self.keys, self.rows = processed, table, keys, rows
@@ -51,16 +51,20 @@ class _Files:
     def __iter__(self) -> Iterator[pa.Table]:
         for n, key in enumerate(self.keys):
             if n == 0 and self.first is not None:
-                yield self.first
-                continue
-            rows = read_parquet(self.processed, [key], warehouse_schema(self.table))
-            if n == 0:
-                self.first = rows
+                rows, self.first = self.first, None
+            else:
+                rows = self._read(key)
             yield rows
+            del rows  # not held while the next file is read
+
+    def _read(self, key: str) -> pa.Table:
+        return read_parquet(self.processed, [key], warehouse_schema(self.table))
 
     def lowest_key(self) -> int | None:
         """The first file's smallest key."""
-        return _lowest(next(iter(self)), self.table)
+        if self.first is None and self.keys:
+            self.first = self._read(self.keys[0])
+        return None if self.first is None else _lowest(self.first, self.table)
 
 
 def _lowest(rows: pa.Table, table: str) -> int | None:

@@ -16,7 +16,7 @@ from totesys_cli.db.copy import copy_in, copy_out
 from totesys_cli.observe import memory
 from totesys_cli.schemas import star
 from totesys_cli.schemas.summaries import Summary, of_fact
-from totesys_cli.warehouse.lookup import MAPPED_KEYS, Lookup, combined, labels_encoded
+from totesys_cli.warehouse.lookup import MAPPED_KEYS, Lookup, labels_encoded
 from totesys_cli.warehouse.upkeep import CHANGE, sum_whole, summed_columns, timed
 
 
@@ -44,10 +44,15 @@ class FirstFill:
         self.lookups: dict[tuple[str, str], object] = {}
 
     def add(self, rows) -> None:
-        """Sum one file's rows (an Arrow table of the fact's columns)."""
+        """Sum one file's rows (an Arrow table of the fact's columns), HELD_ROWS at a
+        time: grouping a whole file at once by a key of about one group per row
+        (purchases by item) holds hash tables of several times the file."""
         self.keys.add(rows.column(star(self.fact).key))
         for summary in self.summaries:
-            self.sums[summary.name].add(self._summed(summary, self._joined(summary, rows)))
+            joined = self._joined(summary, rows)
+            for start in range(0, rows.num_rows, HELD_ROWS):
+                part = joined.slice(start, HELD_ROWS)
+                self.sums[summary.name].add(self._summed(summary, part))
 
     def _joined(self, summary: Summary, rows):
         """The rows with the joined dimension's columns: the whole dimension read once
@@ -57,18 +62,20 @@ class FirstFill:
 
         if summary.joined is None:
             return rows
+        key = summary.joined[1]
         if not self.adding:
             if summary.joined not in self.lookups:
-                self.lookups[summary.joined] = Lookup(self._lookup(summary), summary.joined[1])
+                self.lookups[summary.joined] = Lookup.read(lambda: self._chunks(summary), key)
             return self.lookups[summary.joined].join(rows)
-        span = pc.min_max(rows.column(summary.joined[1]))
-        low, high = span["min"].as_py(), span["max"].as_py()
-        lookup = self._lookup(summary, (0, -1) if low is None else (low, high))
-        return Lookup(lookup, summary.joined[1]).join(rows)
+        found = pc.min_max(rows.column(key))
+        low, high = found["min"].as_py(), found["max"].as_py()
+        span = (0, -1) if low is None else (low, high)
+        return Lookup.read(lambda: self._chunks(summary, span), key).join(rows)
 
-    def _lookup(self, summary: Summary, span: tuple[int, int] | None = None):
+    def _chunks(self, summary: Summary, span: tuple[int, int] | None = None):
         """The joined dimension's key and the columns the summary groups by (of the keys
-        in `span` only, when given)."""
+        in `span` only, when given), a million rows at a time (at least one chunk, maybe
+        empty)."""
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
@@ -77,19 +84,14 @@ class FirstFill:
         where = "" if span is None else f" WHERE {key} BETWEEN {int(span[0])} AND {int(span[1])}"
         query = f"COPY (SELECT {', '.join(names)} FROM {dimension}{where}) TO STDOUT (FORMAT csv)"  # nosec B608
         types = {key: pa.int32(), **{n: pa.string() for n in names[1:]}}
-        chunks = [
-            labels_encoded(
-                pcsv.read_csv(
-                    pa.py_buffer(chunk),
-                    read_options=pcsv.ReadOptions(column_names=names),
-                    convert_options=pcsv.ConvertOptions(column_types=types),
-                )
-            )
-            for chunk in copy_out(self.conn, query, 1_000_000)
-        ]
-        if not chunks:
-            return pa.table({n: [] for n in names}, types)
-        return combined(chunks)
+        read = pcsv.ReadOptions(column_names=names)
+        convert = pcsv.ConvertOptions(column_types=types)
+        empty = True
+        for chunk in copy_out(self.conn, query, 1_000_000):
+            empty = False
+            yield labels_encoded(pcsv.read_csv(pa.py_buffer(chunk), read, convert_options=convert))
+        if empty:
+            yield labels_encoded(pa.table({n: [] for n in names}, types))
 
     @staticmethod
     def _summed(summary: Summary, rows):

@@ -4,34 +4,55 @@ the whole dimension per file. Labels are held coded in a byte while they fit."""
 
 from __future__ import annotations
 
-# keys below this are held in maps of a byte per key (64 MB at most): a fact's ids, to
-# find one given twice, and a dimension's labels
+from collections.abc import Callable, Iterable
+
+# maps of a byte per key are at most this long (64 MB): a fact's ids from 0, to find
+# one given twice, and a dimension's labels over the span of its keys
 MAPPED_KEYS = 1 << 26
+# labels a byte codes (its negative values stand for none)
+BYTE_LABELS = 127
 
 
-def _narrow():
-    """Labels coded in a byte (127 of them at most)."""
-    import pyarrow as pa
-
-    return pa.dictionary(pa.int8(), pa.string())
+class _Unmapped(Exception):
+    """Keys spanning MAPPED_KEYS or more, or more labels than a byte codes."""
 
 
 class Lookup:
     """A dimension's columns by key, held once, so that each file's rows find theirs
     without a hash table of the whole dimension per file. Keys as a source numbers them
-    (from 0, below MAPPED_KEYS) with labels coded in a byte are a map of a byte per key
-    and label column (7 MB for 7 million transactions); other keys are sorted once, and
-    found by a binary search."""
+    (spanning fewer than MAPPED_KEYS) with at most BYTE_LABELS labels per column are a
+    map of a byte per key of their span and column: the label's code (7 MB for 7
+    million transactions, and for a backlog's file only its span). Other keys are
+    sorted once, and found by a binary search."""
 
     def __init__(self, table, key: str):
+        """From a whole table of the key and label columns."""
+        self.key = key
+        try:
+            self.maps: _Maps | None = _Maps.of(table.to_batches(), key)
+        except _Unmapped:
+            self.maps = None
+            self._sort(table)
+
+    @classmethod
+    def read(cls, chunks: Callable[[], Iterable], key: str) -> Lookup:
+        """From the chunks `chunks()` reads, each marked in the map and let go as it
+        arrives, so a big dimension is never held whole; read again, whole, to be
+        sorted, when they do not fit a map."""
+        found = cls.__new__(cls)
+        found.key = key
+        try:
+            found.maps = _Maps.of(chunks(), key)
+        except _Unmapped:
+            found.maps = None
+            found._sort(combined(list(chunks())))
+        return found
+
+    def _sort(self, table) -> None:
         import numpy as np
 
-        self.key = key
-        self.maps = _mapped(table, key)
-        if self.maps is not None:
-            return
-        keys = table.column(key).to_numpy()
-        table = table.drop_columns([key])
+        keys = table.column(self.key).to_numpy()
+        table = table.drop_columns([self.key])
         if np.any(keys[1:] < keys[:-1]):
             order = np.argsort(keys, kind="stable")
             keys, table = keys[order], table.take(order)
@@ -45,11 +66,8 @@ class Lookup:
 
         wanted = rows.column(self.key).to_numpy()
         if self.maps is not None:
-            for name, (codes, labels) in self.maps.items():
-                inside = (wanted >= 0) & (wanted < len(codes))
-                code = np.where(inside, codes[np.clip(wanted, 0, len(codes) - 1)], -1)
-                column = pa.array(code, pa.int8(), mask=code < 0)
-                rows = rows.append_column(name, pa.DictionaryArray.from_arrays(column, labels))
+            for name, column in self.maps.joined(wanted).items():
+                rows = rows.append_column(name, column)
             return rows
         if len(self.keys) == 0:
             positions = pa.nulls(len(wanted), pa.int64())
@@ -62,26 +80,112 @@ class Lookup:
         return rows
 
 
-def _mapped(table, key: str):
-    """{column: (a byte per key: its label's code, -1 for none; the labels)} when every
-    key lies in [0, MAPPED_KEYS) and every other column is labels coded in a byte
-    (`combined`: one dictionary for all chunks); else None."""
-    import numpy as np
-    import pyarrow.compute as pc
+class _Maps:
+    """Per label column, a byte per key from the lowest: the code of the key's label, or
+    -1 for none (a key the dimension lacks, or a NULL label); filled chunk by chunk,
+    growing to the keys' span."""
 
-    others = [f.name for f in table.schema if f.name != key]
-    if not table.num_rows or any(table.schema.field(n).type != _narrow() for n in others):
-        return None
-    low, high = (v.as_py() for v in pc.min_max(table.column(key)).values())
-    if low < 0 or high >= MAPPED_KEYS:
-        return None
-    maps = {}
-    for name in others:
-        codes = np.full(high + 1, -1, np.int8)
-        for batch in table.select([key, name]).to_batches():
-            codes[batch.column(0).to_numpy()] = batch.column(1).indices.fill_null(-1).to_numpy()
-        maps[name] = (codes, table.column(name).chunk(0).dictionary)
-    return maps
+    def __init__(self, names: list[str]):
+        import numpy as np
+
+        self.low = 0
+        self.codes = {n: np.zeros(0, np.int8) for n in names}
+        self.labels: dict[str, dict] = {n: {} for n in names}
+        self.types: dict[str, object] = {}
+
+    @classmethod
+    def of(cls, chunks: Iterable, key: str) -> _Maps:
+        """The maps of the chunks (Arrow tables or batches of the key and label
+        columns); raises _Unmapped when they do not fit, once every chunk is read (a
+        COPY left half-read costs its connection)."""
+        maps, fits = None, True
+        for chunk in chunks:
+            if maps is None:
+                maps = cls([n for n in chunk.schema.names if n != key])
+            try:
+                if fits:
+                    maps._add(chunk, key)
+            except _Unmapped:
+                fits = False
+        if not fits or maps is None or not maps.width:  # no rows: sorted, finding none
+            raise _Unmapped
+        return maps
+
+    @property
+    def width(self) -> int:
+        return len(next(iter(self.codes.values()), ()))
+
+    def _add(self, chunk, key: str) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not chunk.num_rows:
+            return
+        keys = np.asarray(pc.cast(chunk.column(key), pa.int64()))
+        self._span(int(keys.min()), int(keys.max()))
+        at = keys - self.low
+        for name, codes in self.codes.items():
+            column = chunk.column(name)
+            if not pa.types.is_dictionary(column.type):
+                column = column.dictionary_encode()
+            pieces = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+            start = 0
+            for piece in pieces:
+                self.types[name] = piece.dictionary.type
+                ours = self._codes(name, piece.dictionary.to_pylist())
+                found = piece.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+                part = at[start : start + len(piece)]
+                codes[part] = np.where(found >= 0, ours[np.maximum(found, 0)], -1)
+                start += len(piece)
+
+    def _span(self, low: int, high: int) -> None:
+        """Grow the maps to cover [low, high]: upwards by doubling (a dimension read in
+        key order grows a chunk at a time), downwards as far as needed."""
+        import numpy as np
+
+        width = self.width
+        if not width:
+            self.low = low
+        start = min(self.low, low)
+        end = max(self.low + width, high + 1)
+        if end - start > MAPPED_KEYS:
+            raise _Unmapped
+        if start == self.low and end <= self.low + width:
+            return
+        if end > self.low + width:
+            end = min(max(end, self.low + 2 * width), start + MAPPED_KEYS)
+        for name, codes in self.codes.items():
+            grown = np.full(end - start, -1, np.int8)
+            grown[self.low - start : self.low - start + width] = codes
+            self.codes[name] = grown
+        self.low = start
+
+    def _codes(self, name: str, labels: list) -> object:
+        """This column's codes for a chunk's labels, new labels taking the next ones."""
+        import numpy as np
+
+        held = self.labels[name]
+        for label in labels:
+            held.setdefault(label, len(held))
+        if len(held) > BYTE_LABELS:
+            raise _Unmapped
+        return np.array([held[label] for label in labels] or [-1], np.int8)
+
+    def joined(self, wanted) -> dict:
+        """Per label column, the labels of the keys `wanted` (null for none)."""
+        import numpy as np
+        import pyarrow as pa
+
+        at = wanted.astype(np.int64) - self.low
+        found = {}
+        for name, codes in self.codes.items():
+            inside = (at >= 0) & (at < len(codes))
+            code = np.where(inside, codes[np.clip(at, 0, max(len(codes) - 1, 0))], -1)
+            labels = pa.array(list(self.labels[name]), self.types[name])
+            column = pa.array(code, pa.int8(), mask=code < 0)
+            found[name] = pa.DictionaryArray.from_arrays(column, labels)
+        return found
 
 
 def labels_encoded(table):
@@ -92,9 +196,16 @@ def labels_encoded(table):
     for i, field in enumerate(table.schema):
         if pa.types.is_string(field.type):
             codes = table.column(i).dictionary_encode()
-            small = all(len(c.dictionary) <= 127 for c in codes.chunks)
+            small = all(len(c.dictionary) <= BYTE_LABELS for c in codes.chunks)
             table = table.set_column(i, field.name, codes.cast(_narrow()) if small else codes)
     return table
+
+
+def _narrow():
+    """Labels coded in a byte."""
+    import pyarrow as pa
+
+    return pa.dictionary(pa.int8(), pa.string())
 
 
 def combined(chunks: list):
