@@ -19,6 +19,9 @@ from totesys_cli.schemas.summaries import Summary, of_fact
 from totesys_cli.warehouse.lookup import MAPPED_KEYS, Lookup, labels_encoded
 from totesys_cli.warehouse.upkeep import CHANGE, sum_whole, summed_columns, timed
 
+# rows of the dimension a summary joins read at a time
+LOOKUP_ROWS = 1_000_000
+
 
 class SeveralVersions(Exception):
     """Rows appended to a fact bring several versions of a key: the latest is not known
@@ -74,7 +77,7 @@ class FirstFill:
 
     def _chunks(self, summary: Summary, span: tuple[int, int] | None = None):
         """The joined dimension's key and the columns the summary groups by (of the keys
-        in `span` only, when given), a million rows at a time (at least one chunk, maybe
+        in `span` only, when given), LOOKUP_ROWS at a time (at least one chunk, maybe
         empty)."""
         import pyarrow as pa
         import pyarrow.csv as pcsv
@@ -87,7 +90,7 @@ class FirstFill:
         read = pcsv.ReadOptions(column_names=names)
         convert = pcsv.ConvertOptions(column_types=types)
         empty = True
-        for chunk in copy_out(self.conn, query, 1_000_000):
+        for chunk in copy_out(self.conn, query, LOOKUP_ROWS):
             empty = False
             yield labels_encoded(pcsv.read_csv(pa.py_buffer(chunk), read, convert_options=convert))
         if empty:

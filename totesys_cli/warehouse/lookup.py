@@ -25,13 +25,12 @@ class Lookup:
     million transactions, and for a backlog's file only its span). Other keys are
     sorted once, and found by a binary search."""
 
-    def __init__(self, table, key: str):
-        """From a whole table of the key and label columns."""
+    def __init__(self, table, key: str, maps: _Maps | None = None):
+        """From a whole table of the key and label columns, or from `maps` filled as
+        the dimension was read (see `read`)."""
         self.key = key
-        try:
-            self.maps: _Maps | None = _Maps.of(table.to_batches(), key)
-        except _Unmapped:
-            self.maps = None
+        self.maps = maps if maps is not None else _Maps.fitting(table.to_batches(), key)
+        if self.maps is None:
             self._sort(table)
 
     @classmethod
@@ -39,14 +38,10 @@ class Lookup:
         """From the chunks `chunks()` reads, each marked in the map and let go as it
         arrives, so a big dimension is never held whole; read again, whole, to be
         sorted, when they do not fit a map."""
-        found = cls.__new__(cls)
-        found.key = key
-        try:
-            found.maps = _Maps.of(chunks(), key)
-        except _Unmapped:
-            found.maps = None
-            found._sort(combined(list(chunks())))
-        return found
+        maps = _Maps.fitting(chunks(), key)
+        if maps is not None:
+            return cls(None, key, maps)
+        return cls(combined(list(chunks())), key)
 
     def _sort(self, table) -> None:
         import numpy as np
@@ -94,10 +89,10 @@ class _Maps:
         self.types: dict[str, object] = {}
 
     @classmethod
-    def of(cls, chunks: Iterable, key: str) -> _Maps:
+    def fitting(cls, chunks: Iterable, key: str) -> _Maps | None:
         """The maps of the chunks (Arrow tables or batches of the key and label
-        columns); raises _Unmapped when they do not fit, once every chunk is read (a
-        COPY left half-read costs its connection)."""
+        columns); None when they do not fit (known once every chunk is read: a COPY
+        left half-read costs its connection), or hold no rows."""
         maps, fits = None, True
         for chunk in chunks:
             if maps is None:
@@ -107,9 +102,7 @@ class _Maps:
                     maps._add(chunk, key)
             except _Unmapped:
                 fits = False
-        if not fits or maps is None or not maps.width:  # no rows: sorted, finding none
-            raise _Unmapped
-        return maps
+        return maps if fits and maps is not None and maps.width else None
 
     @property
     def width(self) -> int:
