@@ -249,3 +249,18 @@ def test_a_dimension_read_in_chunks_is_mapped_as_they_arrive(labels):
     got = _pairs(found.join(rows))
     assert got == _pairs(expected)
     assert sum(v is not None for v in got.values()) > 500
+
+
+@pytest.mark.parametrize("adding", [False, True])
+def test_a_fact_file_finds_no_labels_in_an_empty_dimension(warehouse_url, adding):
+    """The joined dimension read from the warehouse holds none of the file's keys (the
+    COPY sends no rows): each row's label is null, for a first fill and an append."""
+    assert run_here("init", "--warehouse-url", warehouse_url).returncode == 0
+    summary = next(s for s in SUMMARIES if s.joined is not None)
+    engine = create_engine(warehouse_url.replace("postgresql://", "postgresql+pg8000://"))
+    rows = pa.table({summary.joined[1]: pa.array([4, 9], pa.int32())})
+    with engine.connect() as conn:
+        joined = first_fill.FirstFill(conn, summary.fact, adding)._joined(summary, rows)
+        assert conn.execute(text("SELECT 1")).scalar_one() == 1  # the COPY was read through
+    labels = [g.name for g in summary.groups if g.joined]
+    assert labels and all(joined.column(n).to_pylist() == [None, None] for n in labels)

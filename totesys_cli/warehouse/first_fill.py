@@ -94,7 +94,7 @@ class FirstFill:
             empty = False
             yield labels_encoded(pcsv.read_csv(pa.py_buffer(chunk), read, convert_options=convert))
         if empty:
-            yield labels_encoded(pa.table({n: [] for n in names}, types))
+            yield labels_encoded(pa.schema(types).empty_table())
 
     @staticmethod
     def _summed(summary: Summary, rows):
