@@ -57,9 +57,10 @@ def _pairs(table: pa.Table) -> dict:
 
 @pytest.mark.parametrize("labels", [(2, 2), (100, 100), (3, 300)])
 def test_labels_read_in_chunks_are_joined_as_read(labels):
-    """A dimension read in chunks, its labels coded per chunk in a byte while they fit
-    (100 and 100 make 200 in all; 300 do not fit one), out of key order, some labels
-    NULL: each row finds its label as a left join of the plain rows does."""
+    """A dimension read in chunks, its labels coded per chunk, out of key order, some
+    labels NULL: mapped while all its labels fit a byte's codes (100 and 100 make 200
+    in all, more than fit; so do 300 in one), and each row finds its label as a left
+    join of the plain rows does."""
     chance = random.Random(5)
     plain = []
     for n, count in enumerate(labels):

@@ -183,22 +183,13 @@ class _Maps:
 
 def labels_encoded(table):
     """The table's text columns dictionary-encoded: a label per key of a big dimension
-    (a transaction's type) held as a byte, not as a string per row."""
+    (a transaction's type) read as a code, not as a string per row."""
     import pyarrow as pa
 
     for i, field in enumerate(table.schema):
         if pa.types.is_string(field.type):
-            codes = table.column(i).dictionary_encode()
-            small = all(len(c.dictionary) <= BYTE_LABELS for c in codes.chunks)
-            table = table.set_column(i, field.name, codes.cast(_narrow()) if small else codes)
+            table = table.set_column(i, field.name, table.column(i).dictionary_encode())
     return table
-
-
-def _narrow():
-    """Labels coded in a byte."""
-    import pyarrow as pa
-
-    return pa.dictionary(pa.int8(), pa.string())
 
 
 def combined(chunks: list):
@@ -206,18 +197,4 @@ def combined(chunks: list):
     in chunks: no second copy of the rows."""
     import pyarrow as pa
 
-    try:
-        return pa.concat_tables(chunks).unify_dictionaries()
-    except pa.ArrowInvalid:  # more labels in all than the narrow codes hold
-        return pa.concat_tables([_widened(c) for c in chunks]).unify_dictionaries()
-
-
-def _widened(table):
-    """The table's dictionary columns with codes of four bytes, for more labels."""
-    import pyarrow as pa
-
-    for i, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type) and field.type.index_type != pa.int32():
-            wide = pa.dictionary(pa.int32(), field.type.value_type)
-            table = table.set_column(i, field.name, table.column(i).cast(wide))
-    return table
+    return pa.concat_tables(chunks).unify_dictionaries()
