@@ -49,11 +49,13 @@ def test_summaries_follow_first_loads_amendments_reloads_and_rebuilds(
     )
     pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")
     pipeline.run()  # the facts start empty: summed whole
+    pipeline.assert_matches_source()  # the facts the summaries are checked against
     assert all(_rows(pipeline).values())
     assert set(_drift(pipeline).values()) == {0}
     # amended orders, paid payments, new ones: only the touched keys' groups change
     pipeline.activity(step=1, sales_orders=30, purchase_orders=20, payments_paid=40)
     pipeline.run()
+    pipeline.assert_matches_source()
     assert set(_drift(pipeline).values()) == {0}
     pipeline.activity(step=2)
     pipeline.process()
