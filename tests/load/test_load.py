@@ -12,7 +12,7 @@ from totesys_cli.db import indexes
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
-from totesys_cli.load import apply
+from totesys_cli.load import references
 from totesys_cli.load import run as load_step
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import FACTS, STAR_TABLES, star
@@ -151,7 +151,7 @@ def test_a_run_repeating_a_key_is_merged_not_copied_straight(pipeline):
 
 
 def test_big_runs_check_foreign_keys_once_and_keep_them(pipeline, monkeypatch):
-    monkeypatch.setattr(apply, "BULK_ROWS", 10)
+    monkeypatch.setattr(references, "BULK_ROWS", 10)
     with pipeline.warehouse().connect() as conn:
         constraints = conn.execute(
             text(
@@ -180,7 +180,7 @@ def test_a_big_dimension_keys_the_versions_once_after_its_rows(pipeline, monkeyp
     """A first load's big dimensions take their rows of the shared versions table with
     its key built after them, not grown row by row; the key stands again after each,
     and later runs merge into it."""
-    monkeypatch.setattr(apply, "BULK_ROWS", 10)
+    monkeypatch.setattr(references, "BULK_ROWS", 10)
     real, built = indexes.built_after, []
 
     def spying(conn, table):
@@ -240,16 +240,16 @@ def test_a_fact_takes_the_record_ids_its_sequence_would_have_given(pipeline):
 
 
 def test_only_runs_big_beside_their_table_check_foreign_keys_at_the_end(pipeline, monkeypatch):
-    """A trigger per row costs less than re-checking a big table for a small run."""
-    monkeypatch.setattr(apply, "BULK_ROWS", 10)
-    real = load_step.foreign_keys_checked_at_the_end
+    """Checking a small run's rows costs less than re-checking a big table."""
+    monkeypatch.setattr(references, "BULK_ROWS", 10)
+    real = load_step.checked_at_the_end
     checked: list[list[str]] = []
 
     def spying(conn, tables, deadline):
         checked.append(list(tables))
         return real(conn, tables, deadline)
 
-    monkeypatch.setattr(load_step, "foreign_keys_checked_at_the_end", spying)
+    monkeypatch.setattr(load_step, "checked_at_the_end", spying)
     pipeline.run()  # into empty tables: every fact at the end
     # 20 of 300 sales orders, under a tenth: row by row; 30 of 126 purchase orders and
     # their 30 payments beside 20 others: over a tenth of their tables
@@ -263,7 +263,7 @@ def test_only_runs_big_beside_their_table_check_foreign_keys_at_the_end(pipeline
 
 
 def test_a_bulk_run_with_a_dangling_key_fails_and_loads_nothing(pipeline, monkeypatch):
-    monkeypatch.setattr(apply, "BULK_ROWS", 10)
+    monkeypatch.setattr(references, "BULK_ROWS", 10)
     pipeline.process()
     real = load_step.load_table
 

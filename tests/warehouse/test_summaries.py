@@ -115,9 +115,9 @@ def test_a_backlog_read_in_key_order_is_appended_and_an_amendment_is_merged(
     merged: list[str] = []
     staged = tables._staged
 
-    def merging(conn, files, deadline):
+    def merging(conn, files, *rest):
         merged.append(files.table)
-        return staged(conn, files, deadline)
+        return staged(conn, files, *rest)
 
     monkeypatch.setattr(tables, "_staged", merging)
     pipeline = Pipeline(source_url, warehouse_url, tmp_path / "lake")

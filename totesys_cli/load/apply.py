@@ -10,9 +10,6 @@ reload of a correct run changes nothing.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from sqlalchemy import (
     Column,
     Connection,
@@ -25,7 +22,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    text,
     tuple_,
     update,
 )
@@ -33,18 +29,9 @@ from sqlalchemy.dialects.postgresql import TIMESTAMP, distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import CreateTable, DropTable
 
-from totesys_cli.db.catalog import estimated_rows, has_unique_index
-from totesys_cli.runtime import Deadline
+from totesys_cli.db.catalog import has_unique_index
 from totesys_cli.schemas import DELETIONS, DIMENSION_VERSIONS, data_columns, star
 from totesys_cli.schemas.arrow import VERSION, output_schema
-
-# A fact's foreign keys are checked once, set-based, at the end of the transaction
-# instead of by a trigger per row (several times the cost of the COPY) when the run
-# brings more than BULK_ROWS rows and more than 1/BULK_SHARE of the rows the table
-# holds: the set-based check reads the whole table, so for a small share of a big
-# table the triggers cost less.
-BULK_ROWS = 50_000
-BULK_SHARE = 10
 
 
 def stage_table(name: str, table: str) -> Table:
@@ -166,41 +153,3 @@ def apply_fact(conn: Connection, stage: Table, table: str) -> int:
         insert(fact).from_select(cols, staged.where(~exists().where(match)))
     ).rowcount
     return updated + inserted
-
-
-@contextlib.contextmanager
-def foreign_keys_checked_at_the_end(
-    conn: Connection, tables: list[str], deadline: Deadline
-) -> Iterator[None]:
-    """Drop the tables' foreign keys and add them back before commit: PostgreSQL then
-    validates each with one set-based query instead of a trigger per row. Inside the
-    transaction, so no other session ever sees them missing."""
-    found = conn.execute(
-        text(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
-            "FROM pg_constraint WHERE contype = 'f' AND conrelid = ANY("
-            "SELECT oid FROM pg_class WHERE relname = ANY(:t) "
-            "AND relnamespace = current_schema()::regnamespace)"
-        ),
-        {"t": tables},
-    ).all()
-    quote = conn.dialect.identifier_preparer.quote
-    for table, name, _ in found:  # names and definitions come from the catalog itself
-        conn.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {quote(name)}"))
-    yield
-    for table, name, definition in found:
-        deadline.limit(conn)
-        conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} {definition}"))
-    for table in tables:  # fresh statistics after a big change: for the planner and BULK_SHARE
-        deadline.limit(conn)
-        conn.execute(text(f"ANALYZE {quote(table)}"))
-
-
-def bulk_facts(conn: Connection, rows: dict[str, int]) -> list[str]:
-    """The facts whose foreign keys this run checks once at the end (see BULK_SHARE)."""
-    big = [f for f, n in rows.items() if n > BULK_ROWS]
-    if not big:
-        return []
-    held = estimated_rows(conn, big)
-    # reltuples is -1 until the table is first analyzed; the bulk path analyzes it
-    return [f for f in big if rows[f] * BULK_SHARE > max(held.get(f, 0), 0)]

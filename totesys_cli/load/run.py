@@ -23,7 +23,7 @@ from totesys_cli.lake import Lake, zone
 from totesys_cli.lake import manifest as manifests
 from totesys_cli.lake.manifest import ProcessedManifest
 from totesys_cli.load import deletions, quarantine
-from totesys_cli.load.apply import bulk_facts, foreign_keys_checked_at_the_end
+from totesys_cli.load.references import bulk_facts, checked_at_the_end
 from totesys_cli.load.tables import load_table
 from totesys_cli.observe import memory, progress
 from totesys_cli.runtime import Deadline
@@ -96,7 +96,7 @@ def load_run(
     bulk = bulk_facts(conn, {f: tables[f].rows if f in tables else 0 for f in FACTS})
     rows_in = sum(t.rows for t in tables.values())
     with (
-        foreign_keys_checked_at_the_end(conn, bulk, deadline),
+        checked_at_the_end(conn, bulk, deadline),
         progress.bar(f"load run {manifest.seq}", rows_in, "rows") as applied,
     ):
         for table in STAR_TABLES:  # declared in load order: calendar, dimensions, facts

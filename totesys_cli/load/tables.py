@@ -4,7 +4,8 @@ A table that is still empty takes the run's rows straight from `COPY` (the bulk 
 first load: nothing to merge with), its indexes built once the rows are in; so does a
 table that holds none of the run's keys because they all lie above its largest (a
 backlog read in key order: appended), its indexes kept. Otherwise the rows are copied
-into a temporary staging table and merged (see `apply`).
+into a temporary staging table and merged (see `apply`). Either way a fact's foreign
+keys are checked over the rows written (see `references`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pg8000.dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, exists, func, select, text
+from sqlalchemy import Connection, Subquery, exists, func, select, text
 from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.schema import CreateTable, DropTable
 
@@ -26,7 +27,7 @@ from totesys_cli.db.catalog import estimated_rows
 from totesys_cli.db.copy import copy_in
 from totesys_cli.lake import Lake
 from totesys_cli.lake.files import TableFiles, read_parquet
-from totesys_cli.load import apply
+from totesys_cli.load import apply, references
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import DIMENSION_VERSIONS, star
 from totesys_cli.schemas.arrow import VERSION, warehouse_schema
@@ -79,7 +80,11 @@ def _is_empty(conn: Connection, table: str) -> bool:
 
 
 def _straight_in(
-    conn: Connection, files: _Files, deadline: Deadline, above: int | None = None
+    conn: Connection,
+    files: _Files,
+    keys: references.Checks,
+    deadline: Deadline,
+    above: int | None = None,
 ) -> int:
     """COPY the run's files straight into an empty table, or (`above`: its largest key)
     append them to one whose keys all lie below theirs. A repeated key fails the
@@ -112,7 +117,8 @@ def _straight_in(
                 )
                 copy_in(conn, DIMENSION_VERSIONS.fullname, versions)
             else:  # a fact, or the calendar
-                copy_in(conn, table, _numbered(conn, table, rows))
+                with keys.unchecked():
+                    copy_in(conn, table, _numbered(conn, table, rows))
             total += rows.num_rows
     if star(table).is_fact and not apply.has_version_index(conn, table):
         version = [star(table).table.c[c] for c in star(table).version_key]
@@ -152,10 +158,10 @@ def _versions_built_after(conn: Connection, table: str, rows: int):
     load's big dimension), not grown row by row; then analyzed, so that the next run
     knows its size. Otherwise nothing."""
     versions = DIMENSION_VERSIONS.fullname
-    if not star(table).is_dimension or rows <= apply.BULK_ROWS:
+    if not star(table).is_dimension or rows <= references.BULK_ROWS:
         return contextlib.nullcontext()
     held = estimated_rows(conn, [versions]).get(versions, 0)
-    if rows * apply.BULK_SHARE <= max(held, 0):
+    if rows * references.BULK_SHARE <= max(held, 0):
         return contextlib.nullcontext()
     return _built_and_analyzed(conn, versions)
 
@@ -177,7 +183,9 @@ def _largest_key(conn: Connection, table: str) -> int | None:
     return conn.execute(select(func.max(spec.table.c[spec.key]))).scalar_one()
 
 
-def _staged(conn: Connection, files: _Files, deadline: Deadline) -> tuple[int, int]:
+def _staged(
+    conn: Connection, files: _Files, keys: references.Checks, deadline: Deadline
+) -> tuple[int, int]:
     """Stage the run's rows, then merge them with what the table holds."""
     table = files.table
     stage = apply.stage_table(f"stage_{table}", table)
@@ -192,7 +200,9 @@ def _staged(conn: Connection, files: _Files, deadline: Deadline) -> tuple[int, i
     conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(stage.name)}"))
     if star(table).is_fact:
         upkeep.follow(conn, stage, table, files.replayed)
-        changed = apply.apply_fact(conn, stage, table)
+        with keys.unchecked():
+            changed = apply.apply_fact(conn, stage, table)
+        keys.check(stage)
     elif star(table).is_dimension:
         changed = apply.apply_dimension(conn, stage, table, files.replayed)
     else:
@@ -211,14 +221,26 @@ def load_table(
 ) -> tuple[int, int]:
     """(rows read, rows changed) for one star table of a run (`replayed`: a reprocess)."""
     run = _Files(processed, table, files.keys, files.rows, replayed)
+    keys = references.Checks(conn, table)
     if _is_empty(conn, table):
         above = None
     elif (above := _largest_key(conn, table)) is None or (run.lowest_key() or 0) <= above:
-        return _staged(conn, run, deadline)
+        return _staged(conn, run, keys, deadline)
     try:
         with conn.begin_nested():
-            rows = _straight_in(conn, run, deadline, above)
-        return rows, rows
+            rows = _straight_in(conn, run, keys, deadline, above)
     except (_NotStraight, pg8000.dbapi.DatabaseError):
         log.debug("%s cannot take this run straight in; merging it instead", table)
-    return _staged(conn, run, deadline)
+        return _staged(conn, run, keys, deadline)
+    keys.check(_written(table, above))
+    return rows, rows
+
+
+def _written(table: str, above: int | None) -> Subquery:
+    """The rows a run put straight into the table: all of them, or (`above`: the largest
+    key it held before) the ones appended above it."""
+    spec = star(table)
+    rows = select(spec.table)
+    if above is not None:
+        rows = rows.where(spec.table.c[spec.key] > above)
+    return rows.subquery()
