@@ -43,6 +43,10 @@ from totesys_cli.errors import RuntimeFailure
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import star
 
+# a run big beside its table: more than BULK_ROWS rows and more than 1/BULK_SHARE of the
+# rows the table holds. Re-checking the whole table then costs little beside the run's
+# own rows, and needs no privilege (a first load's big dimension builds the key of its
+# versions after them by the same measure, see `tables`)
 BULK_ROWS = 50_000
 BULK_SHARE = 10
 
