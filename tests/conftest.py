@@ -296,3 +296,20 @@ def loaded(pg: PgServer, source_template: str, tmp_path_factory: pytest.TempPath
     yield pipeline
     pg.drop_database(source)
     pg.drop_database(warehouse)
+
+
+@pytest.fixture
+def loader(pg):
+    """A role that owns its warehouse but is no superuser, and the warehouse's URL."""
+    role, name = f"loader_{os.getpid()}", f"loader_wh_{os.getpid()}"
+    with pg.admin().connect() as conn:
+        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN NOSUPERUSER"))
+    pg.create_database(name)
+    with pg.admin().connect() as conn:
+        conn.execute(text(f"ALTER DATABASE {name} OWNER TO {role}"))
+    yield role, pg.url(name, role)
+    pg.drop_database(name)
+    with pg.admin().connect() as conn:
+        conn.execute(text(f"REVOKE SET ON PARAMETER session_replication_role FROM {role}"))
+        conn.execute(text(f"DROP ROLE {role}"))

@@ -4,8 +4,6 @@ nothing, on every path a fact's rows take."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
@@ -151,23 +149,6 @@ def test_a_facts_own_trigger_keeps_firing(after_first_run):
     with pipeline.warehouse().connect() as conn:
         after = conn.execute(text("SELECT count(*) FROM fact_payment")).scalar_one()
         assert conn.execute(text("SELECT count(*) FROM audited")).scalar_one() == after - before > 0
-
-
-@pytest.fixture
-def loader(pg):
-    """A role that owns its warehouse but is no superuser, and the warehouse's URL."""
-    role, name = f"loader_{os.getpid()}", f"loader_wh_{os.getpid()}"
-    with pg.admin().connect() as conn:
-        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
-        conn.execute(text(f"CREATE ROLE {role} LOGIN NOSUPERUSER"))
-    pg.create_database(name)
-    with pg.admin().connect() as conn:
-        conn.execute(text(f"ALTER DATABASE {name} OWNER TO {role}"))
-    yield role, pg.url(name, role)
-    pg.drop_database(name)
-    with pg.admin().connect() as conn:
-        conn.execute(text(f"REVOKE SET ON PARAMETER session_replication_role FROM {role}"))
-        conn.execute(text(f"DROP ROLE {role}"))
 
 
 def test_a_role_that_may_not_turn_the_triggers_off_leaves_each_row_to_them(

@@ -96,3 +96,21 @@ def test_init_completes_a_warehouse_someone_else_started(pg, empty_db):
     with pg.engine(empty_db).begin() as conn:
         conn.execute(text("DROP VIEW fact_payment_latest"))
     assert _init(pg.url(empty_db)).stdout == "warehouse initialised: created 1 object\n"
+
+
+def test_init_names_the_grant_that_lets_a_run_check_foreign_keys_once(pg, loader):
+    """A role that may not turn triggers off leaves each fact row to a trigger per key:
+    init says so, with the GRANT that changes it, and says nothing once granted."""
+    role, url = loader
+    first = _init(url)
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.splitlines()[1:] == [
+        "warehouse: a trigger checks each new fact row's foreign keys, key by key (about "
+        "half of a small run's load)",
+        "  a run checks them once over its rows when its role may set "
+        "session_replication_role: a superuser, or on PostgreSQL 15 and later",
+        f"    GRANT SET ON PARAMETER session_replication_role TO {role};",
+    ]
+    with pg.admin().connect() as conn:
+        conn.execute(text(f"GRANT SET ON PARAMETER session_replication_role TO {role}"))
+    assert _init(url).stdout == "warehouse already initialised: nothing to do\n"

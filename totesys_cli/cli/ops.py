@@ -19,11 +19,13 @@ def init(**given) -> None:
 
     settings = options.settings_from(given)
     with logs.step("init"):
-        created, whole = initialise.init(settings)
+        created, per_row, whole = initialise.init(settings)
     if created:
         click.echo(f"warehouse initialised: created {render.plural(len(created), 'object')}")
     else:
         click.echo("warehouse already initialised: nothing to do")
+    if per_row is not None:
+        render.checked_per_row(per_row)
     if whole is not None:
         render.read_whole(whole)
 

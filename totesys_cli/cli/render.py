@@ -112,6 +112,19 @@ def run_summary(result) -> None:
     click.echo("seconds: " + ", ".join(f"{step} {s:.2f}" for step, s in result.seconds.items()))
 
 
+def checked_per_row(role: str) -> None:
+    """The warehouse role may not turn triggers off, and what would let it."""
+    click.echo(
+        "warehouse: a trigger checks each new fact row's foreign keys, key by key (about "
+        "half of a small run's load)"
+    )
+    click.echo(
+        "  a run checks them once over its rows when its role may set "
+        "session_replication_role: a superuser, or on PostgreSQL 15 and later"
+    )
+    click.echo(f"    GRANT SET ON PARAMETER session_replication_role TO {role};")
+
+
 def read_whole(tables: dict[str, int | None]) -> None:
     """The source tables every run reads whole, and the indexes that would spare it."""
     from totesys_cli.extract.window import worth_an_index  # the reader's imports, when asked

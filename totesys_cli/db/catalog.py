@@ -92,3 +92,14 @@ def indexed_by(conn: Connection, tables: list[str], column: str) -> set[str]:
             {"t": tables, "c": column},
         ).scalars()
     )
+
+
+def may_set(conn: Connection, parameter: str) -> bool:
+    """Whether the role may set this superuser parameter: a superuser may, and from
+    PostgreSQL 15 so may a role granted SET on it."""
+    if conn.dialect.server_version_info >= (15,):
+        return conn.execute(
+            text("SELECT has_parameter_privilege(:p, 'SET')"), {"p": parameter}
+        ).scalar_one()
+    query = text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    return conn.execute(query).scalar_one()

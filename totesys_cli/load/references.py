@@ -38,7 +38,7 @@ from sqlalchemy import (
     true,
 )
 
-from totesys_cli.db.catalog import estimated_rows
+from totesys_cli.db.catalog import estimated_rows, may_set
 from totesys_cli.errors import RuntimeFailure
 from totesys_cli.runtime import Deadline
 from totesys_cli.schemas import star
@@ -50,7 +50,7 @@ from totesys_cli.schemas import star
 BULK_ROWS = 50_000
 BULK_SHARE = 10
 
-_ROLE = "session_replication_role"
+ROLE = "session_replication_role"  # the parameter that turns triggers off
 
 
 @contextlib.contextmanager
@@ -120,10 +120,10 @@ class Checks:
             yield
             return
         before = self.conn.execute(
-            select(func.current_setting(_ROLE), func.set_config(_ROLE, "replica", True))
+            select(func.current_setting(ROLE), func.set_config(ROLE, "replica", True))
         ).first()[0]
         yield
-        self.conn.execute(select(func.set_config(_ROLE, before, True)))
+        self.conn.execute(select(func.set_config(ROLE, before, True)))
 
     def check(self, rows: FromClause) -> None:
         """Every key of `rows` (the rows written: a stage, or a range of the fact) is in
@@ -183,7 +183,7 @@ def _set_based_keys(conn: Connection, fact: str) -> list[_Key]:
         ),
         {"fact": fact},
     ).all()
-    if not found or not all(own for own, *_ in found) or not _may_turn_triggers_off(conn):
+    if not found or not all(own for own, *_ in found) or not may_turn_triggers_off(conn):
         return []
     keys = {}
     for _, name, schema, target, columns, target_columns in found:
@@ -192,11 +192,7 @@ def _set_based_keys(conn: Connection, fact: str) -> list[_Key]:
     return list(keys.values())  # each key has two triggers: on insert and on update
 
 
-def _may_turn_triggers_off(conn: Connection) -> bool:
-    """Whether the role may set session_replication_role: a superuser, or (from
-    PostgreSQL 15) one granted SET on it."""
-    if conn.dialect.server_version_info >= (15,):
-        query = f"SELECT has_parameter_privilege('{_ROLE}', 'SET')"
-    else:
-        query = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-    return conn.execute(text(query)).scalar_one()
+def may_turn_triggers_off(conn: Connection) -> bool:
+    """Whether the warehouse role may write rows with the triggers off, so that a run
+    checks its facts' foreign keys once (see the module's docstring)."""
+    return may_set(conn, ROLE)
