@@ -50,7 +50,7 @@ from totesys_cli.schemas import star
 BULK_ROWS = 50_000
 BULK_SHARE = 10
 
-ROLE = "session_replication_role"  # the parameter that turns triggers off
+_ROLE = "session_replication_role"  # the parameter that turns triggers off
 
 
 @contextlib.contextmanager
@@ -120,10 +120,10 @@ class Checks:
             yield
             return
         before = self.conn.execute(
-            select(func.current_setting(ROLE), func.set_config(ROLE, "replica", True))
+            select(func.current_setting(_ROLE), func.set_config(_ROLE, "replica", True))
         ).first()[0]
         yield
-        self.conn.execute(select(func.set_config(ROLE, before, True)))
+        self.conn.execute(select(func.set_config(_ROLE, before, True)))
 
     def check(self, rows: FromClause) -> None:
         """Every key of `rows` (the rows written: a stage, or a range of the fact) is in
@@ -195,4 +195,4 @@ def _set_based_keys(conn: Connection, fact: str) -> list[_Key]:
 def may_turn_triggers_off(conn: Connection) -> bool:
     """Whether the warehouse role may write rows with the triggers off, so that a run
     checks its facts' foreign keys once (see the module's docstring)."""
-    return may_set(conn, ROLE)
+    return may_set(conn, _ROLE)
